@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what resnet-train needs to build, test and plot on Debian 12 / Ubuntu 22.04+.
+# Safe to re-run: apt skips what is already installed.
+#   scripts/install_deps.sh            build + test dependencies
+#   scripts/install_deps.sh --python   also Debian's python3-torch/torchvision (reference benchmarks)
+set -euo pipefail
+
+want_python=0
+for arg in "$@"; do
+  case "$arg" in
+    --python) want_python=1 ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    *) echo "install_deps.sh: unknown option '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+packages=(
+  build-essential cmake ccache pkg-config
+  libtorch-dev            # LibTorch (CPU) and its CMake config
+  libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  googletest libgtest-dev libbenchmark-dev
+  gnuplot-nox             # plots for sweeps and analyses
+  xz-utils ca-certificates curl
+)
+if [ "$want_python" = 1 ]; then
+  packages+=(python3 python3-torch python3-torchvision)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install_deps: all packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install_deps: installed ${missing[*]}"

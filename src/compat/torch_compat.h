@@ -1,0 +1,26 @@
+#pragma once
+// Everything that differs between Debian's LibTorch 1.13 (CPU) and LibTorch 2.x (CUDA) lives
+// behind these functions, so the rest of the code compiles unchanged against both.
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <string>
+
+namespace resnet::compat {
+
+// "1.13.1", "2.11.0", ...
+std::string torch_version();
+
+bool cuda_available();
+// Name of CUDA device 0, or "cpu".
+std::string device_name(const c10::Device& device);
+
+// Autocast on `device_type` with `dtype` (bf16). 1.13: at::autocast::set_enabled +
+// set_autocast_gpu_dtype; 2.4+: set_autocast_enabled(device, on) + set_autocast_dtype(device, dtype).
+// The weight cast cache must be off while a CUDA graph is captured.
+void set_autocast(c10::DeviceType device_type, bool enabled, c10::ScalarType dtype,
+                  bool cache_enabled);
+// Leaves autocast nested region (clears the cast cache).
+void clear_autocast_cache();
+
+}  // namespace resnet::compat

@@ -1,0 +1,279 @@
+#include "config/config.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "util/errors.h"
+#include "util/json_io.h"
+
+namespace resnet {
+namespace {
+
+using nlohmann::json;
+
+// Keys whose value is true, false or "auto" (decided later from the device).
+const std::set<std::string> kTriState = {"runtime.channels_last", "runtime.cuda_graph",
+                                         "runtime.cudnn_benchmark"};
+
+json tri(const std::optional<bool>& v) { return v ? json(*v) : json("auto"); }
+std::optional<bool> tri(const json& v) {
+  if (v.is_boolean()) return v.get<bool>();
+  return std::nullopt;
+}
+
+std::string type_name(const json& v) {
+  if (v.is_number_integer()) return "an integer";
+  if (v.is_number_float()) return "a number";
+  if (v.is_boolean()) return "a boolean";
+  if (v.is_string()) return "a string";
+  if (v.is_array()) return "an array";
+  if (v.is_object()) return "an object";
+  return "null";
+}
+
+// Checks that `user` has only keys of `schema`, each of the schema's type.
+void check_schema(const json& schema, const json& user, const std::string& path) {
+  auto fail = [&](const std::string& want) {
+    throw InputError(path + ": expected " + want + ", got " + type_name(user) + " (" +
+                     user.dump() + ")");
+  };
+  if (kTriState.count(path)) {
+    if (!user.is_boolean() && user != json("auto")) fail("true, false or \"auto\"");
+    return;
+  }
+  if (schema.is_object()) {
+    if (!user.is_object()) fail("an object");
+    for (const auto& [key, value] : user.items()) {
+      const std::string sub = path.empty() ? key : path + "." + key;
+      if (!schema.contains(key)) throw InputError(sub + ": unknown key");
+      check_schema(schema.at(key), value, sub);
+    }
+  } else if (schema.is_number_integer()) {
+    if (!user.is_number_integer()) fail("an integer");
+  } else if (schema.is_number()) {
+    if (!user.is_number()) fail("a number");
+  } else if (schema.is_boolean()) {
+    if (!user.is_boolean()) fail("a boolean (true or false)");
+  } else if (schema.is_string()) {
+    if (!user.is_string()) fail("a string");
+  } else if (schema.is_array()) {
+    if (!user.is_array()) fail("an array");
+    for (size_t i = 0; i < user.size(); ++i) {
+      if (!user[i].is_number_integer())
+        throw InputError(path + "[" + std::to_string(i) + "]: expected an integer, got " +
+                         user[i].dump());
+    }
+  }
+}
+
+void merge_into(json& base, const json& over) {
+  for (const auto& [key, value] : over.items()) {
+    if (value.is_object() && base.contains(key) && base[key].is_object())
+      merge_into(base[key], value);
+    else
+      base[key] = value;
+  }
+}
+
+[[noreturn]] void bad(const std::string& key, const std::string& why) {
+  throw InputError(key + ": " + why);
+}
+
+void one_of(const std::string& key, const std::string& value,
+            std::initializer_list<const char*> allowed) {
+  std::string list;
+  for (const char* a : allowed) {
+    if (value == a) return;
+    list += list.empty() ? a : std::string("|") + a;
+  }
+  bad(key, "'" + value + "' is not one of " + list);
+}
+
+}  // namespace
+
+json to_json(const ExperimentConfig& c) {
+  const auto& m = c.model;
+  const auto& d = c.data;
+  const auto& t = c.train;
+  const auto& s = t.lr_schedule;
+  const auto& r = c.runtime;
+  return json{
+      {"name", c.name},
+      {"model",
+       {{"family", m.family}, {"depth", m.depth}, {"residual", m.residual},
+        {"shortcut", m.shortcut}, {"block", m.block}, {"preact", m.preact}, {"stem", m.stem},
+        {"num_classes", m.num_classes}, {"zero_init_residual", m.zero_init_residual}}},
+      {"data",
+       {{"dir", d.dir}, {"val_size", d.val_size}, {"val_seed", d.val_seed},
+        {"train_limit", d.train_limit}, {"test_limit", d.test_limit},
+        {"normalize", d.normalize}, {"augment", d.augment}}},
+      {"train",
+       {{"batch_size", t.batch_size}, {"iterations", t.iterations}, {"epochs", t.epochs},
+        {"lr", t.lr}, {"momentum", t.momentum}, {"nesterov", t.nesterov},
+        {"weight_decay", t.weight_decay}, {"eval_every", t.eval_every},
+        {"checkpoint_every", t.checkpoint_every}, {"log_every", t.log_every},
+        {"eval_batch_size", t.eval_batch_size},
+        {"lr_schedule",
+         {{"type", s.type}, {"milestones", s.milestones}, {"gamma", s.gamma},
+          {"warmup", s.warmup}, {"warmup_steps", s.warmup_steps}, {"warmup_lr", s.warmup_lr},
+          {"min_lr", s.min_lr}}}}},
+      {"runtime",
+       {{"device", r.device}, {"threads", r.threads}, {"seed", r.seed},
+        {"precision", r.precision}, {"channels_last", tri(r.channels_last)},
+        {"cuda_graph", tri(r.cuda_graph)}, {"cudnn_benchmark", tri(r.cudnn_benchmark)}}},
+  };
+}
+
+ExperimentConfig config_from_json(const json& user) {
+  const json schema = to_json(ExperimentConfig{});
+  check_schema(schema, user, "");
+  json j = schema;
+  merge_into(j, user);
+
+  ExperimentConfig c;
+  c.name = j["name"];
+  const json& m = j["model"];
+  c.model = {m["family"], m["depth"], m["residual"], m["shortcut"], m["block"],
+             m["preact"], m["stem"], m["num_classes"], m["zero_init_residual"]};
+  const json& d = j["data"];
+  c.data = {d["dir"], d["val_size"], d["val_seed"], d["train_limit"], d["test_limit"],
+            d["normalize"], d["augment"]};
+  const json& t = j["train"];
+  const json& s = t["lr_schedule"];
+  c.train.batch_size = t["batch_size"];
+  c.train.iterations = t["iterations"];
+  c.train.epochs = t["epochs"];
+  c.train.lr = t["lr"];
+  c.train.momentum = t["momentum"];
+  c.train.nesterov = t["nesterov"];
+  c.train.weight_decay = t["weight_decay"];
+  c.train.eval_every = t["eval_every"];
+  c.train.checkpoint_every = t["checkpoint_every"];
+  c.train.log_every = t["log_every"];
+  c.train.eval_batch_size = t["eval_batch_size"];
+  c.train.lr_schedule = {s["type"], s["milestones"].get<std::vector<int64_t>>(), s["gamma"],
+                         s["warmup"], s["warmup_steps"], s["warmup_lr"], s["min_lr"]};
+  const json& r = j["runtime"];
+  c.runtime = {r["device"], r["threads"], r["seed"], r["precision"],
+               tri(r["channels_last"]), tri(r["cuda_graph"]), tri(r["cudnn_benchmark"])};
+  validate(c);
+  return c;
+}
+
+void validate(ExperimentConfig& c) {
+  auto& m = c.model;
+  one_of("model.family", m.family, {"cifar", "imagenet"});
+  std::transform(m.shortcut.begin(), m.shortcut.end(), m.shortcut.begin(), ::toupper);
+  if (m.shortcut == "AUTO") m.shortcut = "auto";
+  one_of("model.shortcut", m.shortcut, {"auto", "A", "B", "C"});
+  one_of("model.block", m.block, {"auto", "basic", "bottleneck"});
+  one_of("model.stem", m.stem, {"auto", "cifar", "imagenet"});
+  if (m.num_classes < 1) bad("model.num_classes", "must be at least 1");
+
+  if (m.family == "cifar") {
+    if (m.block == "auto") m.block = "basic";
+    // Basic: 3 stages x n blocks x 2 layers + stem + fc = 6n+2. Bottleneck: 3 layers a block.
+    const int per_block = m.block == "basic" ? 6 : 9;
+    if (m.depth < per_block + 2 || (m.depth - 2) % per_block != 0)
+      bad("model.depth", std::to_string(m.depth) + " is not a CIFAR depth for " + m.block +
+                             " blocks (" + std::to_string(per_block) + "n+2: " +
+                             (m.block == "basic" ? "20, 32, 44, 56, 110, 1202, ..."
+                                                 : "164, 1001, ...") + ")");
+    if (m.stem == "auto") m.stem = "cifar";
+    if (m.stem != "cifar") bad("model.stem", "the cifar family has only the cifar stem");
+  } else {
+    const bool basic_depth = m.depth == 18 || m.depth == 34;
+    if (!basic_depth && m.depth != 50 && m.depth != 101 && m.depth != 152)
+      bad("model.depth", std::to_string(m.depth) +
+                             " is not an ImageNet-family depth (18, 34, 50, 101, 152)");
+    const std::string natural = basic_depth ? "basic" : "bottleneck";
+    if (m.block == "auto") m.block = natural;
+    if (m.block != natural)
+      bad("model.block", "ResNet-" + std::to_string(m.depth) + " uses " + natural + " blocks");
+    if (m.stem == "auto") m.stem = "imagenet";
+  }
+  // Option A (parameter-free identity + zero padding) is the paper's CIFAR choice; the
+  // ImageNet models (and torchvision's counts) use B.
+  if (m.shortcut == "auto") m.shortcut = (m.family == "cifar" && m.block == "basic") ? "A" : "B";
+
+  auto& d = c.data;
+  if (d.val_size < 0) bad("data.val_size", "must be >= 0");
+  if (d.train_limit < 0) bad("data.train_limit", "must be >= 0");
+  if (d.test_limit < 0) bad("data.test_limit", "must be >= 0");
+  one_of("data.normalize", d.normalize, {"channel", "pixel"});
+
+  auto& t = c.train;
+  if (t.batch_size < 1) bad("train.batch_size", "must be >= 1");
+  if (t.epochs < 0) bad("train.epochs", "must be >= 0");
+  if (t.epochs == 0 && t.iterations < 1) bad("train.iterations", "must be >= 1 (or set train.epochs)");
+  if (!(t.lr > 0)) bad("train.lr", "must be > 0");
+  if (t.momentum < 0 || t.momentum >= 1) bad("train.momentum", "must be in [0, 1)");
+  if (t.nesterov && t.momentum == 0) bad("train.nesterov", "needs train.momentum > 0");
+  if (t.weight_decay < 0) bad("train.weight_decay", "must be >= 0");
+  if (t.eval_every < 0) bad("train.eval_every", "must be >= 0");
+  if (t.checkpoint_every < 0) bad("train.checkpoint_every", "must be >= 0");
+  if (t.log_every < 1) bad("train.log_every", "must be >= 1");
+  if (t.eval_batch_size < 1) bad("train.eval_batch_size", "must be >= 1");
+  auto& s = t.lr_schedule;
+  one_of("train.lr_schedule.type", s.type, {"multistep", "cosine", "constant"});
+  for (size_t i = 0; i < s.milestones.size(); ++i) {
+    if (s.milestones[i] < 1 || (i > 0 && s.milestones[i] < s.milestones[i - 1]))
+      bad("train.lr_schedule.milestones", "must be positive and non-decreasing");
+  }
+  if (!(s.gamma > 0)) bad("train.lr_schedule.gamma", "must be > 0");
+  one_of("train.lr_schedule.warmup", s.warmup, {"none", "linear", "constant"});
+  if (s.warmup_steps < 0) bad("train.lr_schedule.warmup_steps", "must be >= 0");
+  if (s.warmup != "none" && s.warmup_steps == 0)
+    bad("train.lr_schedule.warmup_steps", "must be > 0 when warmup is " + s.warmup);
+  if (s.warmup_lr < 0) bad("train.lr_schedule.warmup_lr", "must be >= 0");
+  if (s.min_lr < 0) bad("train.lr_schedule.min_lr", "must be >= 0");
+
+  auto& r = c.runtime;
+  one_of("runtime.device", r.device, {"auto", "cpu", "cuda"});
+  if (r.threads < 0) bad("runtime.threads", "must be >= 0");
+  one_of("runtime.precision", r.precision, {"auto", "fp32", "bf16"});
+}
+
+ExperimentConfig load_config(const std::string& path) {
+  json user = read_json_file(path);
+  if (!user.is_object()) throw InputError(path + ": expected a JSON object");
+  if (!user.contains("name")) user["name"] = std::filesystem::path(path).stem().string();
+  try {
+    return config_from_json(user);
+  } catch (const InputError& e) {
+    throw InputError(path + ": " + e.what());
+  }
+}
+
+void apply_override(json& user, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw InputError("--set " + assignment + ": expected key=value");
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  json value;
+  try {
+    value = json::parse(text);
+  } catch (const json::parse_error&) {
+    value = text;  // bare words are strings: --set model.shortcut=B
+  }
+  json* node = &user;
+  size_t start = 0;
+  while (true) {
+    const auto dot = key.find('.', start);
+    const std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (part.empty()) throw InputError("--set " + assignment + ": empty key segment");
+    if (dot == std::string::npos) {
+      (*node)[part] = value;
+      return;
+    }
+    json& child = (*node)[part];
+    if (child.is_null()) child = json::object();
+    if (!child.is_object()) throw InputError(key.substr(0, dot) + ": is not an object");
+    node = &child;
+    start = dot + 1;
+  }
+}
+
+}  // namespace resnet

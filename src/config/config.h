@@ -1,0 +1,98 @@
+#pragma once
+// ExperimentConfig: the plain structs that name an experiment completely.
+//
+// The JSON schema IS the default config: every key a user may write exists in
+// `to_json(ExperimentConfig{})`, and a user value must have the default's type. So adding a
+// field here is adding it to the schema, with no second list to keep in sync.
+// Unknown keys, wrong types and invalid values are InputErrors naming the dotted key.
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace resnet {
+
+struct ModelConfig {
+  std::string family = "cifar";  // cifar (He et al. §4.2) | imagenet (ResNet-18..152, §3.4)
+  int depth = 20;                // cifar: 6n+2 (basic) or 9n+2 (bottleneck); imagenet: 18|34|50|101|152
+  bool residual = true;          // false: the plain twin (same layers, no addition)
+  std::string shortcut = "auto"; // A | B | C; auto = A for CIFAR basic blocks, else B
+  std::string block = "auto";    // basic | bottleneck; auto = basic for cifar, by depth for imagenet
+  bool preact = false;           // pre-activation blocks (He et al. 2016)
+  std::string stem = "auto";     // cifar (3x3/1) | imagenet (7x7/2 + maxpool); auto = per family
+  int num_classes = 10;
+  bool zero_init_residual = false;  // last BN of each residual branch starts at gamma = 0
+};
+
+struct DataConfig {
+  std::string dir;               // "" = --data-dir, else $CIFAR10_DIR, else data/cifar-10-batches-bin
+  int64_t val_size = 0;          // images held out of the training set (paper: 5000)
+  int64_t val_seed = 0;          // seed of the rule that picks them
+  int64_t train_limit = 0;       // use only the first N training images (0 = all)
+  int64_t test_limit = 0;        // evaluate on the first N test images (0 = all)
+  std::string normalize = "channel";  // channel (mean/std per channel) | pixel (paper: per-pixel mean)
+  bool augment = true;           // 4-pixel pad + random 32x32 crop + horizontal flip
+};
+
+struct LrScheduleConfig {
+  std::string type = "multistep";   // multistep | cosine | constant
+  std::vector<int64_t> milestones{32000, 48000};  // steps at which lr *= gamma (multistep)
+  double gamma = 0.1;
+  std::string warmup = "none";      // none | linear (0 -> lr) | constant (warmup_lr, the paper's 110/1202)
+  int64_t warmup_steps = 0;
+  double warmup_lr = 0.01;
+  double min_lr = 0.0;              // cosine floor
+};
+
+struct TrainConfig {
+  int64_t batch_size = 128;
+  int64_t iterations = 64000;       // length in steps; used when epochs == 0
+  double epochs = 0;                // length in epochs (overrides iterations when > 0)
+  double lr = 0.1;
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 1e-4;
+  int64_t eval_every = 0;           // steps between evaluations; 0 = once per epoch
+  int64_t checkpoint_every = 0;     // steps between checkpoints; 0 = at every evaluation
+  int64_t log_every = 50;           // steps between progress lines
+  int64_t eval_batch_size = 1000;
+  LrScheduleConfig lr_schedule;
+};
+
+struct RuntimeConfig {
+  std::string device = "auto";      // auto | cpu | cuda
+  int64_t threads = 0;              // CPU threads; 0 = all cores (LibTorch's own default is 1)
+  int64_t seed = 0;
+  std::string precision = "auto";   // auto | fp32 | bf16 (auto = bf16 on CUDA, fp32 on CPU)
+  std::optional<bool> channels_last;    // unset = auto (on for CUDA)
+  std::optional<bool> cuda_graph;       // unset = auto (on for CUDA)
+  std::optional<bool> cudnn_benchmark;  // unset = auto (on for CUDA)
+};
+
+struct ExperimentConfig {
+  std::string name = "experiment";
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  RuntimeConfig runtime;
+};
+
+nlohmann::json to_json(const ExperimentConfig& config);
+
+// Merges `user` over the defaults (schema check: unknown key / wrong type throw InputError
+// naming the key), converts, then validates values (see `validate`).
+ExperimentConfig config_from_json(const nlohmann::json& user);
+
+// Loads a config file; errors name the file and the key.
+ExperimentConfig load_config(const std::string& path);
+
+// Applies one `--set dotted.key=value` override to a user JSON document. The value is parsed as
+// JSON; if that fails it is taken as a string (so `--set model.shortcut=B` works).
+void apply_override(nlohmann::json& user, const std::string& assignment);
+
+// Resolves "auto" choices that depend only on the config (shortcut, block, stem) and checks
+// every value. Throws InputError("model.depth: ...") and the like.
+void validate(ExperimentConfig& config);
+
+}  // namespace resnet

@@ -1,0 +1,145 @@
+#include "models/blocks.h"
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/padding.h>
+#include <torch/nn/init.h>
+
+namespace resnet {
+namespace {
+
+namespace F = torch::nn::functional;
+
+torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(in, out, kernel)
+                             .stride(stride)
+                             .padding(kernel / 2)
+                             .bias(false));
+  // He et al. 2015 ("Delving deep"): N(0, 2/n), n = k*k*out_channels, as in torchvision.
+  torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+  return conv;
+}
+
+torch::nn::BatchNorm2d make_bn(int64_t channels) {
+  return torch::nn::BatchNorm2d(channels);  // gamma = 1, beta = 0
+}
+
+}  // namespace
+
+at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_channels) {
+  using torch::indexing::Slice;
+  at::Tensor s = stride == 1 ? x : x.index({Slice(), Slice(), Slice(0, c10::nullopt, stride),
+                                            Slice(0, c10::nullopt, stride)});
+  const int64_t extra = out_channels - x.size(1);
+  // The new channels carry zeros: the shortcut stays an identity on the old ones and adds
+  // no parameters, so a plain net and its residual twin have exactly the same weights.
+  if (extra > 0) s = F::pad(s, F::PadFuncOptions({0, 0, 0, 0, 0, extra}));
+  return s;
+}
+
+BlockImpl::BlockImpl(BlockOptions options, int64_t expansion)
+    : options_(options), expansion_(expansion) {
+  const bool project = options_.residual &&
+                       (options_.shortcut == 'C' || (options_.shortcut == 'B' && changes_shape()));
+  if (project) {
+    projection_conv_ = register_module(
+        "shortcut_conv", make_conv(options_.in_channels, out_channels(), 1, options_.stride));
+    if (!options_.preact) projection_bn_ = register_module("shortcut_bn", make_bn(out_channels()));
+  }
+}
+
+at::Tensor BlockImpl::shortcut(const at::Tensor& x, const at::Tensor& pre) {
+  if (projection_conv_) {
+    at::Tensor s = projection_conv_->forward(pre);
+    return projection_bn_ ? projection_bn_->forward(s) : s;
+  }
+  if (changes_shape()) return option_a_shortcut(x, options_.stride, out_channels());
+  return x;
+}
+
+at::Tensor BlockImpl::combine(const at::Tensor& x, const at::Tensor& pre, const at::Tensor& branch,
+                              ForwardRecorder* recorder, int index) {
+  at::Tensor y;
+  if (options_.residual) {
+    y = branch + shortcut(x, pre);  // y = F(x) + s(x)
+  } else {
+    y = branch;  // plain: y = F(x)
+  }
+  if (!options_.preact) y = torch::relu(y);
+  if (recorder) recorder->on_block(index, x, branch, y);
+  return y;
+}
+
+at::Tensor BlockImpl::lesion_output(const at::Tensor& x, const at::Tensor& pre,
+                                    ForwardRecorder* recorder, int index) {
+  at::Tensor y = options_.residual ? shortcut(x, pre)
+                                   : option_a_shortcut(x, options_.stride, out_channels());
+  if (!options_.preact && options_.residual) y = torch::relu(y);
+  if (recorder) recorder->on_block(index, x, at::Tensor(), y);
+  return y;
+}
+
+BasicBlockImpl::BasicBlockImpl(BlockOptions o) : BlockImpl(o, kExpansion) {
+  const int64_t bn1_channels = o.preact ? o.in_channels : o.planes;
+  conv1 = register_module("conv1", make_conv(o.in_channels, o.planes, 3, o.stride));
+  bn1 = register_module("bn1", make_bn(bn1_channels));
+  conv2 = register_module("conv2", make_conv(o.planes, o.planes, 3, 1));
+  bn2 = register_module("bn2", make_bn(o.planes));
+}
+
+at::Tensor BasicBlockImpl::forward(const at::Tensor& x, ForwardRecorder* rec, int index) {
+  const std::string name = rec ? "block" + std::to_string(index) : std::string();
+  if (options_.preact) {
+    // F = conv2(relu(bn2(conv1(relu(bn1(x)))))); y = F(x) + s(x)
+    at::Tensor pre = torch::relu(bn1->forward(x));
+    if (lesioned) return lesion_output(x, pre, rec, index);
+    at::Tensor o = conv1->forward(pre);
+    if (rec) rec->on_layer(name + ".conv1", o);
+    o = conv2->forward(torch::relu(bn2->forward(o)));
+    if (rec) rec->on_layer(name + ".conv2", o);
+    return combine(x, pre, o, rec, index);
+  }
+  if (lesioned) return lesion_output(x, x, rec, index);
+  // F = bn2(conv2(relu(bn1(conv1(x))))); y = relu(F(x) + s(x))
+  at::Tensor o = bn1->forward(conv1->forward(x));
+  if (rec) rec->on_layer(name + ".conv1", o);
+  o = bn2->forward(conv2->forward(torch::relu(o)));
+  if (rec) rec->on_layer(name + ".conv2", o);
+  return combine(x, x, o, rec, index);
+}
+
+BottleneckImpl::BottleneckImpl(BlockOptions o) : BlockImpl(o, kExpansion) {
+  const int64_t out = o.planes * kExpansion;
+  conv1 = register_module("conv1", make_conv(o.in_channels, o.planes, 1, 1));
+  bn1 = register_module("bn1", make_bn(o.preact ? o.in_channels : o.planes));
+  // The stride sits on the 3x3 conv (torchvision's "ResNet v1.5"); counts are unaffected.
+  conv2 = register_module("conv2", make_conv(o.planes, o.planes, 3, o.stride));
+  bn2 = register_module("bn2", make_bn(o.planes));
+  conv3 = register_module("conv3", make_conv(o.planes, out, 1, 1));
+  bn3 = register_module("bn3", make_bn(o.preact ? o.planes : out));
+}
+
+at::Tensor BottleneckImpl::forward(const at::Tensor& x, ForwardRecorder* rec, int index) {
+  const std::string name = rec ? "block" + std::to_string(index) : std::string();
+  if (options_.preact) {
+    // F = conv3(relu(bn3(conv2(relu(bn2(conv1(relu(bn1(x))))))))); y = F(x) + s(x)
+    at::Tensor pre = torch::relu(bn1->forward(x));
+    if (lesioned) return lesion_output(x, pre, rec, index);
+    at::Tensor o = conv1->forward(pre);
+    if (rec) rec->on_layer(name + ".conv1", o);
+    o = conv2->forward(torch::relu(bn2->forward(o)));
+    if (rec) rec->on_layer(name + ".conv2", o);
+    o = conv3->forward(torch::relu(bn3->forward(o)));
+    if (rec) rec->on_layer(name + ".conv3", o);
+    return combine(x, pre, o, rec, index);
+  }
+  if (lesioned) return lesion_output(x, x, rec, index);
+  at::Tensor o = bn1->forward(conv1->forward(x));
+  if (rec) rec->on_layer(name + ".conv1", o);
+  o = bn2->forward(conv2->forward(torch::relu(o)));
+  if (rec) rec->on_layer(name + ".conv2", o);
+  o = bn3->forward(conv3->forward(torch::relu(o)));
+  if (rec) rec->on_layer(name + ".conv3", o);
+  return combine(x, x, o, rec, index);
+}
+
+}  // namespace resnet

@@ -1,0 +1,27 @@
+#pragma once
+// Error kinds and the exit codes they map to (design.md "Contracts"):
+//   0 success, 2 bad usage / config / input files, 1 runtime failure, 130/143 interrupted.
+#include <stdexcept>
+#include <string>
+
+namespace resnet {
+
+// Bad config, bad flags, missing/corrupt data or checkpoint: the user can fix it. Exit 2.
+// The message is one line that names the file or key.
+class InputError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitFailure = 1,
+  kExitBadInput = 2,
+  kExitSigint = 130,
+  kExitSigterm = 143,
+};
+
+// First line of a (possibly multi-line, c10-decorated) error message, for one-line reports.
+std::string first_line(const std::string& message);
+
+}  // namespace resnet

@@ -1,0 +1,114 @@
+// The config is the schema: defaults are the paper's models, and every mistake names its key.
+#include <gtest/gtest.h>
+
+#include "config/config.h"
+#include "util/errors.h"
+
+using namespace resnet;
+using nlohmann::json;
+
+namespace {
+
+// Expects config_from_json(user) to fail with a message that names `key`.
+void expect_error_naming(const json& user, const std::string& key) {
+  try {
+    config_from_json(user);
+    FAIL() << "accepted " << user.dump();
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(key, 0), 0u) << "message: " << e.what();
+  }
+}
+
+}  // namespace
+
+TEST(Config, DefaultsAreThePapersResNet20Recipe) {
+  ExperimentConfig c = config_from_json(json::object());
+  EXPECT_EQ(c.model.family, "cifar");
+  EXPECT_EQ(c.model.depth, 20);
+  EXPECT_EQ(c.model.shortcut, "A");  // resolved from auto
+  EXPECT_EQ(c.model.block, "basic");
+  EXPECT_EQ(c.model.stem, "cifar");
+  EXPECT_EQ(c.train.batch_size, 128);
+  EXPECT_DOUBLE_EQ(c.train.lr, 0.1);
+  EXPECT_DOUBLE_EQ(c.train.momentum, 0.9);
+  EXPECT_DOUBLE_EQ(c.train.weight_decay, 1e-4);
+  EXPECT_EQ(c.train.iterations, 64000);
+  EXPECT_EQ(c.train.lr_schedule.milestones, (std::vector<int64_t>{32000, 48000}));
+}
+
+TEST(Config, ImageNetFamilyResolvesBlockStemAndShortcut) {
+  ExperimentConfig c = config_from_json({{"model", {{"family", "imagenet"}, {"depth", 50}}}});
+  EXPECT_EQ(c.model.block, "bottleneck");
+  EXPECT_EQ(c.model.stem, "imagenet");
+  EXPECT_EQ(c.model.shortcut, "B");
+}
+
+TEST(Config, RoundTripsThroughJson) {
+  json user = {{"model", {{"depth", 56}, {"residual", false}}},
+               {"runtime", {{"channels_last", true}, {"threads", 2}}},
+               {"train", {{"lr_schedule", {{"warmup", "constant"}, {"warmup_steps", 400}}}}}};
+  ExperimentConfig a = config_from_json(user);
+  ExperimentConfig b = config_from_json(to_json(a));
+  EXPECT_EQ(to_json(a), to_json(b));
+  EXPECT_EQ(b.model.depth, 56);
+  EXPECT_FALSE(b.model.residual);
+  EXPECT_EQ(b.runtime.channels_last, std::optional<bool>(true));
+  EXPECT_FALSE(b.runtime.cuda_graph.has_value());
+  EXPECT_EQ(b.train.lr_schedule.warmup_steps, 400);
+}
+
+TEST(Config, UnknownKeysAreErrors) {
+  expect_error_naming({{"model", {{"dept", 20}}}}, "model.dept");
+  expect_error_naming({{"trian", json::object()}}, "trian");
+  expect_error_naming({{"train", {{"lr_schedule", {{"gama", 0.1}}}}}}, "train.lr_schedule.gama");
+}
+
+TEST(Config, WrongTypesAreErrors) {
+  expect_error_naming({{"model", {{"depth", "56"}}}}, "model.depth");
+  expect_error_naming({{"model", {{"depth", 56.5}}}}, "model.depth");
+  expect_error_naming({{"model", {{"residual", 1}}}}, "model.residual");
+  expect_error_naming({{"train", {{"lr", "fast"}}}}, "train.lr");
+  expect_error_naming({{"model", 3}}, "model");
+  expect_error_naming({{"train", {{"lr_schedule", {{"milestones", {1, "x"}}}}}}},
+                      "train.lr_schedule.milestones[1]");
+  expect_error_naming({{"runtime", {{"cuda_graph", "yes"}}}}, "runtime.cuda_graph");
+}
+
+TEST(Config, InvalidValuesAreErrors) {
+  expect_error_naming({{"model", {{"depth", 21}}}}, "model.depth");
+  expect_error_naming({{"model", {{"family", "imagenet"}, {"depth", 20}}}}, "model.depth");
+  expect_error_naming({{"model", {{"shortcut", "D"}}}}, "model.shortcut");
+  expect_error_naming({{"train", {{"batch_size", 0}}}}, "train.batch_size");
+  expect_error_naming({{"train", {{"momentum", 1.5}}}}, "train.momentum");
+  expect_error_naming({{"train", {{"lr_schedule", {{"milestones", {48000, 32000}}}}}}},
+                      "train.lr_schedule.milestones");
+  expect_error_naming({{"runtime", {{"device", "tpu"}}}}, "runtime.device");
+}
+
+TEST(Config, IntegersAreAcceptedWhereNumbersAreExpected) {
+  ExperimentConfig c = config_from_json({{"train", {{"lr", 1}}}});
+  EXPECT_DOUBLE_EQ(c.train.lr, 1.0);
+}
+
+TEST(Overrides, DottedKeysTakeJsonValuesOrBareStrings) {
+  json user = json::object();
+  apply_override(user, "model.depth=110");
+  apply_override(user, "model.shortcut=B");
+  apply_override(user, "train.lr=0.05");
+  apply_override(user, "train.lr_schedule.milestones=[100,200]");
+  apply_override(user, "model.residual=false");
+  ExperimentConfig c = config_from_json(user);
+  EXPECT_EQ(c.model.depth, 110);
+  EXPECT_EQ(c.model.shortcut, "B");
+  EXPECT_DOUBLE_EQ(c.train.lr, 0.05);
+  EXPECT_EQ(c.train.lr_schedule.milestones, (std::vector<int64_t>{100, 200}));
+  EXPECT_FALSE(c.model.residual);
+}
+
+TEST(Overrides, MalformedAssignmentsAreErrors) {
+  json user = json::object();
+  EXPECT_THROW(apply_override(user, "model.depth"), InputError);
+  EXPECT_THROW(apply_override(user, "=3"), InputError);
+  apply_override(user, "model.typo=3");
+  expect_error_naming(user, "model.typo");
+}

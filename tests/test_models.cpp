@@ -1,0 +1,250 @@
+// The model zoo against the claims of He et al. 2015/2016 and torchvision's counts.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "models/resnet.h"
+#include "util/errors.h"
+
+using namespace resnet;
+
+namespace {
+
+ModelConfig cifar(int depth, bool residual = true, std::string shortcut = "auto") {
+  ModelConfig m;
+  m.family = "cifar";
+  m.depth = depth;
+  m.residual = residual;
+  m.shortcut = std::move(shortcut);
+  return m;
+}
+
+ModelConfig imagenet(int depth, std::string stem, int classes) {
+  ModelConfig m;
+  m.family = "imagenet";
+  m.depth = depth;
+  m.stem = std::move(stem);
+  m.num_classes = classes;
+  return m;
+}
+
+int64_t params(const ModelConfig& m) { return count_parameters(*make_model(m)); }
+
+}  // namespace
+
+// He et al. Table 6 lists 0.27M ... 19.4M; these are the exact counts for option A, 10 classes.
+TEST(ParameterCounts, CifarResNetsMatchThePaperAndPlainTwinsMatchThem) {
+  const std::vector<std::pair<int, int64_t>> expected = {
+      {20, 269722}, {32, 464154}, {44, 658586}, {56, 853018}, {110, 1727962}, {1202, 19421274}};
+  for (const auto& [depth, count] : expected) {
+    EXPECT_EQ(params(cifar(depth, true)), count) << "ResNet-" << depth;
+    EXPECT_EQ(params(cifar(depth, false)), count) << "plain-" << depth;
+  }
+}
+
+TEST(ParameterCounts, ImageNetFamilyMatchesTorchvision) {
+  const std::vector<std::pair<int, int64_t>> expected = {
+      {18, 11689512}, {34, 21797672}, {50, 25557032}, {101, 44549160}, {152, 60192808}};
+  for (const auto& [depth, count] : expected)
+    EXPECT_EQ(params(imagenet(depth, "imagenet", 1000)), count) << "ResNet-" << depth;
+}
+
+TEST(ParameterCounts, ImageNetFamilyWithCifarStem) {
+  const std::vector<std::pair<int, int64_t>> expected = {
+      {18, 11173962}, {34, 21282122}, {50, 23520842}, {101, 42512970}, {152, 58156618}};
+  for (const auto& [depth, count] : expected)
+    EXPECT_EQ(params(imagenet(depth, "cifar", 10)), count) << "ResNet-" << depth;
+}
+
+TEST(Shortcuts, OptionAHasNoParametersAndBCAddExactlyTheProjections) {
+  // ResNet-20: shape changes at the first block of stages 2 (16->32) and 3 (32->64).
+  const int64_t a = params(cifar(20, true, "A"));
+  const int64_t b = params(cifar(20, true, "B"));
+  const int64_t c = params(cifar(20, true, "C"));
+  auto projection = [](int64_t in, int64_t out) { return in * out + 2 * out; };  // 1x1 conv + BN
+  EXPECT_EQ(b - a, projection(16, 32) + projection(32, 64));
+  // C: a projection on all 9 blocks.
+  EXPECT_EQ(c - a, 3 * projection(16, 16) + projection(16, 32) + 2 * projection(32, 32) +
+                       projection(32, 64) + 2 * projection(64, 64));
+  // Plain nets have no shortcut at all, whatever the option.
+  EXPECT_EQ(params(cifar(20, false, "B")), a);
+  EXPECT_EQ(params(cifar(20, false, "C")), a);
+  auto model = make_model(cifar(20, true, "A"));
+  for (const auto& block : model->blocks()) EXPECT_FALSE(block->has_projection());
+}
+
+TEST(Shapes, EveryFamilyAndOptionGivesLogits) {
+  torch::NoGradGuard no_grad;
+  std::vector<ModelConfig> configs;
+  for (bool residual : {true, false})
+    for (std::string s : {"A", "B", "C"})
+      for (bool preact : {false, true}) {
+        ModelConfig m = cifar(20, residual, s);
+        m.preact = preact;
+        configs.push_back(m);
+        ModelConfig bottleneck = cifar(11, residual, s);  // 9n+2, n = 1
+        bottleneck.block = "bottleneck";
+        bottleneck.preact = preact;
+        configs.push_back(bottleneck);
+        ModelConfig in18 = imagenet(18, "cifar", 7);
+        in18.residual = residual;
+        in18.shortcut = s;
+        in18.preact = preact;
+        configs.push_back(in18);
+        ModelConfig in50 = imagenet(50, "imagenet", 5);
+        in50.residual = residual;
+        in50.shortcut = s;
+        in50.preact = preact;
+        configs.push_back(in50);
+      }
+  for (const auto& m : configs) {
+    auto model = make_model(m);
+    model->eval();
+    const int64_t side = m.stem == "imagenet" ? 64 : 32;
+    auto y = model->forward(torch::randn({2, 3, side, side}));
+    EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, m.num_classes}))
+        << m.family << m.depth << " shortcut " << m.shortcut << " preact " << m.preact;
+  }
+}
+
+TEST(Shapes, CifarStagesHalveTheMapAndDoubleTheFilters) {
+  struct StageShapes : ForwardRecorder {
+    std::vector<std::vector<int64_t>> shapes;
+    void on_stage(int, const at::Tensor& out) override { shapes.push_back(out.sizes().vec()); }
+  } rec;
+  auto model = make_model(cifar(20));
+  model->forward(torch::randn({2, 3, 32, 32}), &rec);
+  ASSERT_EQ(rec.shapes.size(), 4u);
+  EXPECT_EQ(rec.shapes[0], (std::vector<int64_t>{2, 16, 32, 32}));
+  EXPECT_EQ(rec.shapes[1], (std::vector<int64_t>{2, 16, 32, 32}));
+  EXPECT_EQ(rec.shapes[2], (std::vector<int64_t>{2, 32, 16, 16}));
+  EXPECT_EQ(rec.shapes[3], (std::vector<int64_t>{2, 64, 8, 8}));
+}
+
+TEST(Depth, InvalidDepthsAreErrorsNamingTheKey) {
+  for (int depth : {0, 8 + 1, 21, 1000}) {
+    try {
+      make_model(cifar(depth));
+      FAIL() << "depth " << depth << " accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("model.depth"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(make_model(imagenet(19, "imagenet", 10)), InputError);
+  // Depth 164 and 1001 are 9n+2 with bottleneck blocks (He et al. 2016).
+  ModelConfig m = cifar(164);
+  m.block = "bottleneck";
+  m.preact = true;
+  EXPECT_EQ(make_model(m)->blocks().size(), 54u);
+  m.depth = 1001;
+  m.block = "basic";
+  EXPECT_THROW(make_model(m), InputError);  // 999 is not 6n
+}
+
+TEST(ZeroBranch, PostActivationBlockReturnsReluOfInput) {
+  torch::NoGradGuard no_grad;
+  BlockOptions o;
+  o.in_channels = o.planes = 8;
+  BasicBlock block(o);
+  block->bn2->weight.zero_();  // last BN gamma = 0 -> F(x) = beta = 0
+  block->eval();
+  auto x = torch::randn({3, 8, 6, 6});
+  EXPECT_TRUE(torch::equal(block->forward(x), torch::relu(x)));
+
+  Bottleneck bottleneck(BlockOptions{32, 8, 1, true, 'A', false});
+  bottleneck->bn3->weight.zero_();
+  bottleneck->eval();
+  auto x2 = torch::randn({3, 32, 6, 6});
+  EXPECT_TRUE(torch::equal(bottleneck->forward(x2), torch::relu(x2)));
+}
+
+TEST(ZeroBranch, PreActivationBlockIsTheIdentity) {
+  torch::NoGradGuard no_grad;
+  BasicBlock block(BlockOptions{8, 8, 1, true, 'A', true});
+  block->bn2->weight.zero_();
+  block->eval();
+  auto x = torch::randn({3, 8, 6, 6});
+  EXPECT_TRUE(torch::equal(block->forward(x), x));
+
+  Bottleneck bottleneck(BlockOptions{32, 8, 1, true, 'A', true});
+  bottleneck->bn3->weight.zero_();
+  bottleneck->eval();
+  auto x2 = torch::randn({3, 32, 6, 6});
+  EXPECT_TRUE(torch::equal(bottleneck->forward(x2), x2));
+}
+
+TEST(ZeroBranch, ZeroInitResidualZeroesEveryBranch) {
+  ModelConfig m = cifar(20);
+  m.zero_init_residual = true;
+  auto model = make_model(m);
+  for (const auto& block : model->blocks())
+    EXPECT_EQ(block->last_branch_bn()->weight.abs().sum().item<float>(), 0.0f);
+}
+
+// dL/dx = dL/dy * (dF/dx + 1): with F = 0 the gradient passes the block untouched
+// (masked by the final ReLU); a plain block with the same zeroed layer passes nothing.
+TEST(GradientHighway, ResidualBlockPassesGradientPlainTwinBlocksIt) {
+  for (bool residual : {true, false}) {
+    BlockOptions o{8, 8, 1, residual, 'A', false};
+    BasicBlock block(o);
+    {
+      torch::NoGradGuard no_grad;
+      block->bn2->weight.zero_();
+    }
+    block->train();
+    auto x = torch::randn({4, 8, 6, 6}, torch::requires_grad());
+    auto y = block->forward(x);
+    auto dy = torch::randn_like(y);
+    y.backward(dy);
+    if (residual) {
+      auto expected = dy * (x > 0).to(dy.dtype());
+      EXPECT_TRUE(torch::allclose(x.grad(), expected, 1e-6, 1e-7));
+    } else {
+      EXPECT_EQ(x.grad().abs().max().item<float>(), 0.0f);
+    }
+  }
+}
+
+TEST(GradientHighway, PreActivationIdentityPathPassesGradientUnchanged) {
+  BasicBlock block(BlockOptions{8, 8, 1, true, 'A', true});
+  {
+    torch::NoGradGuard no_grad;
+    block->bn2->weight.zero_();
+  }
+  auto x = torch::randn({4, 8, 6, 6}, torch::requires_grad());
+  auto y = block->forward(x);
+  auto dy = torch::randn_like(y);
+  y.backward(dy);
+  EXPECT_TRUE(torch::allclose(x.grad(), dy, 1e-6, 1e-7));
+}
+
+TEST(Lesion, DeletedResidualBlockBecomesItsShortcut) {
+  torch::NoGradGuard no_grad;
+  auto model = make_model(cifar(20));
+  model->eval();
+  auto x = torch::randn({2, 3, 32, 32});
+  auto base = model->forward(x);
+  model->set_lesioned({4});
+  auto lesioned = model->forward(x);
+  EXPECT_EQ(lesioned.sizes(), base.sizes());
+  EXPECT_FALSE(torch::equal(lesioned, base));
+  model->set_lesioned({});
+  EXPECT_TRUE(torch::equal(model->forward(x), base));
+}
+
+TEST(Initialisation, ConvsAreHeNormalAndBatchNormIsOneZero) {
+  auto model = make_model(cifar(56));
+  for (const auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    const at::Tensor& p = item.value();
+    if (name.find("conv") != std::string::npos && p.dim() == 4) {
+      const double fan_out = p.size(0) * p.size(2) * p.size(3);
+      const double expected = std::sqrt(2.0 / fan_out);
+      if (p.numel() > 4000)
+        EXPECT_NEAR(p.std().item<double>(), expected, 0.1 * expected) << name;
+    }
+    if (name.find("bn") != std::string::npos && name.find("weight") != std::string::npos)
+      EXPECT_TRUE(torch::all(p == 1).item<bool>()) << name;
+    if (name.find("bn") != std::string::npos && name.find("bias") != std::string::npos)
+      EXPECT_TRUE(torch::all(p == 0).item<bool>()) << name;
+  }
+}
