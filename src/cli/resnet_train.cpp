@@ -1,22 +1,38 @@
 // resnet-train: train a ResNet (or its plain twin) on CIFAR-10 from a JSON config.
+//   resnet-train --config FILE [--set key=value]... [--out DIR] [--force] [--dry-run]
+//   resnet-train --resume RUN_DIR [--set key=value]...
 #include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "cli/common.h"
 #include "models/resnet.h"
+#include "train/trainer.h"
 #include "util/errors.h"
 
 int main(int argc, char** argv) {
   resnet::cli::tune_malloc();
   CLI::App app{"Train a ResNet on CIFAR-10 (He et al. 2015)", "resnet-train"};
-  std::string config_path;
+  std::string config_path, resume_dir;
   std::vector<std::string> sets;
   bool dry_run = false;
-  app.add_option("--config", config_path, "experiment config (JSON)")->required();
+  resnet::TrainOptions options;
+  auto* config_opt = app.add_option("--config", config_path, "experiment config (JSON)");
+  auto* resume_opt = app.add_option("--resume", resume_dir, "continue the run in this folder from its checkpoint");
+  config_opt->excludes(resume_opt);
   app.add_option("--set", sets, "override a config key: --set model.depth=56 (JSON value)");
-  app.add_flag("--dry-run", dry_run, "print parameters and the resolved config, then exit");
+  app.add_option("--out", options.out_dir, "run folder (default runs/<config name>)");
+  app.add_option("--data-dir", options.data_dir, "CIFAR-10 binary folder (default: data.dir, $CIFAR10_DIR, data/cifar-10-batches-bin)");
+  app.add_flag("--force", options.force, "start over in an existing run folder");
+  app.add_flag("--dry-run", dry_run, "print parameters and the resolved config; touch nothing");
+  app.add_flag("--no-progress", [&](int64_t) { options.progress = false; }, "plain log lines even on a terminal");
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
+
   return resnet::cli::run_main("resnet-train", [&] {
+    if (!resume_dir.empty()) {
+      if (dry_run) throw resnet::InputError("--dry-run: not with --resume");
+      return resnet::resume(resume_dir, sets, options);
+    }
+    if (config_path.empty()) throw resnet::InputError("--config FILE or --resume RUN_DIR is required");
     resnet::ExperimentConfig config = resnet::cli::resolve_config(config_path, sets);
     if (dry_run) {
       auto model = resnet::make_model(config.model);
@@ -25,6 +41,6 @@ int main(int argc, char** argv) {
       std::cout << out.dump(2) << std::endl;
       return 0;
     }
-    return 0;
+    return resnet::train(config, options);
   });
 }

@@ -1,0 +1,94 @@
+#include "data/batches.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "util/errors.h"
+
+namespace resnet {
+
+namespace {
+constexpr int64_t kPad = 4;
+constexpr int64_t kSide = 32;
+constexpr int64_t kPadded = kSide + 2 * kPad;
+}  // namespace
+
+at::Tensor Normalizer::operator()(const at::Tensor& images) const {
+  return (images.to(at::kFloat).div_(255.0f).sub_(mean)).div_(std);
+}
+
+Normalizer Normalizer::to(const c10::Device& device) const { return {mean.to(device), std.to(device)}; }
+
+Normalizer fit_normalizer(const at::Tensor& images, const std::string& mode) {
+  at::Tensor x = images.to(at::kFloat).div_(255.0f);  // [N, 3, 32, 32]
+  if (mode == "pixel") return {x.mean({0}, /*keepdim=*/true), at::ones({1, 1, 1, 1})};
+  // Per channel over all images and pixels: [1, 3, 1, 1].
+  at::Tensor flat = x.transpose(0, 1).reshape({3, -1});
+  return {flat.mean({1}).view({1, 3, 1, 1}), flat.std({1}).view({1, 3, 1, 1})};
+}
+
+at::Tensor crop_flip(const at::Tensor& images, const at::Tensor& offsets, const at::Tensor& flips) {
+  const int64_t b = images.size(0);
+  const auto opts = offsets.options();
+  at::Tensor padded = at::constant_pad_nd(images, {kPad, kPad, kPad, kPad}, 0);  // [B, 3, 40, 40]
+  at::Tensor ramp = at::arange(kSide, opts);                                     // [32]
+  at::Tensor rows = offsets.select(1, 0).unsqueeze(1) + ramp;                   // [B, 32]
+  at::Tensor cols = offsets.select(1, 1).unsqueeze(1) +
+                    at::where(flips.unsqueeze(1), (kSide - 1) - ramp, ramp);    // [B, 32], mirrored
+  // Flat index into padded: ((b * 3 + c) * 40 + row) * 40 + col, broadcast to [B, 3, 32, 32].
+  at::Tensor plane = (at::arange(b, opts).unsqueeze(1) * 3 + at::arange(3, opts)) * (kPadded * kPadded);
+  at::Tensor index = plane.view({b, 3, 1, 1}) + rows.view({b, 1, kSide, 1}) * kPadded +
+                     cols.view({b, 1, 1, kSide});
+  return padded.take(index);
+}
+
+BatchSource::BatchSource(const ImageSet& set, Normalizer normalizer, int64_t batch_size,
+                         bool augment, uint64_t seed, const c10::Device& device)
+    : images_(set.images.to(device)),
+      labels_(set.labels.to(device)),
+      normalizer_(normalizer.to(device)),
+      batch_size_(batch_size),
+      augment_(augment),
+      seed_(seed),
+      device_(device),
+      steps_per_epoch_(set.size() / batch_size) {
+  if (steps_per_epoch_ == 0)
+    throw InputError("train.batch_size: " + std::to_string(batch_size) + " is larger than the " +
+                     std::to_string(set.size()) + " training images");
+}
+
+void BatchSource::plan_epoch(int64_t epoch) {
+  if (epoch == planned_epoch_) return;
+  // One generator per epoch, seeded from (seed, epoch): random numbers are drawn on the CPU
+  // (identical on every device) and moved in one copy per epoch.
+  at::Generator gen = at::detail::createCPUGenerator(seed_ * 1000003ULL + static_cast<uint64_t>(epoch) + 1);
+  const int64_t n = images_.size(0);
+  const int64_t used = steps_per_epoch_ * batch_size_;
+  order_ = at::randperm(n, gen, at::kLong).narrow(0, 0, used).to(device_);
+  offsets_ = at::randint(0, 2 * kPad + 1, {used, 2}, gen, at::kLong).to(device_);
+  flips_ = (at::randint(0, 2, {used}, gen, at::kLong) == 1).to(device_);
+  planned_epoch_ = epoch;
+}
+
+at::Tensor BatchSource::images_u8(int64_t step) {
+  plan_epoch(step / steps_per_epoch_);
+  const int64_t start = (step % steps_per_epoch_) * batch_size_;
+  at::Tensor idx = order_.narrow(0, start, batch_size_);
+  at::Tensor images = images_.index_select(0, idx);
+  if (!augment_) return images;
+  return crop_flip(images, offsets_.narrow(0, start, batch_size_), flips_.narrow(0, start, batch_size_));
+}
+
+Batch BatchSource::batch(int64_t step) {
+  at::Tensor images = normalizer_(images_u8(step));
+  const int64_t start = (step % steps_per_epoch_) * batch_size_;
+  return {images, labels_.index_select(0, order_.narrow(0, start, batch_size_))};
+}
+
+void BatchSource::batch_into(int64_t step, at::Tensor& images, at::Tensor& labels) {
+  Batch b = batch(step);
+  images.copy_(b.images);
+  labels.copy_(b.labels);
+}
+
+}  // namespace resnet

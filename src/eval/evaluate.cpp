@@ -1,0 +1,82 @@
+#include "eval/evaluate.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "compat/torch_compat.h"
+
+namespace resnet {
+
+EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& normalizer,
+                    const EvalOptions& options) {
+  const bool was_training = model.is_training();
+  model.eval();
+  at::NoGradGuard no_grad;
+  const auto device = model.parameters().front().device();
+  const int64_t classes = model.config().num_classes;
+  const Normalizer norm = normalizer.to(device);
+  at::Tensor images_all = set.images.to(device);
+  at::Tensor labels_all = set.labels.to(device);
+
+  at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
+  at::Tensor confusion = at::zeros({classes * classes}, at::TensorOptions().dtype(at::kLong).device(device));
+  const bool autocast = options.bf16 && device.is_cuda();
+  if (autocast) compat::set_autocast(device.type(), true, at::kBFloat16, true);
+  for (int64_t start = 0; start < set.size(); start += options.batch_size) {
+    const int64_t n = std::min(options.batch_size, set.size() - start);
+    at::Tensor x = norm(images_all.narrow(0, start, n));  // float [n, 3, 32, 32]
+    if (options.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor labels = labels_all.narrow(0, start, n);
+    at::Tensor logits = model.forward(x).to(at::kFloat);  // [n, C]
+    loss_sum += at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).to(at::kDouble);
+    confusion += at::bincount(labels * classes + logits.argmax(1), {}, classes * classes);
+  }
+  if (autocast) {
+    compat::set_autocast(device.type(), false, at::kBFloat16, true);
+    compat::clear_autocast_cache();
+  }
+  if (was_training) model.train();
+
+  EvalResult r;
+  r.count = set.size();
+  r.confusion = confusion.view({classes, classes}).cpu();
+  const int64_t correct = r.confusion.diagonal().sum().item<int64_t>();
+  r.loss = r.count ? loss_sum.item<double>() / static_cast<double>(r.count) : 0.0;
+  r.error = r.count ? 1.0 - static_cast<double>(correct) / static_cast<double>(r.count) : 0.0;
+  auto rows = r.confusion.sum(1);
+  for (int64_t c = 0; c < classes; ++c) {
+    const int64_t total = rows[c].item<int64_t>();
+    r.per_class_accuracy.push_back(total ? r.confusion[c][c].item<double>() / total : 0.0);
+  }
+  return r;
+}
+
+nlohmann::json EvalResult::to_json(const std::vector<std::string>& names) const {
+  nlohmann::json confusion_rows = nlohmann::json::array();
+  for (int64_t i = 0; i < this->confusion.size(0); ++i) {
+    std::vector<int64_t> row;
+    for (int64_t j = 0; j < this->confusion.size(1); ++j) row.push_back(this->confusion[i][j].item<int64_t>());
+    confusion_rows.push_back(row);
+  }
+  return {{"error", error}, {"loss", loss}, {"count", count}, {"classes", names},
+          {"per_class_accuracy", per_class_accuracy}, {"confusion", confusion_rows}};
+}
+
+std::string format_report(const EvalResult& r, const std::vector<std::string>& names) {
+  std::string out = fmt::format("top-1 error: {:.2f}% ({} images, loss {:.4f})\n\nper-class accuracy:\n",
+                                100.0 * r.error, r.count, r.loss);
+  auto name = [&](size_t i) { return i < names.size() ? names[i] : std::to_string(i); };
+  for (size_t c = 0; c < r.per_class_accuracy.size(); ++c)
+    out += fmt::format("  {:<12} {:6.2f}%\n", name(c), 100.0 * r.per_class_accuracy[c]);
+  out += "\nconfusion matrix (rows: true class, columns: predicted):\n             ";
+  for (size_t j = 0; j < r.per_class_accuracy.size(); ++j) out += fmt::format("{:>6.5}", name(j));
+  out += "\n";
+  for (int64_t i = 0; i < r.confusion.size(0); ++i) {
+    out += fmt::format("  {:<11}", name(static_cast<size_t>(i)).substr(0, 11));
+    for (int64_t j = 0; j < r.confusion.size(1); ++j) out += fmt::format("{:6d}", r.confusion[i][j].item<int64_t>());
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace resnet

@@ -1,0 +1,169 @@
+#include "train/checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "train/sgd.h"
+#include "util/errors.h"
+
+namespace resnet {
+namespace {
+
+const char* kFormat = "resnet-train-checkpoint";
+
+// Parameters then buffers, in registration order: the same list for the same config.
+std::vector<std::pair<std::string, at::Tensor>> state_tensors(ResNetImpl& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : model.named_parameters()) out.emplace_back(item.key(), item.value());
+  for (const auto& item : model.named_buffers()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+c10::List<at::Tensor> to_cpu_list(const std::vector<at::Tensor>& tensors) {
+  c10::List<at::Tensor> list;
+  for (const auto& t : tensors) list.push_back(t.detach().to(at::kCPU).contiguous());
+  return list;
+}
+
+nlohmann::json state_to_json(const TrainState& s) {
+  return {{"step", s.step}, {"train_loss_sum", s.train_loss_sum}, {"train_correct", s.train_correct},
+          {"train_seen", s.train_seen}, {"train_seconds", s.train_seconds},
+          {"elapsed_seconds", s.elapsed_seconds}, {"images_trained", s.images_trained},
+          {"best_val_error", s.best_val_error}, {"best_val_step", s.best_val_step}};
+}
+
+TrainState state_from_json(const nlohmann::json& j) {
+  TrainState s;
+  s.step = j.at("step");
+  s.train_loss_sum = j.at("train_loss_sum");
+  s.train_correct = j.at("train_correct");
+  s.train_seen = j.at("train_seen");
+  s.train_seconds = j.at("train_seconds");
+  s.elapsed_seconds = j.at("elapsed_seconds");
+  s.images_trained = j.at("images_trained");
+  s.best_val_error = j.at("best_val_error");
+  s.best_val_step = j.at("best_val_step");
+  return s;
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const nlohmann::json& config, ResNetImpl& model,
+                     Sgd* optimizer, const Normalizer& normalizer, const TrainState& state) {
+  torch::serialize::OutputArchive archive;
+  archive.write("format", c10::IValue(std::string(kFormat)));
+  archive.write("version", c10::IValue(kCheckpointVersion));
+  archive.write("config", c10::IValue(config.dump()));
+  archive.write("state", c10::IValue(state_to_json(state).dump()));
+  c10::List<std::string> names;
+  std::vector<at::Tensor> tensors;
+  for (auto& [name, t] : state_tensors(model)) names.push_back(name), tensors.push_back(t);
+  archive.write("model_names", c10::IValue(names));
+  archive.write("model_tensors", c10::IValue(to_cpu_list(tensors)));
+  archive.write("momentum", c10::IValue(to_cpu_list(optimizer ? optimizer->momentum_buffers()
+                                                              : std::vector<at::Tensor>{})));
+  archive.write("norm_mean", normalizer.mean.to(at::kCPU));
+  archive.write("norm_std", normalizer.std.to(at::kCPU));
+  archive.write("rng_cpu", at::detail::getDefaultCPUGenerator().get_state());
+
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  const std::string tmp = path + ".tmp";
+  archive.save_to(tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error(path + ": cannot replace checkpoint");
+  }
+}
+
+struct CheckpointReader::Archive {
+  torch::serialize::InputArchive in;
+};
+
+CheckpointReader::~CheckpointReader() = default;
+
+CheckpointReader::CheckpointReader(const std::string& path)
+    : path_(path), archive_(std::make_unique<Archive>()) {
+  if (!std::filesystem::is_regular_file(path)) throw InputError(path + ": no such checkpoint file");
+  try {
+    archive_->in.load_from(path);
+  } catch (const c10::Error& e) {
+    throw InputError(path + ": not a readable checkpoint (truncated or not a resnet-train file)");
+  }
+  auto read = [&](const char* key) {
+    c10::IValue v;
+    if (!archive_->in.try_read(key, v))
+      throw InputError(path + ": not a resnet-train checkpoint (no '" + key + "')");
+    return v;
+  };
+  c10::IValue format = read("format");
+  if (!format.isString() || format.toStringRef() != kFormat)
+    throw InputError(path + ": not a resnet-train checkpoint");
+  const int64_t version = read("version").toInt();
+  if (version != kCheckpointVersion)
+    throw InputError(path + ": checkpoint format version " + std::to_string(version) +
+                     " (this build reads version " + std::to_string(kCheckpointVersion) + ")");
+  try {
+    contents_.config = nlohmann::json::parse(read("config").toStringRef());
+    contents_.state = state_from_json(nlohmann::json::parse(read("state").toStringRef()));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path + ": corrupt checkpoint metadata (" + std::string(e.what()) + ")");
+  }
+  at::Tensor mean, std;
+  if (!archive_->in.try_read("norm_mean", mean) || !archive_->in.try_read("norm_std", std))
+    throw InputError(path + ": checkpoint has no normalisation statistics");
+  contents_.normalizer = {mean, std};
+}
+
+void CheckpointReader::load_model(ResNetImpl& model) {
+  c10::IValue names_v, tensors_v;
+  if (!archive_->in.try_read("model_names", names_v) || !archive_->in.try_read("model_tensors", tensors_v))
+    throw InputError(path_ + ": checkpoint has no model weights");
+  auto names = names_v.toList();
+  auto tensors = tensors_v.toTensorList();
+  auto expected = state_tensors(model);
+  if (names.size() != expected.size() || tensors.size() != expected.size())
+    throw InputError(path_ + ": checkpoint holds " + std::to_string(names.size()) +
+                     " tensors but the model has " + std::to_string(expected.size()) +
+                     " (model does not match the config)");
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const std::string name = names.get(i).toStringRef();
+    const at::Tensor src = tensors.get(i);
+    auto& [want, dst] = expected[i];
+    if (name != want || src.sizes() != dst.sizes())
+      throw InputError(path_ + ": tensor '" + name + "' " + c10::str(src.sizes()) +
+                       " does not match the model's '" + want + "' " + c10::str(dst.sizes()) +
+                       " (model does not match the config)");
+  }
+  for (size_t i = 0; i < expected.size(); ++i) expected[i].second.copy_(tensors.get(i));
+}
+
+void CheckpointReader::load_optimizer(Sgd& optimizer) {
+  c10::IValue v;
+  if (!archive_->in.try_read("momentum", v)) throw InputError(path_ + ": checkpoint has no optimizer state");
+  auto bufs = v.toTensorList();
+  auto& mine = optimizer.momentum_buffers();
+  if (bufs.size() != mine.size())
+    throw InputError(path_ + ": optimizer state does not match the model");
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const at::Tensor b = bufs.get(i);
+    if (b.sizes() != mine[i].sizes()) throw InputError(path_ + ": optimizer state does not match the model");
+    mine[i].copy_(b);
+  }
+}
+
+void CheckpointReader::restore_rng() {
+  at::Tensor state;
+  if (archive_->in.try_read("rng_cpu", state)) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(state);
+  }
+}
+
+}  // namespace resnet

@@ -1,0 +1,46 @@
+#include "train/runtime.h"
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#include <thread>
+
+#include "compat/torch_compat.h"
+#include "util/errors.h"
+
+namespace resnet {
+
+Runtime resolve_runtime(const RuntimeConfig& c) {
+  Runtime r;
+  const bool have_cuda = compat::cuda_available();
+  if (c.device == "cuda" && !have_cuda)
+    throw InputError("runtime.device: cuda requested but this build or machine has no CUDA device");
+  r.device = (c.device == "cuda" || (c.device == "auto" && have_cuda)) ? c10::Device(c10::kCUDA, 0)
+                                                                        : c10::Device(c10::kCPU);
+  const bool cuda = r.device.is_cuda();
+  if (c.precision == "bf16" && !cuda)
+    throw InputError("runtime.precision: bf16 autocast is supported on CUDA only; use fp32 on the CPU");
+  if (c.cuda_graph.value_or(false) && !cuda)
+    throw InputError("runtime.cuda_graph: CUDA graphs need runtime.device cuda");
+  r.bf16 = c.precision == "bf16" || (c.precision == "auto" && cuda);
+  r.channels_last = c.channels_last.value_or(cuda);
+  r.cuda_graph = c.cuda_graph.value_or(cuda);
+  r.cudnn_benchmark = c.cudnn_benchmark.value_or(cuda);
+  r.threads = c.threads > 0 ? static_cast<int>(c.threads)
+                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return r;
+}
+
+void apply_runtime(const Runtime& r) {
+  at::set_num_threads(r.threads);
+  if (r.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(r.cudnn_benchmark);
+}
+
+std::string Runtime::describe() const {
+  return fmt::format("device {} ({}), {} threads, {}, channels_last {}, cuda_graph {}",
+                     device.str(), compat::device_name(device), threads, bf16 ? "bf16" : "fp32",
+                     channels_last ? "on" : "off", cuda_graph ? "on" : "off");
+}
+
+}  // namespace resnet

@@ -1,0 +1,30 @@
+#pragma once
+// Runtime choices resolved against the machine: "auto" means the fast choice on CUDA
+// (bf16 autocast, channels_last, whole-step CUDA graph, cuDNN benchmark) and fp32 eager on CPU.
+#include <c10/core/Device.h>
+
+#include <string>
+
+#include "config/config.h"
+
+namespace resnet {
+
+struct Runtime {
+  c10::Device device{c10::kCPU};
+  bool bf16 = false;
+  bool channels_last = false;
+  bool cuda_graph = false;
+  bool cudnn_benchmark = false;
+  int threads = 1;
+
+  std::string describe() const;
+};
+
+// Throws InputError("runtime.device: ...") when CUDA is asked for and not there, and for
+// options that need CUDA (bf16, cuda_graph) on the CPU.
+Runtime resolve_runtime(const RuntimeConfig& config);
+
+// Sets LibTorch's thread count (its default here is 1, half the speed on 2 cores) and cuDNN flags.
+void apply_runtime(const Runtime& runtime);
+
+}  // namespace resnet

@@ -1,0 +1,347 @@
+#include "train/trainer.h"
+
+#include <ATen/ATen.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+
+#include "compat/torch_compat.h"
+#include "data/batches.h"
+#include "data/cifar10.h"
+#include "eval/evaluate.h"
+#include "models/resnet.h"
+#include "train/checkpoint.h"
+#include "train/lr_schedule.h"
+#include "train/run_dir.h"
+#include "train/runtime.h"
+#include "train/sgd.h"
+#include "train/step.h"
+#include "util/errors.h"
+
+namespace resnet {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// ---- signals: finish the step, checkpoint, exit 130/143 -----------------------------------
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal.store(sig); }
+
+class SignalScope {
+ public:
+  SignalScope() {
+    g_signal.store(0);
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~SignalScope() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+// ---- console: log lines, and a live progress line on a terminal ---------------------------
+class ConsoleSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit ConsoleSink(bool tty) : tty_(tty) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t buf;
+    formatter_->format(msg, buf);
+    if (tty_) std::fputs("\r\033[K", stdout);  // clear the progress line first
+    std::fwrite(buf.data(), 1, buf.size(), stdout);
+    std::fflush(stdout);
+  }
+  void flush_() override { std::fflush(stdout); }
+
+ private:
+  bool tty_;
+};
+
+std::string format_duration(double s) {
+  const auto t = static_cast<int64_t>(s);
+  if (t >= 3600) return fmt::format("{}h{:02d}m", t / 3600, (t % 3600) / 60);
+  if (t >= 60) return fmt::format("{}m{:02d}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+
+nlohmann::json nullable(double v, bool present) { return present ? nlohmann::json(v) : nlohmann::json(); }
+
+// Everything one process needs to run (part of) a training run.
+struct Session {
+  ExperimentConfig config;
+  TrainOptions options;
+  Runtime runtime;
+  Cifar10 data;
+  Splits splits;
+  Normalizer normalizer;
+  ResNet model{nullptr};
+  std::unique_ptr<Sgd> sgd;
+  std::unique_ptr<BatchSource> source;
+  TrainState state;
+  int64_t total = 0;
+};
+
+// Builds data, model and optimizer; checks every input before anything is written.
+void prepare(Session& s, CheckpointReader* from) {
+  s.runtime = resolve_runtime(s.config.runtime);
+  apply_runtime(s.runtime);
+  s.data = load_cifar10(resolve_data_dir(s.options.data_dir, s.config.data));
+  s.splits = make_splits(s.data, s.config.data);
+  s.normalizer = from ? from->contents().normalizer
+                      : fit_normalizer(s.splits.train.images, s.config.data.normalize);
+
+  at::manual_seed(static_cast<uint64_t>(s.config.runtime.seed));  // weight initialisation
+  s.model = make_model(s.config.model);
+  s.model->to(s.runtime.device);
+  if (s.runtime.channels_last) {
+    // LibTorch has no Module::to(memory_format): convert the 4-D weights one by one.
+    for (auto& p : s.model->parameters())
+      if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+  }
+  const auto& t = s.config.train;
+  s.sgd = std::make_unique<Sgd>(s.model->parameters(), SgdOptions{t.momentum, t.weight_decay, t.nesterov});
+  if (from) {
+    from->load_model(*s.model);
+    from->load_optimizer(*s.sgd);
+    from->restore_rng();
+    s.state = from->contents().state;
+  }
+  s.source = std::make_unique<BatchSource>(s.splits.train, s.normalizer, t.batch_size,
+                                           s.config.data.augment,
+                                           static_cast<uint64_t>(s.config.runtime.seed),
+                                           s.runtime.device);
+  s.total = total_steps(t, s.source->steps_per_epoch());
+}
+
+bool parameters_finite(ResNetImpl& model) {
+  at::NoGradGuard no_grad;
+  for (const auto& p : model.parameters())
+    if (!at::isfinite(p).all().item<bool>()) return false;
+  return true;
+}
+
+int run_session(Session& s, const RunDir& dir, bool resumed) {
+  const bool tty = s.options.progress && ::isatty(STDOUT_FILENO);
+  auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(dir.log_path(), /*truncate=*/false);
+  auto console = std::make_shared<ConsoleSink>(tty);
+  console->set_pattern("%v");
+  file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+  auto log = std::make_shared<spdlog::logger>("train", spdlog::sinks_init_list{console, file_sink});
+  log->flush_on(spdlog::level::info);
+
+  const auto& t = s.config.train;
+  const int64_t spe = s.source->steps_per_epoch();
+  const int64_t eval_every = t.eval_every > 0 ? t.eval_every : spe;
+  const int64_t ckpt_every = t.checkpoint_every > 0 ? t.checkpoint_every : eval_every;
+  const int64_t params = count_parameters(*s.model);
+  EvalOptions eval_opts{t.eval_batch_size, s.runtime.channels_last, s.runtime.bf16};
+  const nlohmann::json config_json = to_json(s.config);
+
+  log->info("{} run '{}' in {}: ResNet {} {}-{} ({} parameters), {} steps ({} per epoch, batch {})",
+            resumed ? "resuming" : "starting", s.config.name, dir.path(),
+            s.config.model.residual ? "residual" : "plain", s.config.model.family,
+            s.config.model.depth, params, s.total, spe, t.batch_size);
+  log->info("data: {} train, {} val, {} test images; {}", s.splits.train.size(), s.splits.val.size(),
+            s.splits.test.size(), s.runtime.describe());
+  if (resumed) log->info("continuing at step {}", s.state.step);
+
+  TrainStep stepper(*s.model, *s.sgd, *s.source, s.runtime, log.get());
+  SignalScope signals;
+  s.model->train();
+
+  const auto session_start = Clock::now();
+  const double elapsed_before = s.state.elapsed_seconds;
+  double window_seconds = 0;
+  int64_t window_images = 0;
+  double lr = 0;
+
+  // Reads the device accumulators into the state; a non-finite loss ends the run.
+  auto sync = [&](int64_t step) {
+    TrainStep::Totals totals = stepper.take_totals();
+    s.state.train_loss_sum += totals.loss_sum;
+    s.state.train_correct += totals.correct;
+    s.state.train_seen += totals.seen;
+    if (!std::isfinite(totals.loss_sum))
+      throw std::runtime_error(fmt::format(
+          "training diverged: the loss is {} by step {}; nothing was saved after the last good "
+          "checkpoint ({}); try a lower train.lr or a warm-up",
+          totals.loss_sum, step, dir.checkpoint_path()));
+  };
+  auto save = [&] {
+    if (!parameters_finite(*s.model))
+      throw std::runtime_error(fmt::format("training diverged: non-finite weights at step {}; "
+                                           "kept the last good checkpoint {}",
+                                           s.state.step, dir.checkpoint_path()));
+    s.state.elapsed_seconds = elapsed_before + seconds_since(session_start);
+    save_checkpoint(dir.checkpoint_path(), config_json, *s.model, s.sgd.get(), s.normalizer, s.state);
+  };
+
+  EvalResult last_test;
+  bool have_test = false;
+  while (s.state.step < s.total) {
+    const int64_t step = s.state.step;
+    lr = learning_rate(t, step, s.total);
+    const auto step_start = Clock::now();
+    stepper.run(step, lr);
+    s.state.step = step + 1;
+    const int64_t done = s.state.step;
+    s.state.images_trained += t.batch_size;
+    window_images += t.batch_size;
+
+    const bool is_last = done == s.total;
+    const bool eval_due = done % eval_every == 0 || is_last;
+    const bool ckpt_due = done % ckpt_every == 0 || is_last;
+    const bool log_due = done % t.log_every == 0;
+    const int interrupted = g_signal.load();
+    if (eval_due || ckpt_due || log_due || interrupted) sync(done);  // host sync only here
+    const double step_seconds = seconds_since(step_start);
+    window_seconds += step_seconds;
+    s.state.train_seconds += step_seconds;
+
+    if (log_due && !eval_due) {
+      const double ips = window_seconds > 0 ? window_images / window_seconds : 0;
+      const double loss = s.state.train_seen ? s.state.train_loss_sum / s.state.train_seen : 0;
+      const double err = s.state.train_seen ? 1.0 - double(s.state.train_correct) / s.state.train_seen : 0;
+      const double eta = ips > 0 ? double(s.total - done) * t.batch_size / ips : 0;
+      const std::string line = fmt::format("step {}/{} | loss {:.4f} | train err {:.2f}% | lr {:.4g} | {:.0f} img/s | ETA {}",
+                                           done, s.total, loss, 100 * err, lr, ips, format_duration(eta));
+      if (tty) {
+        std::fputs(("\r\033[K" + line).c_str(), stdout);
+        std::fflush(stdout);
+      } else {
+        log->info("{}", line);
+      }
+    }
+    if (eval_due) {
+      last_test = evaluate(*s.model, s.splits.test, s.normalizer, eval_opts);
+      have_test = true;
+      EvalResult val;
+      const bool have_val = s.splits.val.size() > 0;
+      if (have_val) {
+        val = evaluate(*s.model, s.splits.val, s.normalizer, eval_opts);
+        if (s.state.best_val_error < 0 || val.error < s.state.best_val_error) {
+          s.state.best_val_error = val.error;
+          s.state.best_val_step = done;
+        }
+      }
+      const double seen = static_cast<double>(std::max<int64_t>(1, s.state.train_seen));
+      nlohmann::json row = {
+          {"step", done},
+          {"epoch", static_cast<double>(done) / static_cast<double>(spe)},
+          {"lr", lr},
+          {"train_loss", s.state.train_loss_sum / seen},
+          {"train_error", 1.0 - static_cast<double>(s.state.train_correct) / seen},
+          {"test_loss", last_test.loss},
+          {"test_error", last_test.error},
+          {"val_loss", nullable(val.loss, have_val)},
+          {"val_error", nullable(val.error, have_val)},
+          {"images_per_sec", window_seconds > 0 ? window_images / window_seconds : 0.0},
+          {"elapsed_s", elapsed_before + seconds_since(session_start)}};
+      dir.append_metrics(row);
+      log->info("step {}/{} epoch {:.2f}: train loss {:.4f} err {:.2f}% | test loss {:.4f} err {:.2f}%{} | lr {:.4g} | {:.0f} img/s",
+                done, s.total, row["epoch"].get<double>(), row["train_loss"].get<double>(),
+                100 * row["train_error"].get<double>(), last_test.loss, 100 * last_test.error,
+                have_val ? fmt::format(" | val err {:.2f}%", 100 * val.error) : std::string(),
+                lr, row["images_per_sec"].get<double>());
+      s.state.train_loss_sum = 0;
+      s.state.train_correct = 0;
+      s.state.train_seen = 0;
+      window_seconds = 0;
+      window_images = 0;
+    }
+    if (ckpt_due || interrupted) save();
+    if (interrupted) {
+      log->warn("interrupted ({}) at step {}/{}; checkpoint written to {}", interrupted == SIGINT ? "SIGINT" : "SIGTERM",
+                done, s.total, dir.checkpoint_path());
+      log->warn("resume with: resnet-train --resume {}", dir.path());
+      return interrupted == SIGINT ? kExitSigint : kExitSigterm;
+    }
+  }
+
+  if (!have_test) last_test = evaluate(*s.model, s.splits.test, s.normalizer, eval_opts);
+  const double wall = elapsed_before + seconds_since(session_start);
+  nlohmann::json summary = {
+      {"name", s.config.name},
+      {"final_test_error", last_test.error},
+      {"final_test_loss", last_test.loss},
+      {"best_val_error", s.state.best_val_error >= 0 ? nlohmann::json(s.state.best_val_error) : nlohmann::json()},
+      {"best_val_step", s.state.best_val_step >= 0 ? nlohmann::json(s.state.best_val_step) : nlohmann::json()},
+      {"parameters", params},
+      {"steps", s.state.step},
+      {"wall_time_s", wall},
+      {"train_time_s", s.state.train_seconds},
+      {"images_per_sec", s.state.train_seconds > 0 ? s.state.images_trained / s.state.train_seconds : 0.0},
+      {"device", compat::device_name(s.runtime.device)},
+      {"torch_version", compat::torch_version()},
+      {"cuda_graph", stepper.graph_active()}};
+  dir.write_json("summary.json", summary);
+  log->info("done: test error {:.2f}% after {} steps in {}; summary in {}", 100 * last_test.error,
+            s.state.step, format_duration(wall), dir.file("summary.json"));
+  return kExitOk;
+}
+
+}  // namespace
+
+int train(const ExperimentConfig& config, const TrainOptions& options) {
+  Session s;
+  s.config = config;
+  s.options = options;
+  prepare(s, nullptr);  // every input is checked before the run folder is touched
+  const std::string out = options.out_dir.empty() ? "runs/" + config.name : options.out_dir;
+  RunDir dir = RunDir::create(out, options.force);
+  dir.write_json("config.json", to_json(config));
+  return run_session(s, dir, false);
+}
+
+int resume(const std::string& run_dir, const std::vector<std::string>& sets, const TrainOptions& options) {
+  if (!std::filesystem::is_directory(run_dir)) throw InputError(run_dir + ": no such run folder");
+  const std::string ckpt_path = checkpoint_in(run_dir);
+  CheckpointReader reader(ckpt_path);
+  nlohmann::json user = reader.contents().config;
+  for (const auto& assignment : sets) apply_override(user, assignment);
+  ExperimentConfig config;
+  try {
+    config = config_from_json(user);
+  } catch (const InputError& e) {
+    throw InputError(ckpt_path + ": " + e.what());
+  }
+  ExperimentConfig stored = config_from_json(reader.contents().config);
+  if (to_json(config)["model"] != to_json(stored)["model"])
+    throw InputError("--set: the model of a run cannot change on resume (" + run_dir + ")");
+
+  Session s;
+  s.config = config;
+  s.options = options;
+  prepare(s, &reader);
+  if (s.state.step >= s.total) {
+    std::printf("%s: already complete (%lld of %lld steps); raise train.iterations with --set to go on\n",
+                run_dir.c_str(), static_cast<long long>(s.state.step), static_cast<long long>(s.total));
+    return kExitOk;
+  }
+  RunDir dir = RunDir::resume(run_dir, s.state.step);
+  dir.write_json("config.json", to_json(config));
+  return run_session(s, dir, true);
+}
+
+}  // namespace resnet

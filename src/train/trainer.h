@@ -1,0 +1,28 @@
+#pragma once
+// The training run: data, model, optimizer, schedule, evaluations, checkpoints and the run
+// directory, from one ExperimentConfig. Interruptible (SIGINT/SIGTERM finish the step, write
+// the checkpoint, exit 130/143) and resumable bit for bit on the CPU.
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace resnet {
+
+struct TrainOptions {
+  std::string out_dir;         // run folder; "" = runs/<config name>
+  std::string data_dir;        // --data-dir ("" = config / $CIFAR10_DIR / default)
+  bool force = false;          // start over in an existing run folder
+  bool progress = true;        // live progress line when stdout is a terminal
+};
+
+// Starts a new run. Returns the process exit code (0, 130, 143); throws InputError for bad
+// input (exit 2) and other exceptions for runtime failures (exit 1).
+int train(const ExperimentConfig& config, const TrainOptions& options);
+
+// Continues the run in `run_dir` from its last checkpoint. `sets` override the stored config
+// (e.g. train.iterations); the model may not change.
+int resume(const std::string& run_dir, const std::vector<std::string>& sets,
+           const TrainOptions& options);
+
+}  // namespace resnet
