@@ -65,7 +65,7 @@ struct RuntimeConfig {
   int64_t threads = 0;              // CPU threads; 0 = all cores (LibTorch's own default is 1)
   int64_t seed = 0;
   std::string precision = "auto";   // auto | fp32 | bf16 (auto = bf16 on CUDA, fp32 on CPU)
-  std::optional<bool> channels_last;    // unset = auto (on for CUDA)
+  std::optional<bool> channels_last;    // unset = auto (on: faster on CUDA and CPU)
   std::optional<bool> cuda_graph;       // unset = auto (on for CUDA)
   std::optional<bool> cudnn_benchmark;  // unset = auto (on for CUDA)
 };

@@ -1,6 +1,7 @@
 #pragma once
 // Runtime choices resolved against the machine: "auto" means the fast choice on CUDA
-// (bf16 autocast, channels_last, whole-step CUDA graph, cuDNN benchmark) and fp32 eager on CPU.
+// (bf16 autocast, channels_last, whole-step CUDA graph, cuDNN benchmark) and fp32 eager with
+// channels_last on the CPU.
 #include <c10/core/Device.h>
 
 #include <string>

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""The usual Python PyTorch way of doing what resnet-bench times, for a comparison in one session.
+
+  bare   model step on one fixed batch (forward, loss, backward, torch.optim.SGD), eager
+  train  a whole run the usual way: torchvision transforms in a DataLoader with worker processes
+         (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize), then one test evaluation
+  eval   test-set evaluation throughput
+
+Prints one JSON object, with the same keys as resnet-bench. The model is He et al.'s CIFAR ResNet
+(option A shortcuts), written out here so nothing but torch/torchvision is needed.
+"""
+import argparse
+import contextlib
+import json
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.stride, self.extra = stride, cout - cin
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        shortcut = x
+        if self.stride != 1 or self.extra:  # option A: subsample, zero-pad channels
+            shortcut = F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.extra))
+        return F.relu(out + shortcut)
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, depth, classes=10):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        blocks, cin = [], 16
+        for width, stride in [(16, 1), (32, 2), (64, 2)]:
+            for i in range(n):
+                blocks.append(BasicBlock(cin, width, stride if i == 0 else 1))
+                cin = width
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        x = self.blocks(F.relu(self.bn(self.conv(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+def read_cifar(path):
+    raw = np.fromfile(path, dtype=np.uint8).reshape(-1, 3073)
+    return raw[:, 1:].reshape(-1, 3, 32, 32), raw[:, 0].astype(np.int64)
+
+
+class CifarDataset(torch.utils.data.Dataset):
+    """HWC uint8 images through torchvision transforms, one sample at a time: the usual way."""
+
+    def __init__(self, images, labels, transform):
+        from PIL import Image
+        self.images = [Image.fromarray(im.transpose(1, 2, 0)) for im in images]
+        self.labels, self.transform = labels, transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.transform(self.images[i]), int(self.labels[i])
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=["bare", "train", "eval"], default="bare")
+    ap.add_argument("--depth", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--iterations", type=int, default=0, help="train: steps (0 = one epoch)")
+    ap.add_argument("--train-limit", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--bf16", action="store_true", help="CUDA: autocast bf16")
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--data-dir", default=os.environ.get("CIFAR10_DIR", "data/cifar-10-batches-bin"))
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    torch.manual_seed(0)
+    model = CifarResNet(a.depth).to(device)
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    out = {"mode": a.mode, "impl": "pytorch", "model": f"resnet-{a.depth}", "batch": a.batch,
+           "precision": "bf16" if a.bf16 else "fp32", "channels_last": a.channels_last,
+           "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+           "threads": a.threads, "torch_version": torch.__version__}
+    if a.bf16:
+        def autocast():
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+    else:
+        autocast = contextlib.nullcontext
+
+    def step(x, y):
+        with autocast():
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    if a.mode == "bare":
+        x = torch.randn(a.batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
+        y = torch.randint(0, 10, (a.batch,), device=device)
+        for _ in range(a.warmup):
+            step(x, y)
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(a.steps):
+            step(x, y)
+        sync(device)
+        s = (time.perf_counter() - t) / a.steps
+        out.update(steps=a.steps, ms_per_step=1000 * s, images_per_sec=a.batch / s)
+    else:
+        import torchvision.transforms as T
+        norm = T.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+        test_x, test_y = read_cifar(os.path.join(a.data_dir, "test_batch.bin"))
+        test = CifarDataset(test_x, test_y, T.Compose([T.ToTensor(), norm]))
+        test_loader = torch.utils.data.DataLoader(test, batch_size=1000, num_workers=a.workers)
+
+        def evaluate():
+            model.eval()
+            correct = 0
+            with torch.no_grad(), autocast():
+                for x, y in test_loader:
+                    x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
+                    correct += (model(x).argmax(1) == y.to(device)).sum().item()
+            model.train()
+            return 1 - correct / len(test)
+
+        if a.mode == "eval":
+            t = time.perf_counter()
+            evaluate()
+            s = time.perf_counter() - t
+            out.update(images=len(test), seconds_per_pass=s, images_per_sec=len(test) / s)
+        else:
+            t = time.perf_counter()  # end to end, like resnet-bench --mode train
+            parts = [read_cifar(os.path.join(a.data_dir, f"data_batch_{i}.bin")) for i in range(1, 6)]
+            xs, ys = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            if a.train_limit:
+                xs, ys = xs[:a.train_limit], ys[:a.train_limit]
+            train = CifarDataset(xs, ys, T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(),
+                                                    T.ToTensor(), norm]))
+            loader = torch.utils.data.DataLoader(train, batch_size=a.batch, shuffle=True, drop_last=True,
+                                                 num_workers=a.workers, persistent_workers=a.workers > 0)
+            total = a.iterations or len(loader)
+            done = 0
+            model.train()
+            while done < total:
+                for x, y in loader:
+                    step(x.to(device, non_blocking=True).contiguous(memory_format=fmt), y.to(device, non_blocking=True))
+                    done += 1
+                    if done == total:
+                        break
+            error = evaluate()
+            sync(device)
+            wall = time.perf_counter() - t
+            out.update(steps=total, wall_s=wall, images_per_sec=total * a.batch / wall,
+                       ms_per_step=1000 * wall / total, test_error=error, workers=a.workers)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
