@@ -32,7 +32,7 @@ run() { "$@" | tee -a "$out"; }
 for d in $depths; do
   cfg=configs/cifar_resnet$d.json
   epoch=(--set train.epochs=1 --set train.eval_every=0 --set train.checkpoint_every=0 --set data.train_limit=$limit)
-  run "$bin/resnet-bench" --config "$cfg" --mode bare --steps "$steps" --set runtime.precision='"fp32"' --set runtime.channels_last=false
+  run "$bin/resnet-bench" --config "$cfg" --mode bare --steps "$steps"
   run "$bin/resnet-bench" --config "$cfg" --mode step --steps "$steps"
   run "$bin/resnet-bench" --config "$cfg" --mode train "${epoch[@]}"
   run "$bin/resnet-bench" --config "$cfg" --mode eval --steps 10
@@ -48,7 +48,7 @@ done >/dev/null
 
 $py - "$out" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 print("| impl | model | mode | precision | channels_last | graph | ms/step | images/s | wall s | test err |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:

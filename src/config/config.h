@@ -56,7 +56,7 @@ struct TrainConfig {
   int64_t eval_every = 0;           // steps between evaluations; 0 = once per epoch
   int64_t checkpoint_every = 0;     // steps between checkpoints; 0 = at every evaluation
   int64_t log_every = 50;           // steps between progress lines
-  int64_t eval_batch_size = 1000;
+  int64_t eval_batch_size = 256;    // fastest measured on the 2-core CPU (channels_last)
   LrScheduleConfig lr_schedule;
 };
 

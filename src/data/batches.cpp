@@ -20,11 +20,21 @@ at::Tensor Normalizer::operator()(const at::Tensor& images) const {
 Normalizer Normalizer::to(const c10::Device& device) const { return {mean.to(device), std.to(device)}; }
 
 Normalizer fit_normalizer(const at::Tensor& images, const std::string& mode) {
-  at::Tensor x = images.to(at::kFloat).div_(255.0f);  // [N, 3, 32, 32]
-  if (mode == "pixel") return {x.mean({0}, /*keepdim=*/true), at::ones({1, 1, 1, 1})};
+  // Sums in double over chunks: a float copy of all 50,000 images would be 600 MB.
+  constexpr int64_t kChunk = 4096;
+  const int64_t n = images.size(0);
+  at::Tensor sum = at::zeros({3, 32, 32}, at::kDouble), sum_sq = at::zeros({3, 32, 32}, at::kDouble);
+  for (int64_t start = 0; start < n; start += kChunk) {
+    at::Tensor x = images.narrow(0, start, std::min(kChunk, n - start)).to(at::kDouble).div_(255.0);
+    sum += x.sum(0);
+    sum_sq += x.mul_(x).sum(0);
+  }
+  if (mode == "pixel") return {(sum / n).to(at::kFloat).unsqueeze(0), at::ones({1, 1, 1, 1})};
   // Per channel over all images and pixels: [1, 3, 1, 1].
-  at::Tensor flat = x.transpose(0, 1).reshape({3, -1});
-  return {flat.mean({1}).view({1, 3, 1, 1}), flat.std({1}).view({1, 3, 1, 1})};
+  const double count = static_cast<double>(n) * 32 * 32;
+  at::Tensor mean = sum.sum({1, 2}) / count;
+  at::Tensor var = (sum_sq.sum({1, 2}) - mean * mean * count) / (count - 1);  // unbiased, like std()
+  return {mean.to(at::kFloat).view({1, 3, 1, 1}), var.sqrt().to(at::kFloat).view({1, 3, 1, 1})};
 }
 
 at::Tensor crop_flip(const at::Tensor& images, const at::Tensor& offsets, const at::Tensor& flips) {

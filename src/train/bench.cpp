@@ -143,6 +143,7 @@ nlohmann::json run_bench(const ExperimentConfig& c, const BenchOptions& o) {
     to.data_dir = o.data_dir;
     to.force = true;
     to.progress = false;
+    to.console = false;
     const auto start = Clock::now();
     int rc = 0;
     try {

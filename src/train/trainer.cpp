@@ -142,12 +142,14 @@ bool parameters_finite(ResNetImpl& model) {
 }
 
 int run_session(Session& s, const RunDir& dir, bool resumed) {
-  const bool tty = s.options.progress && ::isatty(STDOUT_FILENO);
+  const bool tty = s.options.console && s.options.progress && ::isatty(STDOUT_FILENO);
   auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(dir.log_path(), /*truncate=*/false);
   auto console = std::make_shared<ConsoleSink>(tty);
   console->set_pattern("%v");
   file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
-  auto log = std::make_shared<spdlog::logger>("train", spdlog::sinks_init_list{console, file_sink});
+  auto log = s.options.console
+                 ? std::make_shared<spdlog::logger>("train", spdlog::sinks_init_list{console, file_sink})
+                 : std::make_shared<spdlog::logger>("train", file_sink);
   log->flush_on(spdlog::level::info);
 
   const auto& t = s.config.train;

@@ -14,6 +14,7 @@ struct TrainOptions {
   std::string data_dir;        // --data-dir ("" = config / $CIFAR10_DIR / default)
   bool force = false;          // start over in an existing run folder
   bool progress = true;        // live progress line when stdout is a terminal
+  bool console = true;         // log to stdout (train.log is always written)
 };
 
 // Starts a new run. Returns the process exit code (0, 130, 143); throws InputError for bad

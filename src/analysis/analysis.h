@@ -1,0 +1,83 @@
+#pragma once
+// The experiments behind "why residual learning works", each a function of a model and images:
+//   responses  std of each conv layer's response, after BN and before ReLU/addition (He et al. Fig. 7)
+//   gradients  |dL/dx| at every block input and |dL/dW| of every conv weight on one batch
+//   residuals  |F(x)| / |x| per block: how far each block is from the identity
+//   activations feature maps of chosen images at the stem and after each stage
+//   lesion     test error with one block deleted, and with k random blocks deleted (Veit et al. 2016)
+// resnet-analyze turns these into JSON and gnuplot PNGs.
+#include <ATen/core/Tensor.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "data/batches.h"
+#include "data/cifar10.h"
+#include "models/resnet.h"
+
+namespace resnet {
+
+// A model under study, with what it needs to see images the way it was trained.
+struct Subject {
+  std::string label;  // e.g. "resnet-56 @64000", "plain-20 @init"
+  ExperimentConfig config;
+  ResNet model{nullptr};
+  Normalizer normalizer;
+};
+
+// From a checkpoint (file or run folder); label "<kind>-<depth> @<step>".
+Subject subject_from_checkpoint(const std::string& path, const c10::Device& device);
+// A freshly initialised model of `config` (seeded by runtime.seed); label "<kind>-<depth> @init".
+Subject subject_from_config(const ExperimentConfig& config, const Normalizer& normalizer,
+                            const c10::Device& device);
+
+struct LayerStat {
+  std::string name;
+  double value = 0;
+};
+
+// Per conv layer: mean over channels of the per-channel std of its response (BN in eval mode).
+std::vector<LayerStat> response_std(Subject& s, const ImageSet& images, int64_t batch_size);
+
+struct GradientNorms {
+  double loss = 0;
+  std::vector<double> block_input;    // |dL/dx| at the input of block i (Frobenius, whole batch)
+  std::vector<LayerStat> weights;     // |dL/dW| of each conv weight, forward order
+};
+// One forward/backward pass in training mode (as during training); the weights do not change.
+GradientNorms gradient_norms(ResNetImpl& model, const at::Tensor& images, const at::Tensor& labels);
+
+struct BlockRatio {
+  double branch_norm = 0, input_norm = 0, ratio = 0;  // |F(x)|, |x|, |F(x)| / |x|
+};
+std::vector<BlockRatio> residual_ratios(Subject& s, const ImageSet& images, int64_t batch_size);
+
+struct LesionOptions {
+  int64_t draws = 4;       // random draws per k
+  int64_t max_k = 0;       // 0 = every k up to the number of blocks
+  int64_t batch_size = 500;
+  uint64_t seed = 0;
+};
+struct LesionResult {
+  double baseline_error = 0;
+  std::vector<double> single;                     // error with block i deleted
+  std::vector<std::vector<double>> random;        // random[k-1]: errors of the draws with k deleted
+};
+LesionResult lesion_study(Subject& s, const ImageSet& test, const LesionOptions& options);
+
+// Feature maps of image `index` of `images`: stage 0 (stem) .. S, each float [C, H, W] (CPU).
+std::vector<at::Tensor> feature_maps(Subject& s, const ImageSet& images, int64_t index);
+
+// JSON of each analysis over several subjects (the files resnet-analyze writes).
+nlohmann::json responses_json(std::vector<Subject>& subjects, const ImageSet& images, int64_t batch_size);
+nlohmann::json gradients_json(std::vector<Subject>& subjects, const ImageSet& images, int64_t batch_size);
+nlohmann::json residuals_json(std::vector<Subject>& subjects, const ImageSet& images, int64_t batch_size);
+nlohmann::json lesion_json(std::vector<Subject>& subjects, const ImageSet& test, const LesionOptions& options);
+
+// Renders the PNGs of an analysis from its JSON into `dir`; returns the files written.
+std::vector<std::string> plot_analysis(const std::string& analysis, const nlohmann::json& result,
+                                       const std::string& dir);
+
+}  // namespace resnet

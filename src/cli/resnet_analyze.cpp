@@ -1,0 +1,168 @@
+// resnet-analyze: why residual learning works, measured on checkpoints or fresh models.
+//   resnet-analyze {responses|gradients|residuals|activations|lesion}
+//                  (--checkpoint FILE|RUN_DIR)... [--config FILE [--set k=v]...]... [--init]
+//                  [--data-dir DIR] --out DIR
+// Writes <analysis>.json and <analysis>*.png (gnuplot) into DIR.
+#include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "analysis/analysis.h"
+#include "analysis/plots.h"
+#include "cli/common.h"
+#include "train/run_dir.h"
+#include "train/runtime.h"
+#include "util/errors.h"
+#include "util/json_io.h"
+
+namespace {
+
+using namespace resnet;
+
+// Feature maps [C, H, W] tiled into one grey image, each map scaled to 0..1 on its own, with a
+// one-pixel white gap between maps.
+plots::ImagePanel tile(const at::Tensor& maps, const std::string& title) {
+  const int64_t c = maps.size(0), h = maps.size(1), w = maps.size(2);
+  const int64_t cols = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(c))));
+  const int64_t rows = (c + cols - 1) / cols;
+  plots::ImagePanel p;
+  p.title = title;
+  p.rows = rows * (h + 1) - 1;
+  p.cols = cols * (w + 1) - 1;
+  p.values.assign(static_cast<size_t>(p.rows * p.cols), 1.0f);
+  at::Tensor flat = maps.reshape({c, -1});
+  at::Tensor lo = std::get<0>(flat.min(1, true)), hi = std::get<0>(flat.max(1, true));
+  at::Tensor scaled = ((flat - lo) / (hi - lo).clamp_min(1e-8)).reshape({c, h, w}).contiguous();
+  auto a = scaled.accessor<float, 3>();
+  for (int64_t k = 0; k < c; ++k)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x)
+        p.values[static_cast<size_t>(((k / cols) * (h + 1) + y) * p.cols + (k % cols) * (w + 1) + x)] = a[k][y][x];
+  return p;
+}
+
+nlohmann::json activations(std::vector<Subject>& subjects, const Cifar10& data, const std::vector<int64_t>& show,
+                           const std::string& out_dir, std::vector<std::string>& pngs) {
+  nlohmann::json out = {{"analysis", "activations"}, {"subjects", nlohmann::json::array()}};
+  const ImageSet& test = data.test;
+  for (size_t si = 0; si < subjects.size(); ++si) {
+    Subject& s = subjects[si];
+    nlohmann::json j = {{"label", s.label}, {"images", nlohmann::json::array()}, {"stages", nlohmann::json::array()}};
+    for (int64_t index : show) {
+      if (index < 0 || index >= test.size())
+        throw InputError(fmt::format("--show: image {} is outside the {} test images", index, test.size()));
+      std::vector<at::Tensor> maps = feature_maps(s, test, index);
+      at::NoGradGuard no_grad;
+      s.model->eval();
+      const auto device = s.model->parameters().front().device();
+      const int64_t predicted =
+          s.model->forward(s.normalizer.to(device)(test.images.narrow(0, index, 1).to(device))).argmax(1).item<int64_t>();
+      const int64_t truth = test.labels[index].item<int64_t>();
+      auto name = [&](int64_t c) { return c < static_cast<int64_t>(data.class_names.size()) ? data.class_names[c] : std::to_string(c); };
+
+      std::vector<plots::ImagePanel> panels;
+      plots::ImagePanel input;
+      input.title = "input: " + name(truth);
+      input.rows = input.cols = 32;
+      input.rgb = true;
+      at::Tensor rgb = test.images[index].to(at::kFloat).div(255).contiguous();
+      input.values.assign(rgb.data_ptr<float>(), rgb.data_ptr<float>() + rgb.numel());
+      panels.push_back(input);
+      for (size_t st = 0; st < maps.size(); ++st)
+        panels.push_back(tile(maps[st], st == 0 ? fmt::format("stem ({} maps)", maps[st].size(0))
+                                                : fmt::format("stage {} ({} maps, {}x{})", st, maps[st].size(0),
+                                                              maps[st].size(1), maps[st].size(2))));
+      const std::string file = fmt::format("activations_{}_{}.png", si, index);
+      pngs.push_back((std::filesystem::path(out_dir) / file).string());
+      plots::image_grid(pngs.back(), fmt::format("{}: test image {} ({}), predicted {}", s.label, index, name(truth), name(predicted)),
+                        panels, static_cast<int>(panels.size()), 320);
+      j["images"].push_back({{"index", index}, {"true_class", name(truth)}, {"predicted_class", name(predicted)}, {"file", file}});
+      if (j["stages"].empty())
+        for (size_t st = 0; st < maps.size(); ++st)
+          j["stages"].push_back({{"stage", st}, {"channels", maps[st].size(0)}, {"height", maps[st].size(1)}, {"width", maps[st].size(2)}});
+    }
+    out["subjects"].push_back(j);
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  resnet::cli::tune_malloc();
+  CLI::App app{"Analyse trained or fresh ResNets: responses, gradients, residuals, activations, lesions", "resnet-analyze"};
+  std::string analysis, out_dir, data_dir, device = "auto";
+  std::vector<std::string> checkpoints, config_paths, sets;
+  bool with_init = false;
+  int64_t images = 1000, batch = 128, limit = 2000;
+  std::vector<int64_t> show = {0, 1, 2, 3};
+  resnet::LesionOptions lesion;
+  app.add_option("analysis", analysis, "responses | gradients | residuals | activations | lesion")
+      ->required()->check(CLI::IsMember({"responses", "gradients", "residuals", "activations", "lesion"}));
+  app.add_option("--checkpoint", checkpoints, "checkpoint file or run folder (repeatable)");
+  app.add_option("--config", config_paths, "analyse a freshly initialised model of this config (repeatable)");
+  app.add_option("--set", sets, "override a key of every --config");
+  app.add_flag("--init", with_init, "also analyse a fresh model of each checkpoint's config");
+  app.add_option("--out", out_dir, "output folder")->required();
+  app.add_option("--data-dir", data_dir, "CIFAR-10 folder");
+  app.add_option("--device", device, "auto, cpu or cuda");
+  app.add_option("--images", images, "test images for responses/residuals (default 1000)");
+  app.add_option("--batch", batch, "batch for gradients (default 128)");
+  app.add_option("--limit", limit, "test images for lesion (default 2000; 0 = all)");
+  app.add_option("--draws", lesion.draws, "lesion: random draws per k (default 4)");
+  app.add_option("--max-k", lesion.max_k, "lesion: largest number of deleted blocks (0 = all)");
+  app.add_option("--show", show, "activations: test image indices (default 0 1 2 3)")->delimiter(',');
+  if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
+
+  return resnet::cli::run_main("resnet-analyze", [&] {
+    if (checkpoints.empty() && config_paths.empty()) throw InputError("give at least one --checkpoint or --config");
+    RuntimeConfig rc;
+    rc.device = device;
+    rc.cuda_graph = false;
+    Runtime rt = resolve_runtime(rc);
+    apply_runtime(rt);
+
+    std::vector<Subject> subjects;
+    std::vector<ExperimentConfig> fresh;
+    DataConfig data_cfg;
+    for (const auto& c : checkpoints) {
+      subjects.push_back(subject_from_checkpoint(checkpoint_in(c), rt.device));
+      if (with_init) fresh.push_back(subjects.back().config);
+      data_cfg = subjects.back().config.data;
+    }
+    for (const auto& p : config_paths) {
+      fresh.push_back(resnet::cli::resolve_config(p, sets));
+      data_cfg = fresh.back().data;
+    }
+    const bool need_train = !fresh.empty() && checkpoints.empty();
+    Cifar10 data = load_cifar10(resolve_data_dir(data_dir, data_cfg), need_train);
+    for (const auto& c : fresh) {
+      // A fresh model sees images normalised like a trained one: the checkpoint's statistics if
+      // there is one, else those of the training set.
+      Normalizer norm = !subjects.empty() ? subjects.front().normalizer : fit_normalizer(data.train.images, c.data.normalize);
+      subjects.push_back(subject_from_config(c, norm, rt.device));
+    }
+
+    std::filesystem::create_directories(out_dir);
+    auto first = [&](int64_t n) {
+      n = n > 0 ? std::min(n, data.test.size()) : data.test.size();
+      return ImageSet{data.test.images.narrow(0, 0, n), data.test.labels.narrow(0, 0, n)};
+    };
+    nlohmann::json result;
+    std::vector<std::string> pngs;
+    if (analysis == "responses") result = responses_json(subjects, first(images), batch);
+    else if (analysis == "gradients") result = gradients_json(subjects, first(batch), batch);
+    else if (analysis == "residuals") result = residuals_json(subjects, first(images), batch);
+    else if (analysis == "lesion") result = lesion_json(subjects, first(limit), lesion);
+    else result = activations(subjects, data, show, out_dir, pngs);
+    const std::string json_path = (std::filesystem::path(out_dir) / (analysis + ".json")).string();
+    write_file_atomic(json_path, result.dump(2) + "\n");
+    if (analysis != "activations") pngs = plot_analysis(analysis, result, out_dir);
+    std::cout << json_path << "\n";
+    for (const auto& p : pngs) std::cout << p << "\n";
+    return 0;
+  });
+}

@@ -1,0 +1,261 @@
+// The analyses on tiny models and synthetic data: well-formed results, lesions that behave as
+// Veit et al. describe, gradient norms that agree with autograd, and the sweep script's resume logic.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "analysis/analysis.h"
+#include "test_support.h"
+#include "util/json_io.h"
+
+using namespace resnet;
+using resnet::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+Subject tiny_subject(bool residual, bool zero_init = false, bool preact = false, int depth = 14) {
+  ExperimentConfig c;
+  c.model.depth = depth;  // 2 blocks per stage, 6 in all
+  c.model.residual = residual;
+  c.model.zero_init_residual = zero_init;
+  c.model.preact = preact;
+  validate(c);
+  ImageSet images = resnet::testing::synthetic_set(64, 1);
+  return subject_from_config(c, fit_normalizer(images.images, "channel"), at::kCPU);
+}
+
+ImageSet test_images() { return resnet::testing::synthetic_set(40, 2); }
+
+}  // namespace
+
+TEST(Analyses, ProduceOneEntryPerLayerOrBlock) {
+  std::vector<Subject> subjects;
+  subjects.push_back(tiny_subject(true));
+  subjects.push_back(tiny_subject(false));
+  const ImageSet images = test_images();
+  const size_t blocks = 6, convs = 1 + 2 * blocks;
+
+  nlohmann::json r = responses_json(subjects, images, 16);
+  ASSERT_EQ(r["subjects"].size(), 2u);
+  for (const auto& s : r["subjects"]) {
+    ASSERT_EQ(s["layers"].size(), convs);
+    EXPECT_EQ(s["layers"][0]["name"], "stem");
+    for (const auto& l : s["layers"]) EXPECT_GT(l["std"].get<double>(), 0.0);
+  }
+  nlohmann::json g = gradients_json(subjects, images, 16);
+  for (const auto& s : g["subjects"]) {
+    EXPECT_EQ(s["blocks"].size(), blocks);
+    EXPECT_EQ(s["layers"].size(), convs);
+    EXPECT_GT(s["loss"].get<double>(), 0.0);
+  }
+  nlohmann::json res = residuals_json(subjects, images, 16);
+  for (const auto& s : res["subjects"]) {
+    ASSERT_EQ(s["blocks"].size(), blocks);
+    for (const auto& b : s["blocks"]) EXPECT_GT(b["ratio"].get<double>(), 0.0);
+  }
+  LesionOptions lo;
+  lo.draws = 3;
+  lo.max_k = 4;
+  nlohmann::json les = lesion_json(subjects, images, lo);
+  for (const auto& s : les["subjects"]) {
+    EXPECT_EQ(s["single"].size(), blocks);
+    ASSERT_EQ(s["random"].size(), 4u);
+    for (const auto& k : s["random"]) EXPECT_EQ(k["errors"].size(), 3u);
+    // Blocks 2 and 4 open stages 2 and 3: they change the shape.
+    EXPECT_TRUE(s["single"][2]["downsampling"].get<bool>());
+    EXPECT_FALSE(s["single"][1]["downsampling"].get<bool>());
+  }
+  auto maps = feature_maps(subjects[0], images, 3);
+  ASSERT_EQ(maps.size(), 4u);  // stem + 3 stages
+  EXPECT_EQ(maps[0].sizes(), (std::vector<int64_t>{16, 32, 32}));
+  EXPECT_EQ(maps[3].sizes(), (std::vector<int64_t>{64, 8, 8}));
+}
+
+TEST(Lesion, ZeroBranchResidualBlockDeletedLeavesTheOutputUnchanged) {
+  torch::NoGradGuard no_grad;
+  for (bool preact : {false, true}) {
+    Subject s = tiny_subject(true, /*zero_init=*/true, preact);
+    s.model->eval();
+    at::Tensor x = s.normalizer(test_images().images);
+    at::Tensor intact = s.model->forward(x);
+    s.model->set_lesioned({1, 3, 5});  // identity-shaped blocks
+    at::Tensor lesioned = s.model->forward(x);
+    EXPECT_EQ(lesioned.sizes(), intact.sizes());
+    EXPECT_TRUE(at::allclose(lesioned, intact, 1e-5, 1e-6)) << "preact " << preact;
+  }
+}
+
+TEST(Lesion, DeletingABlockKeepsShapesAndChangesAPlainNet) {
+  torch::NoGradGuard no_grad;
+  Subject plain = tiny_subject(false);
+  plain.model->eval();
+  at::Tensor x = plain.normalizer(test_images().images);
+  at::Tensor intact = plain.model->forward(x);
+  for (int b = 0; b < 6; ++b) {
+    plain.model->set_lesioned({b});  // including the downsampling blocks 2 and 4
+    at::Tensor y = plain.model->forward(x);
+    EXPECT_EQ(y.sizes(), intact.sizes());
+    EXPECT_FALSE(at::allclose(y, intact, 1e-3, 1e-3)) << "block " << b;
+  }
+}
+
+// A pre-activation ResNet with zeroed branches is the identity through every block, so the
+// gradient reaching each block input is the same within a stage. No branch conv gets gradient:
+// conv1's output meets the zero gamma of bn2, and conv2 sees only relu(0) = 0. The stem does.
+TEST(GradientNorms, IdentityNetworkHasEqualGradientsWithinEachStage) {
+  Subject s = tiny_subject(true, /*zero_init=*/true, /*preact=*/true);
+  ImageSet images = test_images();
+  GradientNorms g = gradient_norms(*s.model, s.normalizer(images.images), images.labels);
+  ASSERT_EQ(g.block_input.size(), 6u);
+  EXPECT_NEAR(g.block_input[0], g.block_input[1], 1e-4 * g.block_input[0]);
+  EXPECT_NEAR(g.block_input[2], g.block_input[3], 1e-4 * g.block_input[2]);
+  EXPECT_NEAR(g.block_input[4], g.block_input[5], 1e-4 * g.block_input[4]);
+  ASSERT_EQ(g.weights.size(), 13u);
+  EXPECT_EQ(g.weights[0].name, "stem_conv.weight");
+  EXPECT_GT(g.weights[0].value, 0.0);
+  for (size_t i = 1; i < g.weights.size(); ++i) EXPECT_EQ(g.weights[i].value, 0.0) << g.weights[i].name;
+}
+
+TEST(GradientNorms, AgreeWithBackwardAndLeaveTheModelUntouched) {
+  Subject s = tiny_subject(true);
+  ImageSet images = test_images();
+  at::Tensor x = s.normalizer(images.images);
+  std::vector<at::Tensor> before;
+  for (const auto& t : s.model->buffers()) before.push_back(t.clone());
+  GradientNorms g = gradient_norms(*s.model, x, images.labels);
+  // Buffers (BN running stats) are restored; parameters have no .grad.
+  auto after = s.model->buffers();
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(at::equal(before[i], after[i]));
+  for (const auto& p : s.model->parameters()) EXPECT_FALSE(p.grad().defined());
+
+  // Reference: ordinary backward() with retain_grad on the recorded inputs.
+  struct Rec : ForwardRecorder {
+    std::vector<at::Tensor> inputs;
+    void on_block(int, const at::Tensor& in, const at::Tensor&, const at::Tensor&) override {
+      in.retain_grad();
+      inputs.push_back(in);
+    }
+  } rec;
+  s.model->train();
+  at::cross_entropy_loss(s.model->forward(x, &rec), images.labels).backward();
+  for (size_t i = 0; i < rec.inputs.size(); ++i)
+    EXPECT_NEAR(g.block_input[i], rec.inputs[i].grad().norm().item<double>(), 1e-5 * g.block_input[i]) << i;
+  size_t w = 0;
+  for (const auto& item : s.model->named_parameters()) {
+    if (item.value().dim() != 4) continue;
+    EXPECT_EQ(g.weights[w].name, item.key());
+    EXPECT_NEAR(g.weights[w].value, item.value().grad().norm().item<double>(), 1e-5 * g.weights[w].value + 1e-12);
+    ++w;
+  }
+  EXPECT_EQ(w, g.weights.size());
+}
+
+TEST(Plots, EveryAnalysisRendersItsPngs) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  TempDir tmp;
+  std::vector<Subject> subjects;
+  subjects.push_back(tiny_subject(true));
+  const ImageSet images = test_images();
+  LesionOptions lo;
+  lo.draws = 2;
+  lo.max_k = 2;
+  const std::vector<std::pair<std::string, nlohmann::json>> results = {
+      {"responses", responses_json(subjects, images, 20)},
+      {"gradients", gradients_json(subjects, images, 20)},
+      {"residuals", residuals_json(subjects, images, 20)},
+      {"lesion", lesion_json(subjects, images, lo)}};
+  for (const auto& [name, json] : results) {
+    auto files = plot_analysis(name, json, tmp.path());
+    ASSERT_FALSE(files.empty());
+    for (const auto& f : files) EXPECT_GT(fs::file_size(f), 5000u) << f;  // a real picture
+  }
+}
+
+TEST(ResnetAnalyzeCli, WritesJsonAndPngForEveryAnalysis) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  TempDir tmp;
+  resnet::testing::write_synthetic_cifar(tmp / "data", 40, 60);
+  write_file_atomic(tmp / "tiny.json", R"({"model": {"depth": 8}})");
+  for (std::string a : {"responses", "gradients", "residuals", "activations", "lesion"}) {
+    const std::string cmd = std::string(RESNET_ANALYZE_BIN) + " " + a + " --config " + (tmp / "tiny.json") +
+                            " --data-dir " + (tmp / "data") + " --out " + (tmp / "out") +
+                            " --images 30 --batch 20 --limit 30 --draws 2 --show 0,1 --device cpu > " + (tmp / "log") + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << a;
+    nlohmann::json j = read_json_file(tmp / ("out/" + a + ".json"));
+    EXPECT_EQ(j["analysis"], a);
+    EXPECT_EQ(j["subjects"].size(), 1u);
+    bool png = false;
+    for (const auto& e : fs::directory_iterator(tmp / "out"))
+      png |= e.path().filename().string().rfind(a, 0) == 0 && e.path().extension() == ".png";
+    EXPECT_TRUE(png) << a;
+  }
+  // No subject is a usage error (exit 2).
+  const std::string bad = std::string(RESNET_ANALYZE_BIN) + " lesion --out " + (tmp / "x") + " 2>/dev/null";
+  EXPECT_EQ(WEXITSTATUS(std::system(bad.c_str())), 2);
+}
+
+// scripts/depth_sweep.sh: finished runs are skipped, interrupted runs are resumed.
+TEST(DepthSweep, SkipsFinishedRunsAndResumesInterruptedOnes) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  TempDir tmp;
+  resnet::testing::write_synthetic_cifar(tmp / "data", 40, 40);
+  write_file_atomic(tmp / "recipe.json", R"({"train": {"batch_size": 20, "iterations": 60, "eval_every": 20,
+      "checkpoint_every": 3, "log_every": 5, "lr_schedule": {"milestones": [40]}}, "runtime": {"threads": 1}})");
+  const std::string sweep = std::string(RESNET_SOURCE_DIR) + "/scripts/depth_sweep.sh";
+  const std::string args = " --depths '8 14' --recipe " + (tmp / "recipe.json") + " --data-dir " + (tmp / "data") +
+                           " --bin " + RESNET_BIN_DIR + " --out " + (tmp / "sweep");
+  auto run = [&](const std::string& log) {
+    return std::system(("bash " + sweep + args + " > " + (tmp / log) + " 2>&1").c_str());
+  };
+  auto text = [&](const std::string& name) {
+    std::ifstream in(tmp / name);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  ASSERT_EQ(run("first.log"), 0) << text("first.log");
+  for (const char* f : {"training_error.png", "test_error.png", "summary.csv", "summary.md"})
+    EXPECT_TRUE(fs::exists(tmp / (std::string("sweep/") + f))) << f;
+  std::ifstream csv(tmp / "sweep/summary.csv");
+  std::string line;
+  int rows = -1;
+  while (std::getline(csv, line)) ++rows;
+  EXPECT_EQ(rows, 4);
+
+  ASSERT_EQ(run("second.log"), 0);
+  const std::string second = text("second.log");
+  for (const char* r : {"plain-8", "plain-14", "resnet-8", "resnet-14"})
+    EXPECT_NE(second.find(std::string("skip   ") + (tmp / "sweep/") + r), std::string::npos) << second;
+
+  // Interrupt the sweep while it retrains resnet-14 (the whole process group, as Ctrl-C does).
+  fs::remove_all(tmp / "sweep/resnet-14");
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/bash", "bash", "-c", ("exec bash " + sweep + args + " > " + (tmp / "third.log") + " 2>&1").c_str(),
+          static_cast<char*>(nullptr));
+    _exit(99);
+  }
+  setpgid(pid, pid);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < deadline && !fs::exists(tmp / "sweep/resnet-14/checkpoints/last.ckpt"))
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  kill(-pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the sweep finished before the interrupt";
+  EXPECT_TRUE(fs::exists(tmp / "sweep/resnet-14/checkpoints/last.ckpt"));
+  EXPECT_FALSE(fs::exists(tmp / "sweep/resnet-14/summary.json"));
+
+  ASSERT_EQ(run("fourth.log"), 0) << text("fourth.log");
+  const std::string fourth = text("fourth.log");
+  EXPECT_NE(fourth.find("resume " + (tmp / "sweep/resnet-14")), std::string::npos) << fourth;
+  EXPECT_NE(fourth.find("skip   " + (tmp / "sweep/resnet-8")), std::string::npos) << fourth;
+  EXPECT_TRUE(fs::exists(tmp / "sweep/resnet-14/summary.json"));
+}
