@@ -6,6 +6,7 @@
 
 #if defined(RESNET_WITH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAFunctions.h>
 #endif
 
 namespace resnet::compat {
@@ -14,7 +15,7 @@ std::string torch_version() { return TORCH_VERSION; }
 
 bool cuda_available() {
 #if defined(RESNET_WITH_CUDA)
-  return at::hasCUDA() && at::cuda::device_count() > 0;
+  return at::hasCUDA() && c10::cuda::device_count() > 0;
 #else
   return false;
 #endif

@@ -160,10 +160,10 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
   EvalOptions eval_opts{t.eval_batch_size, s.runtime.channels_last, s.runtime.bf16};
   const nlohmann::json config_json = to_json(s.config);
 
-  log->info("{} run '{}' in {}: ResNet {} {}-{} ({} parameters), {} steps ({} per epoch, batch {})",
+  log->info("{} run '{}' in {}: {} {}-{} ({} parameters), {} steps ({} per epoch, batch {})",
             resumed ? "resuming" : "starting", s.config.name, dir.path(),
-            s.config.model.residual ? "residual" : "plain", s.config.model.family,
-            s.config.model.depth, params, s.total, spe, t.batch_size);
+            s.config.model.residual ? (s.config.model.preact ? "pre-activation ResNet" : "ResNet") : "plain net",
+            s.config.model.family, s.config.model.depth, params, s.total, spe, t.batch_size);
   log->info("data: {} train, {} val, {} test images; {}", s.splits.train.size(), s.splits.val.size(),
             s.splits.test.size(), s.runtime.describe());
   if (resumed) log->info("continuing at step {}", s.state.step);
