@@ -106,7 +106,11 @@ struct Session {
 void prepare(Session& s, CheckpointReader* from) {
   s.runtime = resolve_runtime(s.config.runtime);
   apply_runtime(s.runtime);
-  s.data = load_cifar10(resolve_data_dir(s.options.data_dir, s.config.data));
+  // The resolved folder goes into the stored config, so resume and resnet-eval find the data
+  // without being told again (a --data-dir given later still wins).
+  const std::string data_dir = resolve_data_dir(s.options.data_dir, s.config.data);
+  s.data = load_cifar10(data_dir);
+  s.config.data.dir = std::filesystem::absolute(data_dir).lexically_normal().string();
   s.splits = make_splits(s.data, s.config.data);
   s.normalizer = from ? from->contents().normalizer
                       : fit_normalizer(s.splits.train.images, s.config.data.normalize);
@@ -312,7 +316,7 @@ int train(const ExperimentConfig& config, const TrainOptions& options) {
   prepare(s, nullptr);  // every input is checked before the run folder is touched
   const std::string out = options.out_dir.empty() ? "runs/" + config.name : options.out_dir;
   RunDir dir = RunDir::create(out, options.force);
-  dir.write_json("config.json", to_json(config));
+  dir.write_json("config.json", to_json(s.config));
   return run_session(s, dir, false);
 }
 
@@ -342,7 +346,7 @@ int resume(const std::string& run_dir, const std::vector<std::string>& sets, con
     return kExitOk;
   }
   RunDir dir = RunDir::resume(run_dir, s.state.step);
-  dir.write_json("config.json", to_json(config));
+  dir.write_json("config.json", to_json(s.config));
   return run_session(s, dir, true);
 }
 
