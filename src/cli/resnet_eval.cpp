@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
     auto model = resnet::make_model(config.model);
     model->to(rt.device);
     reader.load_model(*model);
+    if (rt.channels_last) resnet::to_channels_last(*model);
 
     const std::string dir = resnet::resolve_data_dir(data_dir, config.data);
     resnet::Cifar10 data = resnet::load_cifar10(dir, split != "test");

@@ -78,68 +78,64 @@ at::Tensor BlockImpl::lesion_output(const at::Tensor& x, const at::Tensor& pre,
   return y;
 }
 
-BasicBlockImpl::BasicBlockImpl(BlockOptions o) : BlockImpl(o, kExpansion) {
-  const int64_t bn1_channels = o.preact ? o.in_channels : o.planes;
-  conv1 = register_module("conv1", make_conv(o.in_channels, o.planes, 3, o.stride));
-  bn1 = register_module("bn1", make_bn(bn1_channels));
-  conv2 = register_module("conv2", make_conv(o.planes, o.planes, 3, 1));
-  bn2 = register_module("bn2", make_bn(o.planes));
+void BlockImpl::add_layer(torch::nn::Conv2d conv, torch::nn::BatchNorm2d bn) {
+  const std::string k = std::to_string(convs_.size() + 1);
+  convs_.push_back(register_module("conv" + k, conv));
+  bns_.push_back(register_module("bn" + k, bn));
 }
 
-at::Tensor BasicBlockImpl::forward(const at::Tensor& x, ForwardRecorder* rec, int index) {
+at::Tensor BlockImpl::forward(const at::Tensor& x, ForwardRecorder* rec, int index) {
   const std::string name = rec ? "block" + std::to_string(index) : std::string();
+  auto record = [&](size_t i, const at::Tensor& response) {
+    if (rec) rec->on_layer(name + ".conv" + std::to_string(i + 1), response);
+  };
   if (options_.preact) {
-    // F = conv2(relu(bn2(conv1(relu(bn1(x)))))); y = F(x) + s(x)
-    at::Tensor pre = torch::relu(bn1->forward(x));
+    // Each layer is conv(relu(bn(.))); the first BN-ReLU also feeds projection shortcuts.
+    at::Tensor pre = torch::relu(bns_[0]->forward(x));
     if (lesioned) return lesion_output(x, pre, rec, index);
-    at::Tensor o = conv1->forward(pre);
-    if (rec) rec->on_layer(name + ".conv1", o);
-    o = conv2->forward(torch::relu(bn2->forward(o)));
-    if (rec) rec->on_layer(name + ".conv2", o);
+    at::Tensor o = pre;
+    for (size_t i = 0; i < convs_.size(); ++i) {
+      if (i > 0) o = torch::relu(bns_[i]->forward(o));
+      o = convs_[i]->forward(o);
+      record(i, o);
+    }
     return combine(x, pre, o, rec, index);
   }
   if (lesioned) return lesion_output(x, x, rec, index);
-  // F = bn2(conv2(relu(bn1(conv1(x))))); y = relu(F(x) + s(x))
-  at::Tensor o = bn1->forward(conv1->forward(x));
-  if (rec) rec->on_layer(name + ".conv1", o);
-  o = bn2->forward(conv2->forward(torch::relu(o)));
-  if (rec) rec->on_layer(name + ".conv2", o);
+  // Each layer is bn(conv(.)), with a ReLU between layers; the last ReLU comes after the addition.
+  at::Tensor o = x;
+  for (size_t i = 0; i < convs_.size(); ++i) {
+    o = bns_[i]->forward(convs_[i]->forward(o));
+    record(i, o);
+    if (i + 1 < convs_.size()) o = torch::relu(o);
+  }
   return combine(x, x, o, rec, index);
+}
+
+BasicBlockImpl::BasicBlockImpl(BlockOptions o) : BlockImpl(o, kExpansion) {
+  // Pre-activation BNs normalise a layer's input, post-activation BNs its output.
+  auto bn = [&](int64_t in, int64_t out) { return make_bn(o.preact ? in : out); };
+  conv1 = make_conv(o.in_channels, o.planes, 3, o.stride);
+  bn1 = bn(o.in_channels, o.planes);
+  add_layer(conv1, bn1);
+  conv2 = make_conv(o.planes, o.planes, 3, 1);
+  bn2 = bn(o.planes, o.planes);
+  add_layer(conv2, bn2);
 }
 
 BottleneckImpl::BottleneckImpl(BlockOptions o) : BlockImpl(o, kExpansion) {
+  auto bn = [&](int64_t in, int64_t out) { return make_bn(o.preact ? in : out); };
   const int64_t out = o.planes * kExpansion;
-  conv1 = register_module("conv1", make_conv(o.in_channels, o.planes, 1, 1));
-  bn1 = register_module("bn1", make_bn(o.preact ? o.in_channels : o.planes));
+  conv1 = make_conv(o.in_channels, o.planes, 1, 1);
+  bn1 = bn(o.in_channels, o.planes);
+  add_layer(conv1, bn1);
   // The stride sits on the 3x3 conv (torchvision's "ResNet v1.5"); counts are unaffected.
-  conv2 = register_module("conv2", make_conv(o.planes, o.planes, 3, o.stride));
-  bn2 = register_module("bn2", make_bn(o.planes));
-  conv3 = register_module("conv3", make_conv(o.planes, out, 1, 1));
-  bn3 = register_module("bn3", make_bn(o.preact ? o.planes : out));
-}
-
-at::Tensor BottleneckImpl::forward(const at::Tensor& x, ForwardRecorder* rec, int index) {
-  const std::string name = rec ? "block" + std::to_string(index) : std::string();
-  if (options_.preact) {
-    // F = conv3(relu(bn3(conv2(relu(bn2(conv1(relu(bn1(x))))))))); y = F(x) + s(x)
-    at::Tensor pre = torch::relu(bn1->forward(x));
-    if (lesioned) return lesion_output(x, pre, rec, index);
-    at::Tensor o = conv1->forward(pre);
-    if (rec) rec->on_layer(name + ".conv1", o);
-    o = conv2->forward(torch::relu(bn2->forward(o)));
-    if (rec) rec->on_layer(name + ".conv2", o);
-    o = conv3->forward(torch::relu(bn3->forward(o)));
-    if (rec) rec->on_layer(name + ".conv3", o);
-    return combine(x, pre, o, rec, index);
-  }
-  if (lesioned) return lesion_output(x, x, rec, index);
-  at::Tensor o = bn1->forward(conv1->forward(x));
-  if (rec) rec->on_layer(name + ".conv1", o);
-  o = bn2->forward(conv2->forward(torch::relu(o)));
-  if (rec) rec->on_layer(name + ".conv2", o);
-  o = bn3->forward(conv3->forward(torch::relu(o)));
-  if (rec) rec->on_layer(name + ".conv3", o);
-  return combine(x, x, o, rec, index);
+  conv2 = make_conv(o.planes, o.planes, 3, o.stride);
+  bn2 = bn(o.planes, o.planes);
+  add_layer(conv2, bn2);
+  conv3 = make_conv(o.planes, out, 1, 1);
+  bn3 = bn(o.planes, out);
+  add_layer(conv3, bn3);
 }
 
 }  // namespace resnet

@@ -29,12 +29,14 @@ struct BlockOptions {
   bool preact = false;
 };
 
-// Common interface of BasicBlock and Bottleneck, so a network holds one list of blocks.
+// What BasicBlock and Bottleneck share: both are a chain of (conv, BN) layers; they differ only
+// in the convs they build. The forward pass is written once, here:
+//   post-activation  o = x; for each layer: o = bn(conv(o)), ReLU between layers;  y = relu(o + s(x))
+//   pre-activation   o = x; for each layer: o = conv(relu(bn(o)));                 y = o + s(x)
 class BlockImpl : public torch::nn::Module {
  public:
   explicit BlockImpl(BlockOptions options, int64_t expansion);
-  virtual at::Tensor forward(const at::Tensor& x, ForwardRecorder* recorder = nullptr,
-                             int index = -1) = 0;
+  at::Tensor forward(const at::Tensor& x, ForwardRecorder* recorder = nullptr, int index = -1);
 
   const BlockOptions& options() const { return options_; }
   int64_t out_channels() const { return options_.planes * expansion_; }
@@ -47,9 +49,12 @@ class BlockImpl : public torch::nn::Module {
   bool lesioned = false;
 
   // The BN whose gamma = 0 zeroes the residual branch (zero_init_residual).
-  virtual torch::nn::BatchNorm2d last_branch_bn() = 0;
+  torch::nn::BatchNorm2d last_branch_bn() const { return bns_.back(); }
 
  protected:
+  // Registers layer k (1-based) of the branch as conv<k> and bn<k>.
+  void add_layer(torch::nn::Conv2d conv, torch::nn::BatchNorm2d bn);
+
   // s(x). `pre` is relu(bn1(x)) for pre-activation blocks (projections read it), else x.
   at::Tensor shortcut(const at::Tensor& x, const at::Tensor& pre);
   // y from the branch output and the shortcut; records, handles plain and lesion.
@@ -58,31 +63,29 @@ class BlockImpl : public torch::nn::Module {
   at::Tensor lesion_output(const at::Tensor& x, const at::Tensor& pre, ForwardRecorder* recorder,
                            int index);
 
+  std::vector<torch::nn::Conv2d> convs_;
+  std::vector<torch::nn::BatchNorm2d> bns_;
   BlockOptions options_;
   int64_t expansion_;
   torch::nn::Conv2d projection_conv_{nullptr};
   torch::nn::BatchNorm2d projection_bn_{nullptr};
 };
 
+// F = bn2(conv3x3(relu(bn1(conv3x3(x)))))              (pre-activation: conv(relu(bn(.))) twice)
 class BasicBlockImpl : public BlockImpl {
  public:
   static constexpr int64_t kExpansion = 1;
   explicit BasicBlockImpl(BlockOptions options);
-  at::Tensor forward(const at::Tensor& x, ForwardRecorder* recorder = nullptr,
-                     int index = -1) override;
-  torch::nn::BatchNorm2d last_branch_bn() override { return bn2; }
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
 };
 
+// F = bn3(conv1x1(relu(bn2(conv3x3(relu(bn1(conv1x1(x))))))))  (1x1 reduce, 3x3, 1x1 expand x4)
 class BottleneckImpl : public BlockImpl {
  public:
   static constexpr int64_t kExpansion = 4;
   explicit BottleneckImpl(BlockOptions options);
-  at::Tensor forward(const at::Tensor& x, ForwardRecorder* recorder = nullptr,
-                     int index = -1) override;
-  torch::nn::BatchNorm2d last_branch_bn() override { return bn3; }
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};

@@ -64,6 +64,9 @@ TORCH_MODULE(ResNet);
 // Validates (a copy of) the config and builds the model.
 ResNet make_model(ModelConfig config);
 
+// Stores every 4-D weight channels_last (LibTorch has no Module::to(memory_format)).
+void to_channels_last(torch::nn::Module& module);
+
 // Number of trainable parameters (the paper's "# params").
 int64_t count_parameters(const torch::nn::Module& module);
 

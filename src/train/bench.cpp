@@ -44,9 +44,7 @@ ResNet build(const ExperimentConfig& c, const Runtime& rt) {
   at::manual_seed(0);
   ResNet model = make_model(c.model);
   model->to(rt.device);
-  if (rt.channels_last)
-    for (auto& p : model->parameters())
-      if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+  if (rt.channels_last) to_channels_last(*model);
   return model;
 }
 

@@ -118,11 +118,7 @@ void prepare(Session& s, CheckpointReader* from) {
   at::manual_seed(static_cast<uint64_t>(s.config.runtime.seed));  // weight initialisation
   s.model = make_model(s.config.model);
   s.model->to(s.runtime.device);
-  if (s.runtime.channels_last) {
-    // LibTorch has no Module::to(memory_format): convert the 4-D weights one by one.
-    for (auto& p : s.model->parameters())
-      if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
-  }
+  if (s.runtime.channels_last) to_channels_last(*s.model);
   const auto& t = s.config.train;
   s.sgd = std::make_unique<Sgd>(s.model->parameters(), SgdOptions{t.momentum, t.weight_decay, t.nesterov});
   if (from) {
