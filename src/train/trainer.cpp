@@ -112,6 +112,9 @@ void prepare(Session& s, CheckpointReader* from) {
   s.data = load_cifar10(data_dir);
   s.config.data.dir = std::filesystem::absolute(data_dir).lexically_normal().string();
   s.splits = make_splits(s.data, s.config.data);
+  // Evaluation sets stay on the device too: evaluate() then reads them in place every time.
+  for (ImageSet* set : {&s.splits.test, &s.splits.val})
+    if (set->size() > 0) *set = {set->images.to(s.runtime.device), set->labels.to(s.runtime.device)};
   s.normalizer = from ? from->contents().normalizer
                       : fit_normalizer(s.splits.train.images, s.config.data.normalize);
 
