@@ -58,7 +58,7 @@ struct Weights {
 };
 Weights weights_of(const std::string& run) {
   CheckpointReader r(run + "/checkpoints/last.ckpt");
-  ExperimentConfig c = config_from_json(r.contents().config);
+  ExperimentConfig c = r.config();
   auto model = make_model(c.model);
   r.load_model(*model);
   Sgd sgd(model->parameters(), {});

@@ -75,11 +75,7 @@ std::vector<double> iota(size_t n, double start = 0) {
 Subject subject_from_checkpoint(const std::string& path, const c10::Device& device) {
   CheckpointReader reader(path);
   Subject s;
-  try {
-    s.config = config_from_json(reader.contents().config);
-  } catch (const InputError& e) {
-    throw InputError(path + ": stored config: " + e.what());
-  }
+  s.config = reader.config();
   s.model = make_model(s.config.model);
   s.model->to(device);
   reader.load_model(*s.model);

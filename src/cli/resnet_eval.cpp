@@ -28,12 +28,7 @@ int main(int argc, char** argv) {
   return resnet::cli::run_main("resnet-eval", [&] {
     const std::string path = resnet::checkpoint_in(checkpoint);
     resnet::CheckpointReader reader(path);
-    resnet::ExperimentConfig config;
-    try {
-      config = resnet::config_from_json(reader.contents().config);
-    } catch (const resnet::InputError& e) {
-      throw resnet::InputError(path + ": stored config: " + e.what());
-    }
+    resnet::ExperimentConfig config = reader.config();
     config.runtime.device = device;
     config.runtime.cuda_graph = false;
     resnet::Runtime rt = resnet::resolve_runtime(config.runtime);

@@ -119,6 +119,14 @@ CheckpointReader::CheckpointReader(const std::string& path)
   contents_.normalizer = {mean, std};
 }
 
+ExperimentConfig CheckpointReader::config() const {
+  try {
+    return config_from_json(contents_.config);
+  } catch (const InputError& e) {
+    throw InputError(path_ + ": stored config: " + e.what());
+  }
+}
+
 void CheckpointReader::load_model(ResNetImpl& model) {
   c10::IValue names_v, tensors_v;
   if (!archive_->in.try_read("model_names", names_v) || !archive_->in.try_read("model_tensors", tensors_v))

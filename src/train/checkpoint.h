@@ -52,6 +52,8 @@ class CheckpointReader {
   explicit CheckpointReader(const std::string& path);
   ~CheckpointReader();
   const CheckpointContents& contents() const { return contents_; }
+  // The stored config, validated; an InputError naming the file if it no longer validates.
+  ExperimentConfig config() const;
   // Copies the weights into `model` (any device). Names and shapes must match exactly.
   void load_model(ResNetImpl& model);
   void load_optimizer(Sgd& optimizer);

@@ -331,7 +331,7 @@ int resume(const std::string& run_dir, const std::vector<std::string>& sets, con
   } catch (const InputError& e) {
     throw InputError(ckpt_path + ": " + e.what());
   }
-  ExperimentConfig stored = config_from_json(reader.contents().config);
+  ExperimentConfig stored = reader.config();
   if (to_json(config)["model"] != to_json(stored)["model"])
     throw InputError("--set: the model of a run cannot change on resume (" + run_dir + ")");
 
