@@ -248,3 +248,99 @@ TEST(Initialisation, ConvsAreHeNormalAndBatchNormIsOneZero) {
       EXPECT_TRUE(torch::all(p == 0).item<bool>()) << name;
   }
 }
+
+namespace {
+
+// Gives every BN non-trivial statistics and affine parameters, so folding has work to do.
+void randomise_batchnorms(torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& m : model.modules(false)) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
+      bn->running_mean.normal_(0, 0.5);
+      bn->running_var.uniform_(0.5, 2.0);
+      bn->weight.uniform_(0.5, 1.5);
+      bn->bias.normal_(0, 0.5);
+    }
+  }
+}
+
+}  // namespace
+
+// Evaluation folds each BN into the conv before it: same logits as the real eval-mode layers,
+// for every layout that has BNs in different places; training mode never sees the folds.
+TEST(FoldedEval, MatchesTheUnfoldedEvalForwardForEveryLayout) {
+  std::vector<ModelConfig> configs;
+  for (bool residual : {true, false})
+    for (std::string s : {"A", "B", "C"})
+      for (bool preact : {false, true}) {
+        ModelConfig m = cifar(20, residual, s);
+        m.preact = preact;
+        configs.push_back(m);
+        ModelConfig bottleneck = cifar(11, residual, s);
+        bottleneck.block = "bottleneck";
+        bottleneck.preact = preact;
+        configs.push_back(bottleneck);
+        ModelConfig in18 = imagenet(18, "imagenet", 5);
+        in18.residual = residual;
+        in18.shortcut = s;
+        in18.preact = preact;
+        configs.push_back(in18);
+      }
+  for (bool channels_last : {false, true}) {
+    for (const auto& m : configs) {
+      const std::string what = m.family + std::to_string(m.depth) + " residual " + std::to_string(m.residual) +
+                               " shortcut " + m.shortcut + " preact " + std::to_string(m.preact) +
+                               " channels_last " + std::to_string(channels_last);
+      torch::manual_seed(1);
+      auto model = make_model(m);
+      randomise_batchnorms(*model);
+      if (channels_last) to_channels_last(*model);
+      auto x = torch::randn({4, 3, 32, 32});
+      if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+      torch::NoGradGuard no_grad;
+      model->eval();
+      const auto reference = model->forward(x);
+      model->train();
+      at::Tensor folded;
+      {
+        FoldedEval scope(*model);
+        EXPECT_FALSE(model->is_training()) << what;
+        folded = model->forward(x);
+        model->set_lesioned({1});  // a lesioned block with a projection uses the folded one
+        auto lesioned = model->forward(x);
+        model->set_lesioned({});
+        model->set_folded(false);
+        model->set_lesioned({1});
+        EXPECT_TRUE(torch::allclose(lesioned, model->forward(x), 1e-4, 1e-4)) << what << " (lesioned)";
+        model->set_lesioned({});
+        model->set_folded(true);
+      }
+      EXPECT_TRUE(model->is_training()) << what;  // the scope restores the mode
+      EXPECT_TRUE(torch::allclose(folded, reference, 1e-4, 1e-4))
+          << what << ": max difference " << (folded - reference).abs().max().item<double>();
+      // After the scope the real BNs run again: new statistics change the eval output.
+      randomise_batchnorms(*model);
+      model->eval();
+      EXPECT_FALSE(torch::allclose(model->forward(x), reference, 1e-3, 1e-3)) << what;
+    }
+  }
+}
+
+// Folds are an eval-mode device: a model put back into training mode inside the scope runs its
+// real BNs (batch statistics), exactly as without folds.
+TEST(FoldedEval, TrainingModeIgnoresTheFolds) {
+  torch::manual_seed(2);
+  auto model = make_model(cifar(20, true, "B"));
+  randomise_batchnorms(*model);
+  auto x = torch::randn({8, 3, 32, 32});
+  torch::NoGradGuard no_grad;
+  model->train();
+  // Training forwards update running statistics; compare on copies of the same state.
+  std::stringstream saved;
+  torch::save(model, saved);
+  const auto plain = model->forward(x);
+  torch::load(model, saved);
+  FoldedEval scope(*model);
+  model->train();
+  EXPECT_TRUE(torch::equal(model->forward(x), plain));
+}

@@ -23,7 +23,35 @@ torch::nn::BatchNorm2d make_bn(int64_t channels) {
   return torch::nn::BatchNorm2d(channels);  // gamma = 1, beta = 0
 }
 
+// ReLU on a tensor nothing else holds (a fresh conv/BN/sum output) may overwrite it: autograd
+// keeps the ReLU's result for backward, and neither BN nor the addition needs its own output.
+// Where a recorder has seen the tensor it must stay intact.
+at::Tensor relu_fresh(at::Tensor t, bool recorded) { return recorded ? torch::relu(t) : t.relu_(); }
+
 }  // namespace
+
+at::Tensor FoldedConv::operator()(const at::Tensor& x) const {
+  return at::conv2d(x, weight, bias, stride, padding);
+}
+
+FoldedConv fold_conv_bn(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn) {
+  FoldedConv f;
+  f.stride = conv->options.stride()->at(0);
+  // Every conv here pads kernel/2 (read from the weight: the options' padding is a variant
+  // whose accessor differs between LibTorch 1.13 and 2.x).
+  f.padding = conv->weight.size(3) / 2;
+  const at::Tensor w = conv->weight.detach();
+  if (!bn) {
+    f.weight = w;
+    if (conv->bias.defined()) f.bias = conv->bias.detach();
+    return f;
+  }
+  const at::Tensor gain = bn->weight.detach() / at::sqrt(bn->running_var + bn->options.eps());
+  f.weight = (w * gain.view({-1, 1, 1, 1})).contiguous(w.suggest_memory_format());
+  f.bias = bn->bias.detach() - bn->running_mean * gain;
+  if (conv->bias.defined()) f.bias = f.bias + conv->bias.detach() * gain;
+  return f;
+}
 
 at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_channels) {
   using torch::indexing::Slice;
@@ -47,7 +75,22 @@ BlockImpl::BlockImpl(BlockOptions options, int64_t expansion)
   }
 }
 
+void BlockImpl::set_folded(bool on) {
+  folded_.clear();
+  folded_projection_ = FoldedConv{};
+  if (!on) return;
+  for (size_t i = 0; i < convs_.size(); ++i) {
+    torch::nn::BatchNorm2d after{nullptr};
+    if (!options_.preact) after = bns_[i];
+    else if (i + 1 < bns_.size()) after = bns_[i + 1];
+    folded_.push_back(fold_conv_bn(convs_[i], after));
+  }
+  if (projection_conv_) folded_projection_ = fold_conv_bn(projection_conv_, projection_bn_);
+}
+
 at::Tensor BlockImpl::shortcut(const at::Tensor& x, const at::Tensor& pre) {
+  if (projection_conv_ && folded_projection_.weight.defined() && !is_training())
+    return folded_projection_(pre);
   if (projection_conv_) {
     at::Tensor s = projection_conv_->forward(pre);
     return projection_bn_ ? projection_bn_->forward(s) : s;
@@ -64,7 +107,7 @@ at::Tensor BlockImpl::combine(const at::Tensor& x, const at::Tensor& pre, const 
   } else {
     y = branch;  // plain: y = F(x)
   }
-  if (!options_.preact) y = torch::relu(y);
+  if (!options_.preact) y = relu_fresh(y, !options_.residual && recorder);  // plain: y is the recorded branch
   if (recorder) recorder->on_block(index, x, branch, y);
   return y;
 }
@@ -89,14 +132,17 @@ at::Tensor BlockImpl::forward(const at::Tensor& x, ForwardRecorder* rec, int ind
   auto record = [&](size_t i, const at::Tensor& response) {
     if (rec) rec->on_layer(name + ".conv" + std::to_string(i + 1), response);
   };
+  // Folded layers (set_folded) only where nothing observes the responses between conv and BN.
+  const bool fold = !folded_.empty() && !rec && !is_training();
   if (options_.preact) {
     // Each layer is conv(relu(bn(.))); the first BN-ReLU also feeds projection shortcuts.
-    at::Tensor pre = torch::relu(bns_[0]->forward(x));
+    // Folded, the BN of layer i + 1 already sits in conv i.
+    at::Tensor pre = relu_fresh(bns_[0]->forward(x), false);
     if (lesioned) return lesion_output(x, pre, rec, index);
     at::Tensor o = pre;
     for (size_t i = 0; i < convs_.size(); ++i) {
-      if (i > 0) o = torch::relu(bns_[i]->forward(o));
-      o = convs_[i]->forward(o);
+      if (i > 0) o = relu_fresh(fold ? o : bns_[i]->forward(o), false);
+      o = fold ? folded_[i](o) : convs_[i]->forward(o);
       record(i, o);
     }
     return combine(x, pre, o, rec, index);
@@ -105,9 +151,9 @@ at::Tensor BlockImpl::forward(const at::Tensor& x, ForwardRecorder* rec, int ind
   // Each layer is bn(conv(.)), with a ReLU between layers; the last ReLU comes after the addition.
   at::Tensor o = x;
   for (size_t i = 0; i < convs_.size(); ++i) {
-    o = bns_[i]->forward(convs_[i]->forward(o));
+    o = fold ? folded_[i](o) : bns_[i]->forward(convs_[i]->forward(o));
     record(i, o);
-    if (i + 1 < convs_.size()) o = torch::relu(o);
+    if (i + 1 < convs_.size()) o = relu_fresh(o, rec != nullptr);
   }
   return combine(x, x, o, rec, index);
 }

@@ -20,6 +20,16 @@
 
 namespace resnet {
 
+// A conv followed by an eval-mode BN, folded into one conv with a bias (inference only):
+//   bn(conv(x)) = conv(x; w * g) + (beta - mean * g),  g = gamma / sqrt(var + eps).
+// A null BN folds nothing (the conv as is). Weights keep the conv's memory format.
+struct FoldedConv {
+  at::Tensor weight, bias;
+  int64_t stride = 1, padding = 0;
+  at::Tensor operator()(const at::Tensor& x) const;
+};
+FoldedConv fold_conv_bn(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn);
+
 struct BlockOptions {
   int64_t in_channels = 16;
   int64_t planes = 16;     // width of the 3x3 convs; output = planes * expansion
@@ -48,6 +58,11 @@ class BlockImpl : public torch::nn::Module {
   // parameter-free option-A map of x, i.e. the layer is simply skipped).
   bool lesioned = false;
 
+  // Evaluation speed: with `on`, forward() in eval mode without a recorder runs every BN that
+  // follows a conv folded into that conv (computed here from the current running statistics);
+  // `off` drops the folded copies. Training mode always runs the real layers.
+  void set_folded(bool on);
+
   // The BN whose gamma = 0 zeroes the residual branch (zero_init_residual).
   torch::nn::BatchNorm2d last_branch_bn() const { return bns_.back(); }
 
@@ -69,6 +84,10 @@ class BlockImpl : public torch::nn::Module {
   int64_t expansion_;
   torch::nn::Conv2d projection_conv_{nullptr};
   torch::nn::BatchNorm2d projection_bn_{nullptr};
+  // set_folded(true): convs_[i] with the BN that follows it (post-activation: bns_[i];
+  // pre-activation: bns_[i + 1], none after the last conv), and the projection with its BN.
+  std::vector<FoldedConv> folded_;
+  FoldedConv folded_projection_;
 };
 
 // F = bn2(conv3x3(relu(bn1(conv3x3(x)))))              (pre-activation: conv(relu(bn(.))) twice)

@@ -75,11 +75,12 @@ ResNetImpl::ResNetImpl(const ModelConfig& config) : config_(config), spec_(netwo
 }
 
 at::Tensor ResNetImpl::forward(const at::Tensor& images, ForwardRecorder* rec) {
-  at::Tensor x = stem_conv_->forward(images);
+  const bool fold = stem_folded_.weight.defined() && !rec && !is_training();
+  at::Tensor x = fold ? stem_folded_(images) : stem_conv_->forward(images);
   if (stem_bn_) {
-    x = stem_bn_->forward(x);
+    if (!fold) x = stem_bn_->forward(x);
     if (rec) rec->on_layer("stem", x);
-    x = torch::relu(x);
+    x = rec ? torch::relu(x) : x.relu_();
   } else if (rec) {
     rec->on_layer("stem", x);
   }
@@ -90,7 +91,7 @@ at::Tensor ResNetImpl::forward(const at::Tensor& images, ForwardRecorder* rec) {
     const bool stage_end = i + 1 == blocks_.size() || block_stage_[i + 1] != block_stage_[i];
     if (rec && stage_end) rec->on_stage(block_stage_[i], x);
   }
-  if (final_bn_) x = torch::relu(final_bn_->forward(x));
+  if (final_bn_) x = final_bn_->forward(x).relu_();
   x = x.mean({2, 3});  // global average pool: [B, C, H, W] -> [B, C]
   return fc_->forward(x);
 }
@@ -98,6 +99,22 @@ at::Tensor ResNetImpl::forward(const at::Tensor& images, ForwardRecorder* rec) {
 void ResNetImpl::set_lesioned(const std::vector<int>& lesioned) {
   for (auto& b : blocks_) b->lesioned = false;
   for (int i : lesioned) blocks_.at(static_cast<size_t>(i))->lesioned = true;
+}
+
+void ResNetImpl::set_folded(bool on) {
+  // Pre-activation stems have no BN of their own; the final BN (before the pool) follows a sum.
+  stem_folded_ = on && stem_bn_ ? fold_conv_bn(stem_conv_, stem_bn_) : FoldedConv{};
+  for (auto& b : blocks_) b->set_folded(on);
+}
+
+FoldedEval::FoldedEval(ResNetImpl& model) : model_(model), was_training_(model.is_training()) {
+  model_.eval();
+  model_.set_folded(true);
+}
+
+FoldedEval::~FoldedEval() {
+  model_.set_folded(false);
+  if (was_training_) model_.train();
 }
 
 ResNet make_model(ModelConfig config) {

@@ -49,6 +49,10 @@ class ResNetImpl : public torch::nn::Module {
   // Deletes (lesions) the given blocks; all others are restored.
   void set_lesioned(const std::vector<int>& blocks);
 
+  // Folds every BN that follows a conv into that conv for eval-mode forwards without a recorder
+  // (see BlockImpl::set_folded); the folded copies reflect the weights at the time of the call.
+  void set_folded(bool on);
+
  private:
   ModelConfig config_;
   NetworkSpec spec_;
@@ -56,10 +60,25 @@ class ResNetImpl : public torch::nn::Module {
   torch::nn::BatchNorm2d stem_bn_{nullptr};  // post-activation only
   torch::nn::BatchNorm2d final_bn_{nullptr}; // pre-activation only
   torch::nn::Linear fc_{nullptr};
+  FoldedConv stem_folded_;
   std::vector<std::shared_ptr<BlockImpl>> blocks_;
   std::vector<int> block_stage_;
 };
 TORCH_MODULE(ResNet);
+
+// Evaluation with folded BNs for the scope's lifetime: the model in eval mode, its BNs folded
+// into the convs; on exit the folds are dropped and the train/eval mode restored.
+class FoldedEval {
+ public:
+  explicit FoldedEval(ResNetImpl& model);
+  ~FoldedEval();
+  FoldedEval(const FoldedEval&) = delete;
+  FoldedEval& operator=(const FoldedEval&) = delete;
+
+ private:
+  ResNetImpl& model_;
+  bool was_training_;
+};
 
 // Validates (a copy of) the config and builds the model.
 ResNet make_model(ModelConfig config);
