@@ -14,6 +14,7 @@
 #include "models/resnet.h"
 #include "test_support.h"
 #include "train/checkpoint.h"
+#include "train/runtime.h"
 #include "train/sgd.h"
 #include "train/trainer.h"
 #include "util/errors.h"
@@ -108,6 +109,10 @@ TEST_F(Training, RunDirectoryHoldsTheContractFiles) {
   EXPECT_TRUE(err >= 0 && err <= 1);
   nlohmann::json summary = read_json_file(tmp / "run/summary.json");
   EXPECT_EQ(summary["final_test_error"], rows[1]["test_error"]);
+  EXPECT_EQ(summary["precision"], "fp32");  // the CPU's default
+  EXPECT_GT(summary["eval_time_s"].get<double>(), 0.0);
+  EXPECT_LT(summary["eval_time_s"].get<double>() + summary["train_time_s"].get<double>(),
+            summary["wall_time_s"].get<double>());
   // ResNet-8: stem 464 + stages 4,672 + 13,952 + 55,552 + fc 650
   EXPECT_EQ(summary["parameters"], 75290);
   // config.json is the resolved config, with the data folder made absolute.
@@ -119,6 +124,28 @@ TEST_F(Training, RunDirectoryHoldsTheContractFiles) {
   std::string header;
   std::getline(csv, header);
   EXPECT_EQ(header.rfind("step,epoch,lr,train_loss,train_error,test_loss,test_error", 0), 0u);
+}
+
+// bf16 autocast is opt-in on the CPU: it really runs (the weights differ from the fp32 run's),
+// its loss stays close to fp32's over a short run, and the run says which precision it used.
+TEST_F(Training, Bf16OnTheCpuIsOptInAndTracksFp32) {
+  ExperimentConfig c = tiny_config(tmp / "data", 20);
+  EXPECT_FALSE(resolve_runtime(c.runtime).bf16);  // auto: fp32 on the CPU
+  ASSERT_EQ(train(c, quiet(tmp / "fp32")), 0);
+  c.runtime.precision = "bf16";
+  ASSERT_TRUE(resolve_runtime(c.runtime).bf16);
+  ASSERT_EQ(train(c, quiet(tmp / "bf16")), 0);
+  EXPECT_EQ(read_json_file(tmp / "bf16/summary.json")["precision"], "bf16");
+  Weights a = weights_of(tmp / "fp32"), b = weights_of(tmp / "bf16");
+  ASSERT_EQ(a.model.size(), b.model.size());
+  bool differs = false;
+  for (size_t i = 0; i < a.model.size(); ++i) differs = differs || !at::equal(a.model[i], b.model[i]);
+  EXPECT_TRUE(differs) << "bf16 run is bit-identical to fp32: autocast did not run";
+  // 20 steps at lr 0.1 on random labels amplify rounding, so the weights are not compared; the
+  // loss each run reports at its end is.
+  const double fp32_loss = metrics_rows(tmp / "fp32").back()["train_loss"];
+  const double bf16_loss = metrics_rows(tmp / "bf16").back()["train_loss"];
+  EXPECT_NEAR(bf16_loss, fp32_loss, 0.1 * fp32_loss);
 }
 
 TEST_F(Training, ResumingGivesBitIdenticalWeights) {

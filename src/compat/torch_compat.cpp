@@ -47,4 +47,15 @@ void set_autocast(c10::DeviceType device_type, bool enabled, c10::ScalarType dty
 
 void clear_autocast_cache() { at::autocast::clear_cache(); }
 
+Autocast::Autocast(const c10::Device& device, bool enabled, bool cache_enabled)
+    : type_(device.type()), enabled_(enabled) {
+  if (enabled_) set_autocast(type_, true, at::kBFloat16, cache_enabled);
+}
+
+Autocast::~Autocast() {
+  if (!enabled_) return;
+  set_autocast(type_, false, at::kBFloat16, true);
+  clear_autocast_cache();
+}
+
 }  // namespace resnet::compat

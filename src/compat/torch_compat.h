@@ -23,4 +23,18 @@ void set_autocast(c10::DeviceType device_type, bool enabled, c10::ScalarType dty
 // Leaves autocast nested region (clears the cast cache).
 void clear_autocast_cache();
 
+// bf16 autocast on `device` for the scope's lifetime when `enabled` (else nothing); on exit,
+// also by exception, autocast is switched off and its cast cache cleared.
+class Autocast {
+ public:
+  Autocast(const c10::Device& device, bool enabled, bool cache_enabled = true);
+  ~Autocast();
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
+
+ private:
+  c10::DeviceType type_;
+  bool enabled_;
+};
+
 }  // namespace resnet::compat

@@ -10,10 +10,10 @@ namespace resnet {
 
 EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& normalizer,
                     const EvalOptions& options) {
-  const bool was_training = model.is_training();
-  model.eval();
   // Inference mode skips autograd's version counters and views bookkeeping (cheaper than no_grad).
   c10::InferenceMode inference;
+  // BN in eval mode, folded into the convs (about a fifth less work per image on the CPU).
+  FoldedEval folded(model);
   const auto device = model.parameters().front().device();
   const int64_t classes = model.config().num_classes;
   const Normalizer norm = normalizer.to(device);
@@ -22,8 +22,7 @@ EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& no
 
   at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
   at::Tensor confusion = at::zeros({classes * classes}, at::TensorOptions().dtype(at::kLong).device(device));
-  const bool autocast = options.bf16 && device.is_cuda();
-  if (autocast) compat::set_autocast(device.type(), true, at::kBFloat16, true);
+  compat::Autocast autocast(device, options.bf16);
   for (int64_t start = 0; start < set.size(); start += options.batch_size) {
     const int64_t n = std::min(options.batch_size, set.size() - start);
     at::Tensor x = norm(images_all.narrow(0, start, n));  // float [n, 3, 32, 32]
@@ -33,11 +32,6 @@ EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& no
     loss_sum += at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).to(at::kDouble);
     confusion += at::bincount(labels * classes + logits.argmax(1), {}, classes * classes);
   }
-  if (autocast) {
-    compat::set_autocast(device.type(), false, at::kBFloat16, true);
-    compat::clear_autocast_cache();
-  }
-  if (was_training) model.train();
 
   EvalResult r;
   r.count = set.size();

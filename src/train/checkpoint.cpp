@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
@@ -33,6 +34,7 @@ c10::List<at::Tensor> to_cpu_list(const std::vector<at::Tensor>& tensors) {
 nlohmann::json state_to_json(const TrainState& s) {
   return {{"step", s.step}, {"train_loss_sum", s.train_loss_sum}, {"train_correct", s.train_correct},
           {"train_seen", s.train_seen}, {"train_seconds", s.train_seconds},
+          {"eval_seconds", s.eval_seconds},
           {"elapsed_seconds", s.elapsed_seconds}, {"images_trained", s.images_trained},
           {"best_val_error", s.best_val_error}, {"best_val_step", s.best_val_step}};
 }
@@ -44,6 +46,7 @@ TrainState state_from_json(const nlohmann::json& j) {
   s.train_correct = j.at("train_correct");
   s.train_seen = j.at("train_seen");
   s.train_seconds = j.at("train_seconds");
+  s.eval_seconds = j.value("eval_seconds", 0.0);  // absent in checkpoints from before it was kept
   s.elapsed_seconds = j.at("elapsed_seconds");
   s.images_trained = j.at("images_trained");
   s.best_val_error = j.at("best_val_error");
@@ -138,7 +141,7 @@ void CheckpointReader::load_model(ResNetImpl& model) {
     throw InputError(path_ + ": checkpoint holds " + std::to_string(names.size()) +
                      " tensors but the model has " + std::to_string(expected.size()) +
                      " (model does not match the config)");
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   for (size_t i = 0; i < expected.size(); ++i) {
     const std::string name = names.get(i).toStringRef();
     const at::Tensor src = tensors.get(i);
@@ -158,7 +161,7 @@ void CheckpointReader::load_optimizer(Sgd& optimizer) {
   auto& mine = optimizer.momentum_buffers();
   if (bufs.size() != mine.size())
     throw InputError(path_ + ": optimizer state does not match the model");
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   for (size_t i = 0; i < mine.size(); ++i) {
     const at::Tensor b = bufs.get(i);
     if (b.sizes() != mine[i].sizes()) throw InputError(path_ + ": optimizer state does not match the model");

@@ -30,6 +30,7 @@ struct TrainState {
   int64_t train_correct = 0;
   int64_t train_seen = 0;
   double train_seconds = 0;        // time spent in training steps (all sessions)
+  double eval_seconds = 0;         // time spent evaluating (all sessions)
   double elapsed_seconds = 0;      // wall time of the run (all sessions)
   int64_t images_trained = 0;
   double best_val_error = -1;      // < 0: none yet

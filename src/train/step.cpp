@@ -1,6 +1,7 @@
 #include "train/step.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <spdlog/spdlog.h>
 
 #include "compat/torch_compat.h"
@@ -41,20 +42,18 @@ TrainStep::~TrainStep() = default;
 bool TrainStep::graph_active() const { return graph_ != nullptr; }
 
 void TrainStep::compute(const at::Tensor& x, const at::Tensor& y) {
-  const bool autocast = runtime_.bf16 && runtime_.device.is_cuda();
-  // Under capture the autocast weight cache must be off: cached casts would be freed memory
-  // that the graph still points at.
-  if (autocast) compat::set_autocast(runtime_.device.type(), true, at::kBFloat16, !capturing_);
-  at::Tensor logits = model_.forward(x);
-  at::Tensor loss = at::cross_entropy_loss(logits.to(at::kFloat), y);  // mean over the batch
-  if (autocast) {
-    compat::set_autocast(runtime_.device.type(), false, at::kBFloat16, true);
-    compat::clear_autocast_cache();
+  at::Tensor logits, loss;
+  {
+    // Under capture the autocast weight cache must be off: cached casts would be freed memory
+    // that the graph still points at.
+    compat::Autocast autocast(runtime_.device, runtime_.bf16, !capturing_);
+    logits = model_.forward(x);
+    loss = at::cross_entropy_loss(logits.to(at::kFloat), y);  // mean over the batch
   }
   sgd_.zero_grad();
   loss.backward();
   sgd_.step();
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   loss_sum_.add_(loss.detach().to(at::kDouble) * static_cast<double>(x.size(0)));
   correct_.add_(logits.detach().argmax(1).eq(y).sum());
 }

@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
@@ -138,7 +139,7 @@ void prepare(Session& s, CheckpointReader* from) {
 }
 
 bool parameters_finite(ResNetImpl& model) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   for (const auto& p : model.parameters())
     if (!at::isfinite(p).all().item<bool>()) return false;
   return true;
@@ -239,6 +240,7 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
       }
     }
     if (eval_due) {
+      const auto eval_start = Clock::now();
       last_test = evaluate(*s.model, s.splits.test, s.normalizer, eval_opts);
       have_test = true;
       EvalResult val;
@@ -250,6 +252,7 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
           s.state.best_val_step = done;
         }
       }
+      s.state.eval_seconds += seconds_since(eval_start);
       const double seen = static_cast<double>(std::max<int64_t>(1, s.state.train_seen));
       nlohmann::json row = {
           {"step", done},
@@ -284,7 +287,11 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
     }
   }
 
-  if (!have_test) last_test = evaluate(*s.model, s.splits.test, s.normalizer, eval_opts);
+  if (!have_test) {
+    const auto eval_start = Clock::now();
+    last_test = evaluate(*s.model, s.splits.test, s.normalizer, eval_opts);
+    s.state.eval_seconds += seconds_since(eval_start);
+  }
   const double wall = elapsed_before + seconds_since(session_start);
   nlohmann::json summary = {
       {"name", s.config.name},
@@ -295,9 +302,11 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
       {"parameters", params},
       {"steps", s.state.step},
       {"wall_time_s", wall},
-      {"train_time_s", s.state.train_seconds},
+      {"train_time_s", s.state.train_seconds},  // training steps only
+      {"eval_time_s", s.state.eval_seconds},     // test (and validation) evaluations
       {"images_per_sec", s.state.train_seconds > 0 ? s.state.images_trained / s.state.train_seconds : 0.0},
       {"device", compat::device_name(s.runtime.device)},
+      {"precision", s.runtime.bf16 ? "bf16" : "fp32"},
       {"torch_version", compat::torch_version()},
       {"cuda_graph", stepper.graph_active()}};
   dir.write_json("summary.json", summary);
