@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -23,7 +24,7 @@ std::string kind(const ModelConfig& m) {
 
 // Runs the model over `images` in eval mode in batches, calling the recorder.
 void forward_all(Subject& s, const ImageSet& images, int64_t batch_size, ForwardRecorder& rec) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const bool was_training = s.model->is_training();
   s.model->eval();
   const auto device = s.model->parameters().front().device();
@@ -143,7 +144,7 @@ GradientNorms gradient_norms(ResNetImpl& model, const at::Tensor& images, const 
     else g.weights.push_back({weight_names[i - rec.inputs.size()], norm});
   }
   {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     auto buffers = model.buffers();
     for (size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(saved[i]);
   }

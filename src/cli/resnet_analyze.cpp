@@ -4,6 +4,7 @@
 //                  [--data-dir DIR] --out DIR
 // Writes <analysis>.json and <analysis>*.png (gnuplot) into DIR.
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -55,7 +56,7 @@ nlohmann::json activations(std::vector<Subject>& subjects, const Cifar10& data, 
       if (index < 0 || index >= test.size())
         throw InputError(fmt::format("--show: image {} is outside the {} test images", index, test.size()));
       std::vector<at::Tensor> maps = feature_maps(s, test, index);
-      at::NoGradGuard no_grad;
+      c10::NoGradGuard no_grad;
       s.model->eval();
       const auto device = s.model->parameters().front().device();
       const int64_t predicted =

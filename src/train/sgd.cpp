@@ -1,6 +1,7 @@
 #include "train/sgd.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 
 namespace resnet {
@@ -18,7 +19,7 @@ void Sgd::set_lr(double lr) {
 }
 
 void Sgd::step() {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const double m = options_.momentum;
   for (size_t i = 0; i < params_.size(); ++i) {
     at::Tensor& p = params_[i];
