@@ -32,9 +32,11 @@ run() { "$@" | tee -a "$out"; }
 for d in $depths; do
   cfg=configs/cifar_resnet$d.json
   epoch=(--set train.epochs=1 --set train.eval_every=0 --set train.checkpoint_every=0 --set data.train_limit=$limit)
+  # The bare step is timed on both sides of the epoch: this shared machine drifts by up to 10%.
   run "$bin/resnet-bench" --config "$cfg" --mode bare --steps "$steps"
   run "$bin/resnet-bench" --config "$cfg" --mode step --steps "$steps"
   run "$bin/resnet-bench" --config "$cfg" --mode train "${epoch[@]}"
+  run "$bin/resnet-bench" --config "$cfg" --mode bare --steps "$steps"
   run "$bin/resnet-bench" --config "$cfg" --mode eval --steps 10
   run $py bench/pytorch_reference.py --mode bare --depth "$d" --steps "$steps"
   if [ "$cuda" = 1 ]; then
@@ -56,4 +58,14 @@ for r in rows:
     print(f"| {r.get('impl', 'resnet-train')} | {r['model']} | {r['mode']} | {r['precision']} | {r['channels_last']} "
           f"| {r.get('cuda_graph', '')} | {f('ms_per_step')} | {f('images_per_sec', '{:.0f}')} | {f('wall_s')} | {f('test_error', '{:.3f}')} |")
 print(f"\ndevice: {rows[0]['device']}, torch {rows[0]['torch_version']}")
+# The end-to-end epoch against the bare model step (mean of the runs before and after it).
+for model in dict.fromkeys(r["model"] for r in rows):
+    mine = [r for r in rows if r["model"] == model and "impl" not in r]
+    bare = [r["images_per_sec"] for r in mine if r["mode"] == "bare"]
+    for e in (r for r in mine if r["mode"] == "train"):
+        ref = sum(bare) / len(bare)
+        print(f"{model}: epoch {e['images_per_sec']:.0f} img/s end to end = {100 * e['images_per_sec'] / ref:.1f}% "
+              f"of the bare step ({ref:.0f} img/s, runs {', '.join(f'{b:.0f}' for b in bare)}); steps alone "
+              f"{e['train_images_per_sec']:.0f} img/s ({100 * e['train_images_per_sec'] / ref:.1f}%); of "
+              f"{e['wall_s']:.1f} s: steps {e['train_s']:.1f}, evaluation {e['eval_s']:.1f}, other {e['other_s']:.1f}")
 PY

@@ -96,7 +96,7 @@ def main():
     ap.add_argument("--train-limit", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--bf16", action="store_true", help="CUDA: autocast bf16")
+    ap.add_argument("--bf16", action="store_true", help="autocast bf16 (CUDA, or a CPU with bf16 instructions)")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--data-dir", default=os.environ.get("CIFAR10_DIR", "data/cifar-10-batches-bin"))
@@ -115,7 +115,7 @@ def main():
            "threads": a.threads, "torch_version": torch.__version__}
     if a.bf16:
         def autocast():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            return torch.autocast(device.type, dtype=torch.bfloat16)
     else:
         autocast = contextlib.nullcontext
 
