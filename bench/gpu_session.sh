@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One prepared run for a GPU machine that has a CUDA `torch` for Python but nothing else of ours
+# (e.g. the lent H100/H200): build against that torch's LibTorch, then time the training step of
+# each depth four ways, C++ and Python on the same card:
+#   resnet-train eager fp32 (no graph, no channels_last) | resnet-train default (bf16 + channels_last
+#   + whole-step CUDA graph) | PyTorch eager fp32 | PyTorch eager bf16 + channels_last
+#
+#   bench/gpu_session.sh [--prefix DIR] [--depths "20 56"] [--steps N] [--out FILE]
+#
+# --prefix: CLI11/spdlog/fmt/nlohmann_json unpacked by scripts/gpu_prefix.sh (carried along);
+# default .deps/gpu-prefix when it exists. Synthetic batches: no dataset needed. For whole epochs
+# and evaluation on real data, run bench/compare.sh after this (it reuses the build via BUILD_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix=.deps/gpu-prefix
+depths="20 56"
+steps=200
+out=bench/gpu_results.jsonl
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) prefix=$2; shift 2 ;;
+    --depths) depths=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "gpu_session.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+py=${PYTHON:-python3}
+torch_prefix=$($py -c 'import torch; print(torch.utils.cmake_prefix_path)') || {
+  echo "gpu_session.sh: no Python torch here" >&2; exit 1; }
+cmake_prefix=$torch_prefix
+if [ -d "$prefix/usr" ]; then
+  p=$(cd "$prefix/usr" && pwd)
+  cmake_prefix="$torch_prefix;$p"
+  export LD_LIBRARY_PATH="$p/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+export BUILD_DIR=${BUILD_DIR:-build-gpu}
+echo "building into $BUILD_DIR against $torch_prefix"
+scripts/build.sh -DCMAKE_PREFIX_PATH="$cmake_prefix" -DRESNET_BUILD_TESTS=OFF >"$BUILD_DIR.build.log" 2>&1 || {
+  tail -40 "$BUILD_DIR.build.log" >&2; exit 1; }
+bin=$BUILD_DIR
+: >"$out"
+run() { echo "+ $*" >&2; "$@" | tee -a "$out"; }
+eager=(--set runtime.precision=fp32 --set runtime.cuda_graph=false --set runtime.channels_last=false)
+for d in $depths; do
+  cfg=configs/cifar_resnet$d.json
+  run "$bin/resnet-bench" --config "$cfg" --mode step --steps "$steps" "${eager[@]}"
+  run "$bin/resnet-bench" --config "$cfg" --mode step --steps "$steps"
+  run $py bench/pytorch_reference.py --mode bare --depth "$d" --steps "$steps"
+  run $py bench/pytorch_reference.py --mode bare --depth "$d" --steps "$steps" --bf16 --channels-last
+done
+$py - "$out" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+print("| impl | model | precision | channels_last | graph | ms/step | images/s |")
+print("|---|---|---|---|---|---|---|")
+for r in rows:
+    print(f"| {r.get('impl', 'resnet-train')} | {r['model']} | {r['precision']} | {r['channels_last']} | "
+          f"{r.get('cuda_graph', False)} | {r['ms_per_step']:.2f} | {r['images_per_sec']:.0f} |")
+print(f"\ndevice: {rows[0]['device']}, torch {rows[0]['torch_version']}")
+PY
