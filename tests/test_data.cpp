@@ -66,7 +66,7 @@ TEST(Cifar10Reader, TruncatedFileIsRejectedNamingIt) {
   std::filesystem::resize_file(tmp / "t.bin", 2 * kCifarRecordBytes + 100);
   expect_input_error([&] { read_cifar10_files({tmp / "t.bin"}); }, tmp / "t.bin");
   write_bytes(tmp / "empty.bin", "");
-  expect_input_error([&] { read_cifar10_files({tmp / "empty.bin"}); }, "empty.bin");
+  expect_input_error([&] { read_cifar10_files({tmp / "empty.bin"}); }, "empty.bin: empty file");
 }
 
 TEST(Cifar10Reader, LabelOutOfRangeIsRejectedNamingFileAndRecord) {

@@ -24,7 +24,8 @@ int64_t file_records(const std::string& path) {
   std::error_code ec;
   const auto bytes = fs::file_size(path, ec);
   if (ec) throw InputError(path + ": cannot read (" + ec.message() + "); " + kHowToGet);
-  if (bytes == 0 || bytes % kCifarRecordBytes != 0)
+  if (bytes == 0) throw InputError(path + ": empty file (0 bytes; truncated download?)");
+  if (bytes % kCifarRecordBytes != 0)
     throw InputError(path + ": size " + std::to_string(bytes) + " bytes is not a whole number of " +
                      std::to_string(kCifarRecordBytes) + "-byte CIFAR-10 records (truncated or not CIFAR-10)");
   return static_cast<int64_t>(bytes / kCifarRecordBytes);
