@@ -12,7 +12,7 @@ EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& no
                     const EvalOptions& options) {
   // Inference mode skips autograd's version counters and views bookkeeping (cheaper than no_grad).
   c10::InferenceMode inference;
-  // BN in eval mode, folded into the convs (about a fifth less work per image on the CPU).
+  // BN in eval mode, folded into the convs (ResNet-20 on the 2-core CPU: 6-17% faster).
   FoldedEval folded(model);
   const auto device = model.parameters().front().device();
   const int64_t classes = model.config().num_classes;
