@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # resnet-train against the usual Python PyTorch script, same machine, same session.
-#   bench/compare.sh [--depths "20 56"] [--train-limit N] [--workers W] [--steps N] [--out FILE]
+#   bench/compare.sh [--depths "20 56"] [--epochs E] [--train-limit N] [--workers W] [--steps N] [--out FILE]
 # For each depth: the bare model step (eager fp32; on CUDA also Python bf16 + channels_last and
 # the C++ graph step), one end-to-end epoch (data, augmentation, steps, one test evaluation) and
-# test-set evaluation. Prints a Markdown table; every raw JSON line goes to --out.
+# test-set evaluation. --epochs 2 (C++ only) also reports the second epoch alone: a steady-state
+# epoch without the run's start-up. Prints a Markdown table; every raw JSON line goes to --out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 depths="20 56"
 limit=0
+epochs=1
 steps=30
 out=bench/results.jsonl
 py=${PYTHON:-/usr/bin/python3}
@@ -17,6 +19,7 @@ workers=$([ "$cuda" = 1 ] && nproc || echo 2)
 while [ $# -gt 0 ]; do
   case "$1" in
     --depths) depths=$2; shift 2 ;;
+    --epochs) epochs=$2; shift 2 ;;
     --train-limit) limit=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
@@ -31,7 +34,7 @@ bin=${BUILD_DIR:-build}
 run() { "$@" | tee -a "$out"; }
 for d in $depths; do
   cfg=configs/cifar_resnet$d.json
-  epoch=(--set train.epochs=1 --set train.eval_every=0 --set train.checkpoint_every=0 --set data.train_limit=$limit)
+  epoch=(--set train.epochs=$epochs --set train.eval_every=0 --set train.checkpoint_every=0 --set data.train_limit=$limit)
   # The bare step is timed on both sides of the epoch: this shared machine drifts by up to 10%.
   run "$bin/resnet-bench" --config "$cfg" --mode bare --steps "$steps"
   run "$bin/resnet-bench" --config "$cfg" --mode step --steps "$steps"
@@ -68,4 +71,7 @@ for model in dict.fromkeys(r["model"] for r in rows):
               f"of the bare step ({ref:.0f} img/s, runs {', '.join(f'{b:.0f}' for b in bare)}); steps alone "
               f"{e['train_images_per_sec']:.0f} img/s ({100 * e['train_images_per_sec'] / ref:.1f}%); of "
               f"{e['wall_s']:.1f} s: steps {e['train_s']:.1f}, evaluation {e['eval_s']:.1f}, other {e['other_s']:.1f}")
+        if "last_period_s" in e:
+            print(f"{model}: last epoch alone (steps, evaluation, checkpoint; no start-up) {e['last_period_s']:.1f} s, "
+                  f"{e['last_period_images_per_sec']:.0f} img/s = {100 * e['last_period_images_per_sec'] / ref:.1f}% of the bare step")
 PY

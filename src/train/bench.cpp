@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 #include <filesystem>
+#include <fstream>
 
 #include "compat/torch_compat.h"
 #include "data/batches.h"
@@ -156,6 +157,14 @@ nlohmann::json run_bench(const ExperimentConfig& c, const BenchOptions& o) {
     }
     const double wall = std::chrono::duration<double>(Clock::now() - start).count();
     nlohmann::json summary = read_json_file((dir / "summary.json").string());
+    // The last two evaluation rows bracket the last evaluation period: its steps, its evaluation
+    // and the checkpoint before it, without the run's start-up (with train.epochs >= 2 and
+    // eval_every 0, one whole steady-state epoch).
+    std::vector<nlohmann::json> rows;
+    {
+      std::ifstream metrics(dir / "metrics.jsonl");
+      for (std::string line; std::getline(metrics, line);) rows.push_back(nlohmann::json::parse(line));
+    }
     std::filesystem::remove_all(dir);
     if (rc != 0) throw std::runtime_error("benchmark run was interrupted");
     const double images = static_cast<double>(summary["steps"].get<int64_t>() * batch);
@@ -170,6 +179,14 @@ nlohmann::json run_bench(const ExperimentConfig& c, const BenchOptions& o) {
     out["other_s"] = wall - summary["train_time_s"].get<double>() - summary["eval_time_s"].get<double>();
     out["ms_per_step"] = 1000.0 * wall / summary["steps"].get<double>();
     out["test_error"] = summary["final_test_error"];
+    if (rows.size() >= 2) {
+      const auto& last = rows.back();
+      const auto& before = rows[rows.size() - 2];
+      const double seconds = last["elapsed_s"].get<double>() - before["elapsed_s"].get<double>();
+      const int64_t steps = last["step"].get<int64_t>() - before["step"].get<int64_t>();
+      out["last_period_s"] = seconds;
+      out["last_period_images_per_sec"] = static_cast<double>(steps * batch) / seconds;
+    }
     return out;
   }
   throw InputError("--mode: '" + o.mode + "' is not one of bare|step|eval|train");
