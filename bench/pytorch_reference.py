@@ -4,6 +4,7 @@
   bare   model step on one fixed batch (forward, loss, backward, torch.optim.SGD), eager
   train  a whole run the usual way: torchvision transforms in a DataLoader with worker processes
          (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize), then one test evaluation
+         (with --iterations 64000 --milestones 32000 48000: the paper's recipe, the accuracy reference)
   eval   test-set evaluation throughput
 
 Prints one JSON object, with the same keys as resnet-bench. The model is He et al.'s CIFAR ResNet
@@ -93,6 +94,9 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=0, help="train: steps (0 = one epoch)")
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--milestones", type=int, nargs="*", default=[],
+                    help="train: lr /10 at these iterations (He et al.: 32000 48000 with --iterations 64000)")
     ap.add_argument("--train-limit", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -108,7 +112,9 @@ def main():
     model = CifarResNet(a.depth).to(device)
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9, weight_decay=1e-4)
+    # Stepped once per iteration, so milestones count iterations as in the paper.
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, a.milestones, 0.1) if a.milestones else None
     out = {"mode": a.mode, "impl": "pytorch", "model": f"resnet-{a.depth}", "batch": a.batch,
            "precision": "bf16" if a.bf16 else "fp32", "channels_last": a.channels_last,
            "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
@@ -177,6 +183,8 @@ def main():
             while done < total:
                 for x, y in loader:
                     step(x.to(device, non_blocking=True).contiguous(memory_format=fmt), y.to(device, non_blocking=True))
+                    if sched:
+                        sched.step()
                     done += 1
                     if done == total:
                         break
@@ -184,7 +192,8 @@ def main():
             sync(device)
             wall = time.perf_counter() - t
             out.update(steps=total, wall_s=wall, images_per_sec=total * a.batch / wall,
-                       ms_per_step=1000 * wall / total, test_error=error, workers=a.workers)
+                       ms_per_step=1000 * wall / total, test_error=error, workers=a.workers,
+                       lr=a.lr, milestones=a.milestones, final_lr=opt.param_groups[0]["lr"])
     print(json.dumps(out))
 
 
