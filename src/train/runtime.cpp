@@ -22,8 +22,8 @@ Runtime resolve_runtime(const RuntimeConfig& c) {
   if (c.cuda_graph.value_or(false) && !cuda)
     throw InputError("runtime.cuda_graph: CUDA graphs need runtime.device cuda");
   // bf16 autocast is the fast choice on CUDA. On the CPU it is opt-in: it pays only where the
-  // CPU has bf16 instructions (avx512_bf16/AMX; 1.8x per ResNet-20 step on the Zen 4 test machine)
-  // and is several times slower where oneDNN must emulate them.
+  // CPU has bf16 instructions (avx512_bf16/AMX: 1.67x per ResNet-20 step on the Zen 4 test
+  // machine); elsewhere oneDNN emulates bf16, which is expected to be slower (not measured here).
   r.bf16 = c.precision == "bf16" || (c.precision == "auto" && cuda);
   // channels_last pays on both: ~20% per training step on the 2-core CPU (resnet-bench).
   r.channels_last = c.channels_last.value_or(true);
