@@ -92,16 +92,8 @@ nlohmann::json run_bench(const ExperimentConfig& c, const BenchOptions& o) {
       at::Tensor x = norm(images.images.narrow(0, 0, batch)).to(rt.device);
       if (rt.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
       at::Tensor y = images.labels.narrow(0, 0, batch).to(rt.device);
-      seconds = time_per_call(rt.device, o.warmup, o.steps, [&](int64_t) {
-        at::Tensor loss;
-        {
-          compat::Autocast autocast(rt.device, rt.bf16);
-          loss = at::cross_entropy_loss(model->forward(x).to(at::kFloat), y);
-        }
-        sgd.zero_grad();
-        loss.backward();
-        sgd.step();
-      });
+      seconds = time_per_call(rt.device, o.warmup, o.steps,
+                              [&](int64_t) { model_step(*model, sgd, x, y, rt.device, rt.bf16); });
     } else {
       BatchSource source(images, norm, batch, true, 0, rt.device);
       TrainStep step(*model, sgd, source, rt, nullptr);

@@ -41,21 +41,27 @@ TrainStep::~TrainStep() = default;
 
 bool TrainStep::graph_active() const { return graph_ != nullptr; }
 
-void TrainStep::compute(const at::Tensor& x, const at::Tensor& y) {
-  at::Tensor logits, loss;
+StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y,
+                      const c10::Device& device, bool bf16, bool autocast_cache) {
+  StepOutput out;
   {
-    // Under capture the autocast weight cache must be off: cached casts would be freed memory
-    // that the graph still points at.
-    compat::Autocast autocast(runtime_.device, runtime_.bf16, !capturing_);
-    logits = model_.forward(x);
-    loss = at::cross_entropy_loss(logits.to(at::kFloat), y);  // mean over the batch
+    compat::Autocast autocast(device, bf16, autocast_cache);
+    out.logits = model.forward(x);
+    out.loss = at::cross_entropy_loss(out.logits.to(at::kFloat), y);  // mean over the batch
   }
-  sgd_.zero_grad();
-  loss.backward();
-  sgd_.step();
+  sgd.zero_grad();
+  out.loss.backward();
+  sgd.step();
+  return out;
+}
+
+void TrainStep::compute(const at::Tensor& x, const at::Tensor& y) {
+  // Under capture the autocast weight cache must be off: cached casts would be freed memory
+  // that the graph still points at.
+  const StepOutput out = model_step(model_, sgd_, x, y, runtime_.device, runtime_.bf16, !capturing_);
   c10::NoGradGuard no_grad;
-  loss_sum_.add_(loss.detach().to(at::kDouble) * static_cast<double>(x.size(0)));
-  correct_.add_(logits.detach().argmax(1).eq(y).sum());
+  loss_sum_.add_(out.loss.detach().to(at::kDouble) * static_cast<double>(x.size(0)));
+  correct_.add_(out.logits.detach().argmax(1).eq(y).sum());
 }
 
 void TrainStep::eager(int64_t step) {

@@ -20,6 +20,17 @@ class logger;
 
 namespace resnet {
 
+struct StepOutput {
+  at::Tensor logits;  // [B, C], as the model produced them (bf16 under autocast)
+  at::Tensor loss;    // float [], mean over the batch
+};
+
+// The model's part of a step, shared by TrainStep and resnet-bench's bare mode: forward and
+// cross-entropy (under bf16 autocast when `bf16`), backward, SGD update. `autocast_cache` must be
+// false while a CUDA graph is captured.
+StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y,
+                      const c10::Device& device, bool bf16, bool autocast_cache = true);
+
 class TrainStep {
  public:
   TrainStep(ResNetImpl& model, Sgd& sgd, BatchSource& data, const Runtime& runtime,
