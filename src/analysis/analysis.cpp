@@ -17,11 +17,6 @@
 namespace resnet {
 namespace {
 
-std::string kind(const ModelConfig& m) {
-  std::string k = m.residual ? (m.preact ? "preact-resnet" : "resnet") : "plain";
-  return fmt::format("{}-{}{}", k, m.depth, m.family == "imagenet" ? "-imagenet" : "");
-}
-
 // Runs the model over `images` in eval mode in batches, calling the recorder.
 void forward_all(Subject& s, const ImageSet& images, int64_t batch_size, ForwardRecorder& rec) {
   c10::NoGradGuard no_grad;
@@ -81,7 +76,7 @@ Subject subject_from_checkpoint(const std::string& path, const c10::Device& devi
   s.model->to(device);
   reader.load_model(*s.model);
   s.normalizer = reader.contents().normalizer;
-  s.label = fmt::format("{} @{}", kind(s.config.model), reader.contents().state.step);
+  s.label = fmt::format("{} @{}", model_name(s.config.model), reader.contents().state.step);
   return s;
 }
 
@@ -93,7 +88,7 @@ Subject subject_from_config(const ExperimentConfig& config, const Normalizer& no
   s.model = make_model(config.model);
   s.model->to(device);
   s.normalizer = normalizer;
-  s.label = kind(config.model) + " @init";
+  s.label = model_name(config.model) + " @init";
   return s;
 }
 

@@ -129,6 +129,11 @@ void to_channels_last(torch::nn::Module& module) {
     if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
 }
 
+std::string model_name(const ModelConfig& m) {
+  const std::string kind = m.residual ? (m.preact ? "preact-resnet" : "resnet") : "plain";
+  return kind + "-" + std::to_string(m.depth) + (m.family == "imagenet" ? "-imagenet" : "");
+}
+
 int64_t count_parameters(const torch::nn::Module& module) {
   int64_t n = 0;
   for (const auto& p : module.parameters()) n += p.numel();

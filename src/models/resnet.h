@@ -86,6 +86,9 @@ ResNet make_model(ModelConfig config);
 // Stores every 4-D weight channels_last (LibTorch has no Module::to(memory_format)).
 void to_channels_last(torch::nn::Module& module);
 
+// "resnet-56", "plain-20", "preact-resnet-164", "resnet-18-imagenet": how reports name a model.
+std::string model_name(const ModelConfig& config);
+
 // Number of trainable parameters (the paper's "# params").
 int64_t count_parameters(const torch::nn::Module& module);
 

@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
-#include <fmt/format.h>
 #include <unistd.h>
 #include <filesystem>
 #include <fstream>
@@ -69,8 +68,7 @@ nlohmann::json run_bench(const ExperimentConfig& c, const BenchOptions& o) {
   const int64_t batch = c.train.batch_size;
   nlohmann::json out = {
       {"mode", o.mode},
-      {"model", fmt::format("{}-{}{}", c.model.residual ? "resnet" : "plain", c.model.depth,
-                            c.model.family == "imagenet" ? "-imagenet" : "")},
+      {"model", model_name(c.model)},
       {"batch", batch},
       {"precision", rt.bf16 ? "bf16" : "fp32"},
       {"channels_last", rt.channels_last},
