@@ -99,6 +99,7 @@ def main():
                     help="train: lr /10 at these iterations (He et al.: 32000 48000 with --iterations 64000)")
     ap.add_argument("--train-limit", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="initial weights and data order")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--bf16", action="store_true", help="autocast bf16 (CUDA, or a CPU with bf16 instructions)")
     ap.add_argument("--channels-last", action="store_true")
@@ -108,7 +109,7 @@ def main():
 
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     model = CifarResNet(a.depth).to(device)
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
@@ -118,7 +119,7 @@ def main():
     out = {"mode": a.mode, "impl": "pytorch", "model": f"resnet-{a.depth}", "batch": a.batch,
            "precision": "bf16" if a.bf16 else "fp32", "channels_last": a.channels_last,
            "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-           "threads": a.threads, "torch_version": torch.__version__}
+           "threads": a.threads, "seed": a.seed, "torch_version": torch.__version__}
     if a.bf16:
         def autocast():
             return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -47,6 +47,14 @@ else
   echo "FAIL dry-run: $(cat "$tmp/dry.json" "$tmp/err"; ls "$tmp")"; fails=$((fails + 1))
 fi
 
+# Files that are not configs at all: a folder, a number JSON cannot hold (both exit 2, named).
+mkdir "$tmp/folder.json"
+echo '{"model": {"depth": 1e400}}' >"$tmp/huge.json"
+expect folder 2 "folder.json: is a folder" -- --config "$tmp/folder.json" --dry-run
+expect huge-number 2 "huge.json: invalid JSON" -- --config "$tmp/huge.json" --dry-run
+expect set-below-number 2 "--set model.depth.x=1: model.depth is not an object" -- \
+  --config "$tmp/good.json" --set model.depth.x=1 --dry-run
+
 # Every shipped config resolves.
 for c in "$configs"/*.json; do
   [ -e "$c" ] || continue

@@ -83,6 +83,9 @@ TEST(Config, InvalidValuesAreErrors) {
   expect_error_naming({{"train", {{"lr_schedule", {{"milestones", {48000, 32000}}}}}}},
                       "train.lr_schedule.milestones");
   expect_error_naming({{"runtime", {{"device", "tpu"}}}}, "runtime.device");
+  expect_error_naming({{"model", {{"num_classes", 5}}}}, "model.num_classes");  // labels go to 9
+  expect_error_naming({{"train", {{"lr", 0.1}, {"lr_schedule", {{"type", "cosine"}, {"min_lr", 1}}}}}},
+                      "train.lr_schedule.min_lr");
 }
 
 TEST(Config, IntegersAreAcceptedWhereNumbersAreExpected) {
@@ -111,4 +114,14 @@ TEST(Overrides, MalformedAssignmentsAreErrors) {
   EXPECT_THROW(apply_override(user, "=3"), InputError);
   apply_override(user, "model.typo=3");
   expect_error_naming(user, "model.typo");
+  // A key below a number names the --set; a number JSON cannot hold becomes a string, a type error.
+  json depth = {{"model", {{"depth", 20}}}};
+  try {
+    apply_override(depth, "model.depth.x=3");
+    FAIL() << "set a key below a number";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("--set model.depth.x=3: model.depth", 0), 0u) << e.what();
+  }
+  apply_override(depth, "model.depth=1e400");
+  expect_error_naming(depth, "model.depth");
 }

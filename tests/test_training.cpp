@@ -187,6 +187,14 @@ TEST_F(Training, BadInputWritesNothing) {
   c.train.batch_size = 1000;  // more than the 320 training images
   EXPECT_THROW(train(c, quiet(tmp / "run")), InputError);
   EXPECT_FALSE(fs::exists(tmp / "run"));
+  // An output folder that cannot be made (its parent is a file) is a clear error too.
+  std::ofstream(tmp / "afile") << "x";
+  try {
+    train(tiny_config(tmp / "data", 10), quiet(tmp / "afile/run"));
+    FAIL() << "trained into a folder under a file";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("afile/run: cannot create"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(Training, UnreadableCheckpointsAreClearErrors) {

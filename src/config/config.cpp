@@ -169,7 +169,10 @@ void validate(ExperimentConfig& c) {
   one_of("model.shortcut", m.shortcut, {"auto", "A", "B", "C"});
   one_of("model.block", m.block, {"auto", "basic", "bottleneck"});
   one_of("model.stem", m.stem, {"auto", "cifar", "imagenet"});
-  if (m.num_classes < 1) bad("model.num_classes", "must be at least 1");
+  // Every run trains or evaluates on CIFAR-10, whose labels are 0-9: fewer outputs cannot be
+  // trained (more are allowed: ImageNet-sized heads, unused logits).
+  if (m.num_classes < 10)
+    bad("model.num_classes", std::to_string(m.num_classes) + " is fewer than CIFAR-10's 10 classes");
 
   if (m.family == "cifar") {
     if (m.block == "auto") m.block = "basic";
@@ -228,6 +231,7 @@ void validate(ExperimentConfig& c) {
     bad("train.lr_schedule.warmup_steps", "must be > 0 when warmup is " + s.warmup);
   if (s.warmup_lr < 0) bad("train.lr_schedule.warmup_lr", "must be >= 0");
   if (s.min_lr < 0) bad("train.lr_schedule.min_lr", "must be >= 0");
+  if (s.min_lr > t.lr) bad("train.lr_schedule.min_lr", "must not exceed train.lr");
 
   auto& r = c.runtime;
   one_of("runtime.device", r.device, {"auto", "cpu", "cuda"});
@@ -255,8 +259,8 @@ void apply_override(json& user, const std::string& assignment) {
   json value;
   try {
     value = json::parse(text);
-  } catch (const json::parse_error&) {
-    value = text;  // bare words are strings: --set model.shortcut=B
+  } catch (const json::exception&) {
+    value = text;  // bare words are strings: --set model.shortcut=B (and 1e400 gets "expected a number")
   }
   json* node = &user;
   size_t start = 0;
@@ -270,7 +274,8 @@ void apply_override(json& user, const std::string& assignment) {
     }
     json& child = (*node)[part];
     if (child.is_null()) child = json::object();
-    if (!child.is_object()) throw InputError(key.substr(0, dot) + ": is not an object");
+    if (!child.is_object())
+      throw InputError("--set " + assignment + ": " + key.substr(0, dot) + " is not an object");
     node = &child;
     start = dot + 1;
   }

@@ -60,7 +60,9 @@ RunDir RunDir::create(const std::string& path, bool force) {
                        " to continue it or --force to start over");
     for (const auto& f : kRunFiles) fs::remove_all(fs::path(path) / f);
   }
-  fs::create_directories(fs::path(path) / "checkpoints");
+  std::error_code ec;
+  fs::create_directories(fs::path(path) / "checkpoints", ec);
+  if (ec) throw InputError(path + ": cannot create the run folder (" + ec.message() + ")");
   return RunDir(path);
 }
 

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -42,10 +43,13 @@ void write_file_atomic(const std::string& path, const std::string& content) {
 }
 
 std::string read_text_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw InputError(path + ": is a folder, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path + ": cannot open (" + std::strerror(errno) + ")");
   std::ostringstream ss;
   ss << in.rdbuf();
+  if (in.bad()) throw InputError(path + ": read failed");
   return ss.str();
 }
 
@@ -53,7 +57,7 @@ nlohmann::json read_json_file(const std::string& path) {
   const std::string text = read_text_file(path);
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // syntax errors, and numbers out of range (1e400)
     throw InputError(path + ": invalid JSON (" + first_line(e.what()) + ")");
   }
 }
