@@ -200,6 +200,14 @@ TEST(ResnetAnalyzeCli, WritesJsonAndPngForEveryAnalysis) {
   // No subject is a usage error (exit 2).
   const std::string bad = std::string(RESNET_ANALYZE_BIN) + " lesion --out " + (tmp / "x") + " 2>/dev/null";
   EXPECT_EQ(WEXITSTATUS(std::system(bad.c_str())), 2);
+  // An output folder that cannot be made (under a file), or a negative count: exit 2 too.
+  const std::string base = std::string(RESNET_ANALYZE_BIN) + " lesion --config " + (tmp / "tiny.json") +
+                           " --data-dir " + (tmp / "data") + " --device cpu --limit 30 --draws 1";
+  const std::string under_file = base + " --out " + (tmp / "tiny.json/out") + " 2>/dev/null";
+  EXPECT_EQ(WEXITSTATUS(std::system(under_file.c_str())), 2);
+  const std::string negative = base + " --out " + (tmp / "neg") + " --max-k -1 2>/dev/null";
+  EXPECT_EQ(WEXITSTATUS(std::system(negative.c_str())), 2);
+  EXPECT_FALSE(fs::exists(tmp / "neg"));
 }
 
 // scripts/depth_sweep.sh: finished runs are skipped, interrupted runs are resumed.

@@ -290,6 +290,17 @@ TEST_F(Training, ResnetEvalReproducesTheTrainersError) {
   int64_t total = 0;
   for (const auto& row : eval["confusion"]) for (const auto& v : row) total += v.get<int64_t>();
   EXPECT_EQ(total, 100);
+
+  // A --json that cannot be written is refused before evaluating (exit 2, no report printed).
+  for (const std::string target : {tmp.path(), tmp / "no/such/folder.json"}) {
+    const std::string bad = std::string(bin) + " --checkpoint " + (tmp / "run") + " --json " + target + " > " +
+                            (tmp / "bad.txt") + " 2>&1";
+    EXPECT_EQ(WEXITSTATUS(std::system(bad.c_str())), 2) << target;
+    std::ifstream in(tmp / "bad.txt");
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(text.find("confusion"), std::string::npos) << text;
+    EXPECT_NE(text.find(target), std::string::npos) << text;
+  }
 }
 
 // Real CIFAR-10: a small ResNet on 5,000 training images for about a minute must get far below

@@ -110,11 +110,14 @@ int main(int argc, char** argv) {
   app.add_option("--out", out_dir, "output folder")->required();
   app.add_option("--data-dir", data_dir, "CIFAR-10 folder");
   app.add_option("--device", device, "auto, cpu or cuda");
-  app.add_option("--images", images, "test images for responses/residuals (default 1000)");
-  app.add_option("--batch", batch, "batch for gradients (default 128)");
-  app.add_option("--limit", limit, "test images for lesion (default 2000; 0 = all)");
-  app.add_option("--draws", lesion.draws, "lesion: random draws per k (default 4)");
-  app.add_option("--max-k", lesion.max_k, "lesion: largest number of deleted blocks (0 = all)");
+  app.add_option("--images", images, "test images for responses/residuals (default 1000)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--batch", batch, "batch for gradients (default 128)")->check(CLI::PositiveNumber);
+  app.add_option("--limit", limit, "test images for lesion (default 2000; 0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--draws", lesion.draws, "lesion: random draws per k (default 4)")->check(CLI::PositiveNumber);
+  app.add_option("--max-k", lesion.max_k, "lesion: largest number of deleted blocks (0 = all)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--show", show, "activations: test image indices (default 0 1 2 3)")->delimiter(',');
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
 
@@ -147,7 +150,7 @@ int main(int argc, char** argv) {
       subjects.push_back(subject_from_config(c, norm, rt.device));
     }
 
-    std::filesystem::create_directories(out_dir);
+    make_output_folder(out_dir);
     auto first = [&](int64_t n) {
       n = n > 0 ? std::min(n, data.test.size()) : data.test.size();
       return ImageSet{data.test.images.narrow(0, 0, n), data.test.labels.narrow(0, 0, n)};

@@ -22,10 +22,12 @@ int main(int argc, char** argv) {
   app.add_option("--split", split, "test, train or val")->check(CLI::IsMember({"test", "train", "val"}));
   app.add_option("--json", json_out, "also write error, per-class accuracy and confusion matrix here");
   app.add_option("--device", device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--batch-size", batch_size, "evaluation batch (default: the run's train.eval_batch_size)");
+  app.add_option("--batch-size", batch_size, "evaluation batch (default: the run's train.eval_batch_size)")
+      ->check(CLI::NonNegativeNumber);
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
 
   return resnet::cli::run_main("resnet-eval", [&] {
+    if (!json_out.empty()) resnet::check_output_file(json_out);  // before the evaluation, not after
     const std::string path = resnet::checkpoint_in(checkpoint);
     resnet::CheckpointReader reader(path);
     resnet::ExperimentConfig config = reader.config();

@@ -42,6 +42,22 @@ void write_file_atomic(const std::string& path, const std::string& content) {
   }
 }
 
+void check_output_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw InputError(path + ": is a folder, not a file");
+  const fs::path parent = fs::path(path).parent_path();
+  if (!parent.empty() && !fs::is_directory(parent, ec))
+    throw InputError(path + ": folder " + parent.string() + " does not exist");
+}
+
+void make_output_folder(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) throw InputError(path + ": cannot create the folder (" + ec.message() + ")");
+  if (!std::filesystem::is_directory(path)) throw InputError(path + ": exists and is not a folder");
+}
+
 std::string read_text_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw InputError(path + ": is a folder, not a file");
