@@ -161,18 +161,14 @@ ExperimentConfig config_from_json(const json& user) {
   return c;
 }
 
-void validate(ExperimentConfig& c) {
-  auto& m = c.model;
+void validate_model(ModelConfig& m) {
   one_of("model.family", m.family, {"cifar", "imagenet"});
   std::transform(m.shortcut.begin(), m.shortcut.end(), m.shortcut.begin(), ::toupper);
   if (m.shortcut == "AUTO") m.shortcut = "auto";
   one_of("model.shortcut", m.shortcut, {"auto", "A", "B", "C"});
   one_of("model.block", m.block, {"auto", "basic", "bottleneck"});
   one_of("model.stem", m.stem, {"auto", "cifar", "imagenet"});
-  // Every run trains or evaluates on CIFAR-10, whose labels are 0-9: fewer outputs cannot be
-  // trained (more are allowed: ImageNet-sized heads, unused logits).
-  if (m.num_classes < 10)
-    bad("model.num_classes", std::to_string(m.num_classes) + " is fewer than CIFAR-10's 10 classes");
+  if (m.num_classes < 1) bad("model.num_classes", "must be at least 1");
 
   if (m.family == "cifar") {
     if (m.block == "auto") m.block = "basic";
@@ -199,6 +195,14 @@ void validate(ExperimentConfig& c) {
   // Option A (parameter-free identity + zero padding) is the paper's CIFAR choice; the
   // ImageNet models (and torchvision's counts) use B.
   if (m.shortcut == "auto") m.shortcut = (m.family == "cifar" && m.block == "basic") ? "A" : "B";
+}
+
+void validate(ExperimentConfig& c) {
+  validate_model(c.model);
+  // An experiment trains or evaluates on CIFAR-10, whose labels are 0-9: fewer outputs cannot be
+  // trained (more are allowed: ImageNet-sized heads, unused logits).
+  if (c.model.num_classes < 10)
+    bad("model.num_classes", std::to_string(c.model.num_classes) + " is fewer than CIFAR-10's 10 classes");
 
   auto& d = c.data;
   if (d.val_size < 0) bad("data.val_size", "must be >= 0");

@@ -91,8 +91,12 @@ ExperimentConfig load_config(const std::string& path);
 // JSON; if that fails it is taken as a string (so `--set model.shortcut=B` works).
 void apply_override(nlohmann::json& user, const std::string& assignment);
 
-// Resolves "auto" choices that depend only on the config (shortcut, block, stem) and checks
-// every value. Throws InputError("model.depth: ...") and the like.
+// Resolves "auto" choices that depend only on the model (shortcut, block, stem) and checks its
+// values: any network the builder can make. Throws InputError("model.depth: ...") and the like.
+void validate_model(ModelConfig& model);
+
+// validate_model, plus what an experiment on CIFAR-10 needs (at least 10 outputs) and every
+// data, train and runtime value.
 void validate(ExperimentConfig& config);
 
 }  // namespace resnet

@@ -118,10 +118,8 @@ FoldedEval::~FoldedEval() {
 }
 
 ResNet make_model(ModelConfig config) {
-  ExperimentConfig full;
-  full.model = std::move(config);
-  validate(full);
-  return ResNet(full.model);
+  validate_model(config);
+  return ResNet(config);
 }
 
 void to_channels_last(torch::nn::Module& module) {
