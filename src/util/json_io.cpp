@@ -55,7 +55,7 @@ void make_output_folder(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) throw InputError(path + ": cannot create the folder (" + ec.message() + ")");
-  if (!std::filesystem::is_directory(path)) throw InputError(path + ": exists and is not a folder");
+  if (!std::filesystem::is_directory(path, ec)) throw InputError(path + ": exists and is not a folder");
 }
 
 std::string read_text_file(const std::string& path) {
