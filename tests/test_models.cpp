@@ -323,23 +323,6 @@ TEST(FoldedEval, MatchesTheUnfoldedEvalForwardForEveryLayout) {
   }
 }
 
-// Without autograd the blocks add the shortcut and apply the ReLU in one fused pass (CPU fp32):
-// the same values, to the bit, as the separate ops an eval forward with grad enabled runs.
-TEST(EvalForward, WithoutGradGivesTheValuesOfTheGradPath) {
-  for (const auto& m : every_layout()) {
-    const std::string what = m.family + std::to_string(m.depth) + " residual " + std::to_string(m.residual) +
-                             " shortcut " + m.shortcut + " preact " + std::to_string(m.preact);
-    torch::manual_seed(3);
-    auto model = make_model(m);
-    randomise_batchnorms(*model);
-    model->eval();
-    auto x = torch::randn({2, 3, 32, 32});
-    const auto with_grad = model->forward(x).detach();
-    torch::NoGradGuard no_grad;
-    EXPECT_TRUE(torch::equal(model->forward(x), with_grad)) << what;
-  }
-}
-
 // Folds are an eval-mode device: a model put back into training mode inside the scope runs its
 // real BNs (batch statistics), exactly as without folds.
 TEST(FoldedEval, TrainingModeIgnoresTheFolds) {

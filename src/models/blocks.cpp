@@ -4,9 +4,6 @@
 #include <torch/nn/functional/padding.h>
 #include <torch/nn/init.h>
 
-#include <ATen/ops/_add_relu.h>
-#include <c10/core/GradMode.h>
-
 namespace resnet {
 namespace {
 
@@ -30,14 +27,6 @@ torch::nn::BatchNorm2d make_bn(int64_t channels) {
 // keeps the ReLU's result for backward, and neither BN nor the addition needs its own output.
 // Where a recorder has seen the tensor it must stay intact.
 at::Tensor relu_fresh(at::Tensor t, bool recorded) { return recorded ? torch::relu(t) : t.relu_(); }
-
-// relu(branch + shortcut) in one pass over memory instead of two, written into the fresh branch
-// tensor. ATen's fused kernel has no autograd formula and only CPU float32, so this serves
-// evaluation (no grad) on the CPU; the values are exactly those of the two separate ops.
-bool can_add_relu_in_place(const at::Tensor& branch, const at::Tensor& s) {
-  return !c10::GradMode::is_enabled() && branch.device().is_cpu() &&
-         branch.scalar_type() == at::kFloat && s.scalar_type() == at::kFloat && branch.sizes() == s.sizes();
-}
 
 }  // namespace
 
@@ -114,12 +103,7 @@ at::Tensor BlockImpl::combine(const at::Tensor& x, const at::Tensor& pre, const 
                               ForwardRecorder* recorder, int index) {
   at::Tensor y;
   if (options_.residual) {
-    at::Tensor s = shortcut(x, pre);
-    if (!options_.preact && !recorder && can_add_relu_in_place(branch, s)) {
-      y = branch;
-      return at::_add_relu_(y, s);  // y = relu(F(x) + s(x))
-    }
-    y = branch + s;  // y = F(x) + s(x)
+    y = branch + shortcut(x, pre);  // y = F(x) + s(x)
   } else {
     y = branch;  // plain: y = F(x)
   }
