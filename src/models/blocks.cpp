@@ -23,12 +23,9 @@ torch::nn::BatchNorm2d make_bn(int64_t channels) {
   return torch::nn::BatchNorm2d(channels);  // gamma = 1, beta = 0
 }
 
-// ReLU on a tensor nothing else holds (a fresh conv/BN/sum output) may overwrite it: autograd
-// keeps the ReLU's result for backward, and neither BN nor the addition needs its own output.
-// Where a recorder has seen the tensor it must stay intact.
-at::Tensor relu_fresh(at::Tensor t, bool recorded) { return recorded ? torch::relu(t) : t.relu_(); }
-
 }  // namespace
+
+at::Tensor relu_fresh(at::Tensor t, bool recorded) { return recorded ? torch::relu(t) : t.relu_(); }
 
 at::Tensor FoldedConv::operator()(const at::Tensor& x) const {
   return at::conv2d(x, weight, bias, stride, padding);

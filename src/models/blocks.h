@@ -30,6 +30,11 @@ struct FoldedConv {
 };
 FoldedConv fold_conv_bn(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn);
 
+// ReLU on a tensor nothing else holds (a fresh conv/BN/sum output) may overwrite it: autograd
+// keeps the ReLU's result for backward, and neither BN nor the addition needs its own output.
+// Where a recorder has seen the tensor (`recorded`) it must stay intact.
+at::Tensor relu_fresh(at::Tensor t, bool recorded);
+
 struct BlockOptions {
   int64_t in_channels = 16;
   int64_t planes = 16;     // width of the 3x3 convs; output = planes * expansion

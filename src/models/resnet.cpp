@@ -80,7 +80,7 @@ at::Tensor ResNetImpl::forward(const at::Tensor& images, ForwardRecorder* rec) {
   if (stem_bn_) {
     if (!fold) x = stem_bn_->forward(x);
     if (rec) rec->on_layer("stem", x);
-    x = rec ? torch::relu(x) : x.relu_();
+    x = relu_fresh(x, rec != nullptr);
   } else if (rec) {
     rec->on_layer("stem", x);
   }
@@ -91,7 +91,7 @@ at::Tensor ResNetImpl::forward(const at::Tensor& images, ForwardRecorder* rec) {
     const bool stage_end = i + 1 == blocks_.size() || block_stage_[i + 1] != block_stage_[i];
     if (rec && stage_end) rec->on_stage(block_stage_[i], x);
   }
-  if (final_bn_) x = final_bn_->forward(x).relu_();
+  if (final_bn_) x = relu_fresh(final_bn_->forward(x), false);
   x = x.mean({2, 3});  // global average pool: [B, C, H, W] -> [B, C]
   return fc_->forward(x);
 }
