@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -136,6 +138,37 @@ Splits make_splits(const Cifar10& data, const DataConfig& config) {
     s.test.labels = s.test.labels.narrow(0, 0, config.test_limit);
   }
   return s;
+}
+
+namespace {
+
+uint64_t fnv1a_words(uint64_t hash, const at::Tensor& t) {
+  constexpr uint64_t kPrime = 0x100000001b3ULL;
+  const at::Tensor c = t.contiguous();
+  const auto* bytes = static_cast<const unsigned char*>(c.data_ptr());
+  const size_t n = static_cast<size_t>(c.numel()) * c.element_size();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t word;
+    std::memcpy(&word, bytes + i, 8);
+    hash = (hash ^ word) * kPrime;
+  }
+  for (; i < n; ++i) hash = (hash ^ bytes[i]) * kPrime;
+  return (hash ^ n) * kPrime;  // the length too: a shorter set is a different set
+}
+
+}  // namespace
+
+std::string data_fingerprint(const Cifar10& data) {
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (const ImageSet* set : {&data.train, &data.test}) {
+    if (set->size() == 0) continue;
+    hash = fnv1a_words(hash, set->images.to(at::kCPU));
+    hash = fnv1a_words(hash, set->labels.to(at::kCPU));
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+  return hex;
 }
 
 }  // namespace resnet

@@ -37,6 +37,10 @@ struct Cifar10 {
 // on a record boundary is still caught). A missing folder or file says how to get the data.
 Cifar10 load_cifar10(const std::string& dir, bool with_train = true);
 
+// A 64-bit digest of every image and label (FNV-1a over 8-byte words), as 16 hex digits: a run
+// records it so that resuming on other data is caught, wherever the folder has moved.
+std::string data_fingerprint(const Cifar10& data);
+
 // --data-dir, else data.dir, else $CIFAR10_DIR, else data/cifar-10-batches-bin.
 std::string resolve_data_dir(const std::string& flag, const DataConfig& data);
 

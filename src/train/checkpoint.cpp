@@ -1,7 +1,6 @@
 #include "train/checkpoint.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
@@ -11,6 +10,7 @@
 
 #include "train/sgd.h"
 #include "util/errors.h"
+#include "util/json_io.h"
 
 namespace resnet {
 namespace {
@@ -56,13 +56,15 @@ TrainState state_from_json(const nlohmann::json& j) {
 
 }  // namespace
 
-void save_checkpoint(const std::string& path, const nlohmann::json& config, ResNetImpl& model,
-                     Sgd* optimizer, const Normalizer& normalizer, const TrainState& state) {
+void save_checkpoint(const std::string& path, const CheckpointContents& contents, ResNetImpl& model,
+                     Sgd* optimizer) {
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string(kFormat)));
   archive.write("version", c10::IValue(kCheckpointVersion));
-  archive.write("config", c10::IValue(config.dump()));
-  archive.write("state", c10::IValue(state_to_json(state).dump()));
+  archive.write("config", c10::IValue(contents.config.dump()));
+  archive.write("state", c10::IValue(state_to_json(contents.state).dump()));
+  archive.write("data_fingerprint", c10::IValue(contents.data_fingerprint));
+  archive.write("changes", c10::IValue(contents.changes.dump()));
   c10::List<std::string> names;
   std::vector<at::Tensor> tensors;
   for (auto& [name, t] : state_tensors(model)) names.push_back(name), tensors.push_back(t);
@@ -70,17 +72,28 @@ void save_checkpoint(const std::string& path, const nlohmann::json& config, ResN
   archive.write("model_tensors", c10::IValue(to_cpu_list(tensors)));
   archive.write("momentum", c10::IValue(to_cpu_list(optimizer ? optimizer->momentum_buffers()
                                                               : std::vector<at::Tensor>{})));
-  archive.write("norm_mean", normalizer.mean.to(at::kCPU));
-  archive.write("norm_std", normalizer.std.to(at::kCPU));
-  archive.write("rng_cpu", at::detail::getDefaultCPUGenerator().get_state());
+  archive.write("norm_mean", contents.normalizer.mean.to(at::kCPU));
+  archive.write("norm_std", contents.normalizer.std.to(at::kCPU));
 
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  const std::string tmp = path + ".tmp";
-  archive.save_to(tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(path + ": cannot replace checkpoint");
-  }
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  AtomicFile file(path);
+  // The writer must not throw into LibTorch: its zip writer finishes the archive from its
+  // destructor, and a second failure there would terminate the process. The first error is
+  // kept, the rest of the archive is dropped, and the error is raised once LibTorch is done.
+  std::string error;
+  archive.save_to([&](const void* data, size_t size) {
+    if (error.empty()) {
+      try {
+        file.write(data, size);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+    }
+    return size;
+  });
+  if (!error.empty()) throw std::runtime_error(error);
+  file.commit();
 }
 
 struct CheckpointReader::Archive {
@@ -113,6 +126,12 @@ CheckpointReader::CheckpointReader(const std::string& path)
   try {
     contents_.config = nlohmann::json::parse(read("config").toStringRef());
     contents_.state = state_from_json(nlohmann::json::parse(read("state").toStringRef()));
+    c10::IValue v;
+    if (archive_->in.try_read("data_fingerprint", v) && v.isString()) contents_.data_fingerprint = v.toStringRef();
+    if (archive_->in.try_read("changes", v) && v.isString()) {
+      contents_.changes = nlohmann::json::parse(v.toStringRef());
+      if (!contents_.changes.is_array()) throw InputError(path + ": corrupt checkpoint metadata (changes)");
+    }
   } catch (const nlohmann::json::exception& e) {
     throw InputError(path + ": corrupt checkpoint metadata (" + std::string(e.what()) + ")");
   }
@@ -166,14 +185,6 @@ void CheckpointReader::load_optimizer(Sgd& optimizer) {
     const at::Tensor b = bufs.get(i);
     if (b.sizes() != mine[i].sizes()) throw InputError(path_ + ": optimizer state does not match the model");
     mine[i].copy_(b);
-  }
-}
-
-void CheckpointReader::restore_rng() {
-  at::Tensor state;
-  if (archive_->in.try_read("rng_cpu", state)) {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    gen.set_state(state);
   }
 }
 

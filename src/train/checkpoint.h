@@ -7,7 +7,11 @@
 //   momentum     SGD momentum buffers, in parameter order
 //   normalizer   the mean/std the model was trained with
 //   state        step, running train metrics, elapsed time, best validation error
-//   rng          the CPU generator's state (data order needs none: it is a function of the step)
+//   data         a fingerprint of the CIFAR-10 files the run trained on (resume refuses others)
+//   changes      what `--resume --allow-change` let differ from the run's start, and when
+// No random-generator state: nothing draws from a global generator after the weights are
+// initialised (the data order, crops and flips are pure functions of (seed, step), data/batches.h),
+// so a resume needs none. Checkpoints of earlier builds that hold one ("rng_cpu") still load.
 #include <ATen/core/Tensor.h>
 
 #include <memory>
@@ -41,11 +45,15 @@ struct CheckpointContents {
   nlohmann::json config;           // resolved config
   TrainState state;
   Normalizer normalizer;           // CPU tensors
+  std::string data_fingerprint;    // data_fingerprint() of the training data; "" = not recorded
+  nlohmann::json changes = nlohmann::json::array();  // [{step, key, from, to}], see trainer.h
 };
 
-// Writes path.tmp, then renames over path: a crash leaves the previous checkpoint intact.
-void save_checkpoint(const std::string& path, const nlohmann::json& config, ResNetImpl& model,
-                     Sgd* optimizer, const Normalizer& normalizer, const TrainState& state);
+// Streams the checkpoint into path.tmp, fsyncs it, renames it over path and fsyncs the folder:
+// a crash or a write error (disk full: std::runtime_error naming path) leaves the previous
+// checkpoint intact.
+void save_checkpoint(const std::string& path, const CheckpointContents& contents, ResNetImpl& model,
+                     Sgd* optimizer);
 
 // Opens a checkpoint. A missing, truncated or foreign file is an InputError naming it.
 class CheckpointReader {
@@ -58,7 +66,6 @@ class CheckpointReader {
   // Copies the weights into `model` (any device). Names and shapes must match exactly.
   void load_model(ResNetImpl& model);
   void load_optimizer(Sgd& optimizer);
-  void restore_rng();
 
  private:
   struct Archive;

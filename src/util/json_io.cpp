@@ -15,31 +15,97 @@
 
 namespace resnet {
 
-void write_file_atomic(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw std::runtime_error(path + ": cannot write (" + std::strerror(errno) + ")");
-  const char* p = content.data();
-  size_t left = content.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
+namespace {
+
+std::string parent_of(const std::string& path) {
+  const std::string parent = std::filesystem::path(path).parent_path().string();
+  return parent.empty() ? "." : parent;
+}
+
+// Writes all of `size` bytes; returns 0 or the errno of the failure.
+int write_all(int fd, const void* data, size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, p, size);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw std::runtime_error(path + ": write failed (" + std::strerror(e) + ")");
+      return errno;
     }
     p += n;
-    left -= static_cast<size_t>(n);
+    size -= static_cast<size_t>(n);
   }
-  ::fsync(fd);
+  return 0;
+}
+
+}  // namespace
+
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw std::runtime_error(path_ + ": cannot write (" + std::strerror(errno) + ")");
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+void AtomicFile::fail(const std::string& what, int error) {
+  std::error_code ec;
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  ::unlink(tmp_.c_str());
+  throw std::runtime_error(path_ + ": " + what + " (" + std::strerror(error) + ")" +
+                           (std::filesystem::exists(path_, ec) ? "; the previous file is kept" : ""));
+}
+
+void AtomicFile::write(const void* data, size_t size) {
+  if (fd_ < 0) throw std::logic_error(path_ + ": write after commit");
+  if (int e = write_all(fd_, data, size)) fail("write failed", e);
+}
+
+void AtomicFile::commit() {
+  if (fd_ < 0) throw std::logic_error(path_ + ": committed twice");
+  if (::fsync(fd_) != 0) fail("fsync failed", errno);
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) {  // NFS and quotas report late write errors here
+    const int e = errno;
+    ::unlink(tmp_.c_str());
+    throw std::runtime_error(path_ + ": write failed (" + std::strerror(e) + ")");
+  }
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp_.c_str());
+    throw std::runtime_error(path_ + ": cannot rename the temp file (" + std::strerror(e) + ")");
+  }
+  sync_folder(parent_of(path_));
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  AtomicFile file(path);
+  file.write(content.data(), content.size());
+  file.commit();
+}
+
+void append_file(const std::string& path, const std::string& content) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error(path + ": cannot append (" + std::strerror(errno) + ")");
+  int e = write_all(fd, content.data(), content.size());
+  if (e == 0 && ::fsync(fd) != 0) e = errno;
+  if (::close(fd) != 0 && e == 0) e = errno;
+  if (e) throw std::runtime_error(path + ": append failed (" + std::strerror(e) + ")");
+}
+
+void sync_folder(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error(path + ": cannot open the folder to sync it (" + std::strerror(errno) + ")");
+  const int rc = ::fsync(fd);
+  const int e = errno;
   ::close(fd);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    throw std::runtime_error(path + ": cannot rename temp file (" + std::strerror(e) + ")");
-  }
+  // Some file systems cannot fsync a folder (EINVAL): nothing more can be done there.
+  if (rc != 0 && e != EINVAL) throw std::runtime_error(path + ": folder fsync failed (" + std::strerror(e) + ")");
 }
 
 void check_output_file(const std::string& path) {
