@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
   app.add_option("--out", options.out_dir, "run folder (default runs/<config name>)");
   app.add_option("--data-dir", options.data_dir, "CIFAR-10 binary folder (default: data.dir, $CIFAR10_DIR, data/cifar-10-batches-bin)");
   app.add_flag("--force", options.force, "start over in an existing run folder");
+  app.add_option("--allow-change", options.allow_changes,
+                 "with --resume: let this config key (or section) change although it changes what the run "
+                 "computes (batch size, seed, data, model...); recorded in config.json and train.log");
   app.add_flag("--dry-run", dry_run, "print parameters and the resolved config; touch nothing");
   app.add_flag("--no-progress", [&](int64_t) { options.progress = false; }, "plain log lines even on a terminal");
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;

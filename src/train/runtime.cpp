@@ -4,6 +4,9 @@
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 
+#include <sched.h>
+
+#include <algorithm>
 #include <thread>
 
 #include "compat/torch_compat.h"
@@ -29,9 +32,18 @@ Runtime resolve_runtime(const RuntimeConfig& c) {
   r.channels_last = c.channels_last.value_or(true);
   r.cuda_graph = c.cuda_graph.value_or(cuda);
   r.cudnn_benchmark = c.cudnn_benchmark.value_or(cuda);
-  r.threads = c.threads > 0 ? static_cast<int>(c.threads)
-                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = usable_cores();
+  r.threads = c.threads > 0 ? static_cast<int>(std::min<int64_t>(c.threads, cores)) : cores;
+  if (c.threads > cores)
+    r.warnings.push_back(fmt::format("runtime.threads: {} is more than the {} cores this process may use; using {}",
+                                     c.threads, cores, cores));
   return r;
+}
+
+int usable_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 void apply_runtime(const Runtime& r) {

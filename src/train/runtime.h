@@ -5,6 +5,7 @@
 #include <c10/core/Device.h>
 
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 
@@ -17,12 +18,16 @@ struct Runtime {
   bool cuda_graph = false;
   bool cudnn_benchmark = false;
   int threads = 1;
+  std::vector<std::string> warnings;  // choices made for the user, to be logged (threads capped)
 
   std::string describe() const;
 };
 
 // Throws InputError("runtime.device: ...") when CUDA is asked for and not there, and for
-// options that need CUDA (bf16, cuda_graph) on the CPU.
+// options that need CUDA (cuda_graph) on the CPU. runtime.threads above the cores this process
+// may use is capped at them, with a warning: more threads than cores only makes them wait on
+// each other (1000 threads made a 4-step run spin for over ten minutes on 2 cores).
+int usable_cores();
 Runtime resolve_runtime(const RuntimeConfig& config);
 
 // Sets LibTorch's thread count (its default here is 1, half the speed on 2 cores) and cuDNN flags.

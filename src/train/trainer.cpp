@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <mutex>
 
 #include "compat/torch_compat.h"
@@ -27,6 +28,7 @@
 #include "train/sgd.h"
 #include "train/step.h"
 #include "util/errors.h"
+#include "util/json_io.h"
 
 namespace resnet {
 namespace {
@@ -101,7 +103,22 @@ struct Session {
   std::unique_ptr<BatchSource> source;
   TrainState state;
   int64_t total = 0;
+  std::string data_fingerprint;
+  nlohmann::json changes = nlohmann::json::array();  // recorded --resume changes
 };
+
+// config.json and the checkpoint's config: the resolved config, plus the changes made on resume.
+nlohmann::json stored_config(const Session& s) {
+  nlohmann::json j = to_json(s.config);
+  if (!s.changes.empty()) j["resume_changes"] = s.changes;
+  return j;
+}
+
+bool allowed_by(const std::vector<std::string>& allow, const std::string& key) {
+  for (const auto& a : allow)
+    if (key == a || key.rfind(a + ".", 0) == 0) return true;
+  return false;
+}
 
 // Builds data, model and optimizer; checks every input before anything is written.
 void prepare(Session& s, CheckpointReader* from) {
@@ -112,6 +129,16 @@ void prepare(Session& s, CheckpointReader* from) {
   const std::string data_dir = resolve_data_dir(s.options.data_dir, s.config.data);
   s.data = load_cifar10(data_dir);
   s.config.data.dir = std::filesystem::absolute(data_dir).lexically_normal().string();
+  s.data_fingerprint = data_fingerprint(s.data);
+  if (from && !from->contents().data_fingerprint.empty() &&
+      from->contents().data_fingerprint != s.data_fingerprint) {
+    if (!allowed_by(s.options.allow_changes, "data.dir"))
+      throw InputError("data.dir: the CIFAR-10 files in " + data_dir + " are not the ones this run trained on "
+                       "(fingerprint " + s.data_fingerprint + ", the run's " + from->contents().data_fingerprint +
+                       "); resume with the run's data, or pass --allow-change data.dir");
+    s.changes.push_back({{"step", from->contents().state.step}, {"key", "data.fingerprint"},
+                         {"from", from->contents().data_fingerprint}, {"to", s.data_fingerprint}, {"forced", true}});
+  }
   s.splits = make_splits(s.data, s.config.data);
   // Evaluation sets stay on the device too: evaluate() then reads them in place every time.
   for (ImageSet* set : {&s.splits.test, &s.splits.val})
@@ -128,7 +155,6 @@ void prepare(Session& s, CheckpointReader* from) {
   if (from) {
     from->load_model(*s.model);
     from->load_optimizer(*s.sgd);
-    from->restore_rng();
     s.state = from->contents().state;
   }
   s.source = std::make_unique<BatchSource>(s.splits.train, s.normalizer, t.batch_size,
@@ -162,7 +188,7 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
   const int64_t ckpt_every = t.checkpoint_every > 0 ? t.checkpoint_every : eval_every;
   const int64_t params = count_parameters(*s.model);
   EvalOptions eval_opts{t.eval_batch_size, s.runtime.channels_last, s.runtime.bf16};
-  const nlohmann::json config_json = to_json(s.config);
+  const nlohmann::json config_json = to_json(s.config);  // the checkpoint keeps changes apart
 
   log->info("{} run '{}' in {}: {} {}-{} ({} parameters), {} steps ({} per epoch, batch {})",
             resumed ? "resuming" : "starting", s.config.name, dir.path(),
@@ -170,7 +196,13 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
             s.config.model.family, s.config.model.depth, params, s.total, spe, t.batch_size);
   log->info("data: {} train, {} val, {} test images; {}", s.splits.train.size(), s.splits.val.size(),
             s.splits.test.size(), s.runtime.describe());
+  for (const auto& note : s.runtime.warnings) log->warn("{}", note);
   if (resumed) log->info("continuing at step {}", s.state.step);
+  for (const auto& c : s.changes)
+    if (c.value("step", int64_t{-1}) == s.state.step)
+      log->log(c.value("forced", false) ? spdlog::level::warn : spdlog::level::info, "resume changes {}: {} -> {}{}",
+               c["key"].get<std::string>(), c["from"].dump(), c["to"].dump(),
+               c.value("forced", false) ? " (--allow-change)" : "");
 
   TrainStep stepper(*s.model, *s.sgd, *s.source, s.runtime, log.get());
   SignalScope signals;
@@ -200,7 +232,8 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
                                            "kept the last good checkpoint {}",
                                            s.state.step, dir.checkpoint_path()));
     s.state.elapsed_seconds = elapsed_before + seconds_since(session_start);
-    save_checkpoint(dir.checkpoint_path(), config_json, *s.model, s.sgd.get(), s.normalizer, s.state);
+    CheckpointContents contents{config_json, s.state, s.normalizer, s.data_fingerprint, s.changes};
+    save_checkpoint(dir.checkpoint_path(), contents, *s.model, s.sgd.get());
   };
 
   EvalResult last_test;
@@ -317,44 +350,123 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
 
 }  // namespace
 
+const std::vector<std::string>& resumable_keys() {
+  static const std::vector<std::string> keys = {
+      "name", "data.dir", "train.iterations", "train.epochs", "train.lr", "train.lr_schedule",
+      "train.eval_every", "train.checkpoint_every", "train.log_every", "train.eval_batch_size",
+      "runtime.device", "runtime.threads", "runtime.precision", "runtime.channels_last",
+      "runtime.cuda_graph", "runtime.cudnn_benchmark"};
+  return keys;
+}
+
+namespace {
+
+// Dotted key -> value for every leaf of a config (arrays are leaves).
+void flatten(const nlohmann::json& j, const std::string& prefix, std::map<std::string, nlohmann::json>& out) {
+  if (!j.is_object()) {
+    out[prefix] = j;
+    return;
+  }
+  for (const auto& [key, value] : j.items()) flatten(value, prefix.empty() ? key : prefix + "." + key, out);
+}
+
+// What `config` changes of the run's `stored` config, checked against resumable_keys() and
+// --allow-change; returns the changes to record at `step`.
+nlohmann::json check_changes(const ExperimentConfig& stored, const ExperimentConfig& config,
+                             const std::vector<std::string>& allow, int64_t step) {
+  std::map<std::string, nlohmann::json> before, after;
+  flatten(to_json(stored), "", before);
+  flatten(to_json(config), "", after);
+  for (const auto& a : allow) {
+    bool known = false;
+    for (const auto& [key, value] : before) known = known || key == a || key.rfind(a + ".", 0) == 0;
+    if (!known) throw InputError("--allow-change " + a + ": not a config key");
+  }
+  nlohmann::json changes = nlohmann::json::array();
+  for (const auto& [key, value] : after) {
+    if (before[key] == value) continue;
+    const bool routine = allowed_by(resumable_keys(), key);
+    if (!routine && !allowed_by(allow, key))
+      throw InputError(key + ": a resumed run cannot change it (" + before[key].dump() + " -> " + value.dump() +
+                       "): the result would be neither the old run nor a new one; start a new run, or pass "
+                       "--allow-change " + key);
+    changes.push_back({{"step", step}, {"key", key}, {"from", before[key]}, {"to", value}, {"forced", !routine}});
+  }
+  return changes;
+}
+
+// The stored config of a run (a checkpoint's or config.json), without its change history.
+ExperimentConfig parse_stored(nlohmann::json j, const std::string& origin) {
+  if (j.is_object()) j.erase("resume_changes");
+  try {
+    return config_from_json(j);
+  } catch (const InputError& e) {
+    throw InputError(origin + ": " + e.what());
+  }
+}
+
+}  // namespace
+
 int train(const ExperimentConfig& config, const TrainOptions& options) {
+  if (!options.allow_changes.empty()) throw InputError("--allow-change: only with --resume");
   Session s;
   s.config = config;
   s.options = options;
   prepare(s, nullptr);  // every input is checked before the run folder is touched
   const std::string out = options.out_dir.empty() ? "runs/" + config.name : options.out_dir;
   RunDir dir = RunDir::create(out, options.force);
-  dir.write_json("config.json", to_json(s.config));
+  dir.write_json("config.json", stored_config(s));
   return run_session(s, dir, false);
 }
 
 int resume(const std::string& run_dir, const std::vector<std::string>& sets, const TrainOptions& options) {
-  if (!std::filesystem::is_directory(run_dir)) throw InputError(run_dir + ": no such run folder");
-  const std::string ckpt_path = checkpoint_in(run_dir);
-  CheckpointReader reader(ckpt_path);
-  nlohmann::json user = reader.contents().config;
+  // Locked first: no other process writes the checkpoint read below.
+  RunDir dir = RunDir::open(run_dir);
+  const std::string ckpt_path = dir.checkpoint_path();
+  std::unique_ptr<CheckpointReader> reader;
+  nlohmann::json base, history = nlohmann::json::array();
+  std::string origin;
+  if (std::filesystem::exists(ckpt_path)) {
+    reader = std::make_unique<CheckpointReader>(ckpt_path);
+    base = reader->contents().config;
+    history = reader->contents().changes;
+    origin = ckpt_path;
+  } else {
+    // Stopped before its first checkpoint (killed during start-up or its first steps): start
+    // again from the run's own config.
+    const std::string config_path = dir.file("config.json");
+    if (!std::filesystem::exists(config_path))
+      throw InputError(run_dir + ": not a run folder (no checkpoints/last.ckpt, no config.json)");
+    base = read_json_file(config_path);
+    if (base.is_object() && base.contains("resume_changes")) history = base["resume_changes"];
+    origin = config_path;
+  }
+  const ExperimentConfig stored = parse_stored(base, origin);
+  nlohmann::json user = base;
+  if (user.is_object()) user.erase("resume_changes");
   for (const auto& assignment : sets) apply_override(user, assignment);
   ExperimentConfig config;
   try {
     config = config_from_json(user);
   } catch (const InputError& e) {
-    throw InputError(ckpt_path + ": " + e.what());
+    throw InputError(origin + ": " + e.what());
   }
-  ExperimentConfig stored = reader.config();
-  if (to_json(config)["model"] != to_json(stored)["model"])
-    throw InputError("--set: the model of a run cannot change on resume (" + run_dir + ")");
+  const int64_t at_step = reader ? reader->contents().state.step : 0;
+  nlohmann::json changes = check_changes(stored, config, options.allow_changes, at_step);
 
   Session s;
   s.config = config;
   s.options = options;
-  prepare(s, &reader);
+  s.changes = history;
+  prepare(s, reader.get());
+  for (auto& c : changes) s.changes.push_back(std::move(c));
   if (s.state.step >= s.total) {
     std::printf("%s: already complete (%lld of %lld steps); raise train.iterations with --set to go on\n",
                 run_dir.c_str(), static_cast<long long>(s.state.step), static_cast<long long>(s.total));
     return kExitOk;
   }
-  RunDir dir = RunDir::resume(run_dir, s.state.step);
-  dir.write_json("config.json", to_json(s.config));
+  dir.trim_to(s.state.step);
+  dir.write_json("config.json", stored_config(s));
   return run_session(s, dir, true);
 }
 

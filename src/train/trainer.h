@@ -15,14 +15,24 @@ struct TrainOptions {
   bool force = false;          // start over in an existing run folder
   bool progress = true;        // live progress line when stdout is a terminal
   bool console = true;         // log to stdout (train.log is always written)
+  // Resume only: config keys (or sections: "data", "train.momentum") that may differ from the
+  // run's although they change what the run computes. Each change is recorded.
+  std::vector<std::string> allow_changes;
 };
+
+// Keys that `resume --set` may change without --allow-change: they keep the run well-defined
+// (its length, the lr schedule, evaluation/checkpoint/log cadence, threads, device, precision,
+// the data folder's path when its contents are the same).
+const std::vector<std::string>& resumable_keys();
 
 // Starts a new run. Returns the process exit code (0, 130, 143); throws InputError for bad
 // input (exit 2) and other exceptions for runtime failures (exit 1).
 int train(const ExperimentConfig& config, const TrainOptions& options);
 
-// Continues the run in `run_dir` from its last checkpoint. `sets` override the stored config
-// (e.g. train.iterations); the model may not change.
+// Continues the run in `run_dir` from its last checkpoint (or from its start if it was stopped
+// before the first one). `sets` override the stored config: keys outside resumable_keys(), and
+// other CIFAR-10 files than the run's, are InputErrors naming the key unless listed in
+// options.allow_changes. Every change is logged and kept in config.json ("resume_changes").
 int resume(const std::string& run_dir, const std::vector<std::string>& sets,
            const TrainOptions& options);
 
