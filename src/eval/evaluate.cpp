@@ -20,8 +20,11 @@ EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& no
   at::Tensor images_all = set.images.to(device);
   at::Tensor labels_all = set.labels.to(device);
 
-  at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
-  at::Tensor confusion = at::zeros({classes * classes}, at::TensorOptions().dtype(at::kLong).device(device));
+  // One double accumulator on the device: [C*C] confusion counts (exact up to 2^53), then the
+  // summed loss. Read back once, at the end.
+  at::Tensor totals = at::zeros({classes * classes + 1}, at::TensorOptions().dtype(at::kDouble).device(device));
+  at::Tensor confusion = totals.narrow(0, 0, classes * classes);
+  at::Tensor loss_sum = totals.narrow(0, classes * classes, 1);
   compat::Autocast autocast(device, options.bf16);
   for (int64_t start = 0; start < set.size(); start += options.batch_size) {
     const int64_t n = std::min(options.batch_size, set.size() - start);
@@ -29,15 +32,19 @@ EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& no
     if (options.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
     at::Tensor labels = labels_all.narrow(0, start, n);
     at::Tensor logits = model.forward(x).to(at::kFloat);  // [n, C]
-    loss_sum += at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).to(at::kDouble);
-    confusion += at::bincount(labels * classes + logits.argmax(1), {}, classes * classes);
+    loss_sum.add_(at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).to(at::kDouble));
+    // scatter_add_ keeps the counting on the device (bincount on CUDA reads its input's maximum
+    // back to size the output: a host sync per batch).
+    at::Tensor cells = labels * classes + logits.argmax(1);
+    confusion.scatter_add_(0, cells, at::ones_like(cells, at::kDouble));
   }
 
+  const at::Tensor host = totals.cpu();  // the one host sync
   EvalResult r;
   r.count = set.size();
-  r.confusion = confusion.view({classes, classes}).cpu();
+  r.confusion = host.narrow(0, 0, classes * classes).to(at::kLong).view({classes, classes});
   const int64_t correct = r.confusion.diagonal().sum().item<int64_t>();
-  r.loss = r.count ? loss_sum.item<double>() / static_cast<double>(r.count) : 0.0;
+  r.loss = r.count ? host[classes * classes].item<double>() / static_cast<double>(r.count) : 0.0;
   r.error = r.count ? 1.0 - static_cast<double>(correct) / static_cast<double>(r.count) : 0.0;
   auto rows = r.confusion.sum(1);
   for (int64_t c = 0; c < classes; ++c) {

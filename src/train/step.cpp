@@ -5,10 +5,14 @@
 #include <spdlog/spdlog.h>
 
 #include "compat/torch_compat.h"
+#include "util/errors.h"
 
 #if defined(RESNET_WITH_CUDA)
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <cuda_runtime_api.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -19,27 +23,78 @@ namespace {
 // Eager steps before capture: cuDNN benchmark picks its algorithms and the allocator settles
 // (the recipe PyTorch documents for whole-network capture).
 constexpr int64_t kWarmupSteps = 3;
+
+#if defined(RESNET_WITH_CUDA)
+// Leaves the side stream, the caching allocator and the device as they were before a capture
+// that failed (PyTorch 2.6-2.11, aten/src/ATen/cuda/CUDAGraph.cpp). Runs inside the side-stream
+// guard: capture_end() compares the *current* stream with the one the capture began on.
+// - An exception inside the capture leaves the stream capturing: capture_end() ends it.
+// - A capture CUDA invalidated (a host sync under capture) makes capture_end() throw at
+//   cudaStreamEndCapture, before it removes the allocator's routing to the graph's pool; and a
+//   capture_end() that threw earlier may leave the stream capturing. Both are undone here with
+//   the pool id we gave capture_begin (CUDAGraph::pool() refuses to name it after a failure).
+// Capture errors do not poison the context; a device that still fails to synchronise does, and
+// then the run stops (std::runtime_error: exit 1) telling the user how to train without graphs.
+void recover_from_failed_capture(at::cuda::CUDAGraph& graph, const c10::cuda::CUDAStream& stream,
+                                 c10::cuda::MempoolId_t pool, const std::string& why) {
+  auto capturing = [&] {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    return cudaStreamIsCapturing(stream.stream(), &status) == cudaSuccess && status != cudaStreamCaptureStatusNone;
+  };
+  if (capturing()) {
+    try {
+      graph.capture_end();
+    } catch (const c10::Error&) {  // an invalidated capture: CUDA has ended it all the same
+    }
+  }
+  if (capturing()) {
+    cudaGraph_t raw = nullptr;
+    if (cudaStreamEndCapture(stream.stream(), &raw) == cudaSuccess && raw) cudaGraphDestroy(raw);
+  }
+  (void)cudaGetLastError();  // the capture's error is not sticky; clear it
+  try {
+    c10::cuda::CUDACachingAllocator::endAllocateToPool(stream.device_index(), pool);
+  } catch (const c10::Error&) {  // capture_end() got that far itself
+  }
+  const std::string fix = "; rerun with --set runtime.cuda_graph=false (add --resume RUN_DIR to continue the run)";
+  if (capturing())
+    throw std::runtime_error("CUDA graph capture failed (" + why + ") and its stream could not be released" + fix);
+  try {
+    c10::cuda::device_synchronize();
+  } catch (const c10::Error& e) {
+    throw std::runtime_error("CUDA graph capture failed (" + why + ") and left the GPU unusable (" +
+                             first_line(e.what_without_backtrace()) + ")" + fix);
+  }
+}
+#endif
 }  // namespace
 
-struct TrainStep::Graph {
+struct TrainStep::Cuda {
 #if defined(RESNET_WITH_CUDA)
-  at::cuda::CUDAGraph graph;
-#endif
+  explicit Cuda(c10::DeviceIndex index) : side(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, index)) {}
+  c10::cuda::CUDAStream side;       // warm-up, capture and replays: one stream for all of them
+  at::cuda::CUDAEvent ready, done;  // caller's stream -> side before a step, side -> caller's after
+  std::unique_ptr<at::cuda::CUDAGraph> graph;                // the captured step
+  std::vector<std::unique_ptr<at::cuda::CUDAGraph>> failed;  // failed captures, kept alive (see try_capture)
   at::Tensor images;  // captured input: float [B, 3, 32, 32]
   at::Tensor labels;  // captured input: int64 [B]
+#endif
 };
 
 TrainStep::TrainStep(ResNetImpl& model, Sgd& sgd, BatchSource& data, const Runtime& runtime,
-                     spdlog::logger* log)
-    : model_(model), sgd_(sgd), data_(data), runtime_(runtime), log_(log) {
+                     spdlog::logger* log, CaptureFault fault)
+    : model_(model), sgd_(sgd), data_(data), runtime_(runtime), log_(log), fault_(fault) {
   const auto device = runtime_.device;
   loss_sum_ = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
   correct_ = at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device));
+#if defined(RESNET_WITH_CUDA)
+  if (device.is_cuda()) cuda_ = std::make_unique<Cuda>(device.index() < 0 ? 0 : device.index());
+#endif
 }
 
 TrainStep::~TrainStep() = default;
 
-bool TrainStep::graph_active() const { return graph_ != nullptr; }
+bool TrainStep::graph_active() const { return graph_active_; }
 
 StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y,
                       const c10::Device& device, bool bf16, bool autocast_cache) {
@@ -71,11 +126,31 @@ void TrainStep::eager(int64_t step) {
 }
 
 void TrainStep::run(int64_t step, double lr) {
-  sgd_.set_lr(lr);  // in place: a replayed graph reads the new value
-  if (graph_) {
-    data_.batch_into(step, graph_->images, graph_->labels);
 #if defined(RESNET_WITH_CUDA)
-    graph_->graph.replay();
+  if (cuda_) {
+    const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(cuda_->side.device_index());
+    cuda_->ready.record(caller);  // batches, lr and totals the caller's stream wrote come first
+    cuda_->ready.block(cuda_->side);
+    {
+      c10::cuda::CUDAStreamGuard guard(cuda_->side);
+      run_here(step, lr);
+    }
+    cuda_->done.record(cuda_->side);  // evaluation, totals and checkpoints see this step's result
+    cuda_->done.block(caller);
+    seen_ += data_.batch_size();
+    return;
+  }
+#endif
+  run_here(step, lr);
+  seen_ += data_.batch_size();
+}
+
+void TrainStep::run_here(int64_t step, double lr) {
+  sgd_.set_lr(lr);  // in place: a replayed graph reads the new value
+  if (graph_active_) {
+#if defined(RESNET_WITH_CUDA)
+    data_.batch_into(step, cuda_->images, cuda_->labels);
+    cuda_->graph->replay();
 #endif
   } else if (runtime_.cuda_graph && !graph_failed_ && eager_steps_ >= kWarmupSteps) {
     if (!try_capture(step)) eager(step);
@@ -83,7 +158,6 @@ void TrainStep::run(int64_t step, double lr) {
     eager(step);
     ++eager_steps_;
   }
-  seen_ += data_.batch_size();
 }
 
 TrainStep::Totals TrainStep::take_totals() {
@@ -99,43 +173,52 @@ TrainStep::Totals TrainStep::take_totals() {
 
 bool TrainStep::try_capture(int64_t step) {
 #if defined(RESNET_WITH_CUDA)
-  auto g = std::make_unique<Graph>();
+  // Runs inside run()'s guard: the current stream is the side stream the warm-up used.
+  Cuda& c = *cuda_;
+  TORCH_CHECK(c10::cuda::getCurrentCUDAStream(c.side.device_index()) == c.side, "capture off the side stream");
   Batch b = data_.batch(step);
   const auto format = runtime_.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  g->images = b.images.clone(format);
-  g->labels = b.labels.clone();
-  bool began = false;
+  c.images = b.images.clone(format);
+  c.labels = b.labels.clone();
+  auto graph = std::make_unique<at::cuda::CUDAGraph>();
+  // Our own id for the graph's memory pool: the failure path needs it (a fresh one per attempt).
+  const c10::cuda::MempoolId_t pool = at::cuda::graph_pool_handle();
+  c10::cuda::device_synchronize();  // the warm-up's work is done (as torch.cuda.graph does)
+
+  // A flag that every exit resets, whatever is thrown.
+  struct Capturing {
+    bool& flag;
+    explicit Capturing(bool& f) : flag(f) { flag = true; }
+    ~Capturing() { flag = false; }
+  };
+  std::string why;
   try {
-    c10::cuda::device_synchronize();
-    auto stream = c10::cuda::getStreamFromPool();
-    {
-      c10::cuda::CUDAStreamGuard guard(stream);
-      // Capture records the kernels without running them; the replay below runs this step.
-      capturing_ = true;
-      g->graph.capture_begin();
-      began = true;
-      compute(g->images, g->labels);
-      g->graph.capture_end();
-      began = false;
-      capturing_ = false;
-    }
-    c10::cuda::device_synchronize();
-    g->graph.replay();
-    graph_ = std::move(g);
+    Capturing capturing(capturing_);
+    graph->capture_begin(pool);
+    // Capture records the kernels without running them; the replay below runs this step.
+    compute(c.images, c.labels);
+    if (fault_ == CaptureFault::kThrow) throw std::runtime_error("injected fault: exception inside the capture");
+    if (fault_ == CaptureFault::kHostSync) (void)loss_sum_.item<double>();  // illegal under capture
+    graph->capture_end();
+  } catch (const c10::Error& e) {
+    why = first_line(e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    why = first_line(e.what());
+  }
+  if (why.empty()) {
+    graph->replay();
+    c.graph = std::move(graph);
+    graph_active_ = true;
     if (log_) log_->info("CUDA graph captured at step {}: every step is now one replay", step);
     return true;
-  } catch (const c10::Error& e) {
-    capturing_ = false;
-    if (began) {
-      try {
-        g->graph.capture_end();
-      } catch (const c10::Error&) {
-      }
-    }
-    graph_failed_ = true;
-    if (log_) log_->warn("CUDA graph capture failed ({}); training eagerly", e.what_without_backtrace());
-    return false;
   }
+  recover_from_failed_capture(*graph, c.side, pool, why);
+  c.failed.push_back(std::move(graph));  // kept, never replayed: see recover_from_failed_capture
+  c.images = at::Tensor();
+  c.labels = at::Tensor();
+  graph_failed_ = true;
+  if (log_) log_->warn("CUDA graph capture failed at step {} ({}); training eagerly from here", step, why);
+  return false;
 #else
   graph_failed_ = true;
   if (log_) log_->warn("runtime.cuda_graph: this build has no CUDA; training eagerly");

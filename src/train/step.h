@@ -2,9 +2,20 @@
 // One training step: forward, cross-entropy, backward, SGD update, and the running train
 // metrics, kept on the device (read back only at log/eval points: no host sync per step).
 //
-// On CUDA with runtime.cuda_graph the whole step is captured once in a CUDA graph and replayed:
-// batches are copied into the captured input tensors, and the learning rate lives in a device
-// tensor (see sgd.h), so replays follow the schedule. Where capture fails, the step runs eagerly.
+// On CUDA every step runs on one side stream, created once, as PyTorch's whole-network graph
+// recipe does: the eager warm-up steps, the capture and every replay (so per-stream lazy state,
+// cuBLAS workspaces and the like, exists before the capture). The stream waits for the caller's
+// stream before a step and the caller's stream waits for it after, without a host sync.
+// With runtime.cuda_graph the whole step is captured once, after kWarmupSteps eager steps, and
+// replayed: batches are copied into the captured input tensors, and the learning rate lives in
+// a device tensor (see sgd.h), so replays follow the schedule.
+//
+// A failed capture (an exception inside it, or CUDA refusing an operation under capture) is
+// cleaned up by PyTorch's rules: the capture is ended on the stream it began on, inside the
+// stream guard; the allocator stops routing to the graph's pool; the graph object is kept
+// alive (never replayed); the device is synchronised. The step then runs eagerly and so does
+// every later one, with a warning in the log. If the device is left unusable, the run stops
+// (exit 1) with one line saying to rerun with --set runtime.cuda_graph=false.
 #include <ATen/core/Tensor.h>
 
 #include <memory>
@@ -33,8 +44,13 @@ StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at
 
 class TrainStep {
  public:
+  // Faults resnet-bench --mode verify injects into the capture to prove the eager fallback:
+  // an exception thrown inside the capture, or a host sync (illegal under capture: CUDA
+  // invalidates the capture and capture_end fails).
+  enum class CaptureFault { kNone, kThrow, kHostSync };
+
   TrainStep(ResNetImpl& model, Sgd& sgd, BatchSource& data, const Runtime& runtime,
-            spdlog::logger* log);
+            spdlog::logger* log, CaptureFault fault = CaptureFault::kNone);
   ~TrainStep();
 
   // Runs global step `step` (0-based) at learning rate `lr`.
@@ -49,8 +65,11 @@ class TrainStep {
   Totals take_totals();
 
   bool graph_active() const;
+  bool capture_failed() const { return graph_failed_; }
 
  private:
+  // The step on the current stream (the side stream on CUDA).
+  void run_here(int64_t step, double lr);
   // forward + loss + backward + update on (x, y); accumulates into loss_sum_/correct_.
   void compute(const at::Tensor& x, const at::Tensor& y);
   void eager(int64_t step);
@@ -65,8 +84,10 @@ class TrainStep {
   at::Tensor correct_;   // int64 [] on device
   int64_t seen_ = 0;
 
-  struct Graph;  // CUDA-only state, defined in step.cpp
-  std::unique_ptr<Graph> graph_;
+  struct Cuda;  // CUDA-only state (side stream, events, graphs), defined in step.cpp
+  std::unique_ptr<Cuda> cuda_;
+  CaptureFault fault_;
+  bool graph_active_ = false;
   bool graph_failed_ = false;
   bool capturing_ = false;
   int64_t eager_steps_ = 0;
