@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One prepared run for a GPU machine that has a CUDA `torch` for Python but nothing else of ours
-# (e.g. the lent H100/H200): build against that torch's LibTorch, then time the training step of
-# each depth four ways, C++ and Python on the same card:
+# (e.g. the lent H100/H200): build against that torch's LibTorch, prove the fast path correct
+# (resnet-bench --mode verify: graph vs eager, lr 0 and a milestone during replays, the run's
+# summary, the fallback after a failed capture; it stops here if any check fails), then time the
+# training step of each depth four ways, C++ and Python on the same card:
 #   resnet-train eager fp32 (no graph, no channels_last) | resnet-train default (bf16 + channels_last
 #   + whole-step CUDA graph) | PyTorch eager fp32 | PyTorch eager bf16 + channels_last
 #
@@ -41,6 +43,21 @@ scripts/build.sh -DCMAKE_PREFIX_PATH="$cmake_prefix" -DRESNET_BUILD_TESTS=OFF >"
 bin=$BUILD_DIR
 : >"$out"
 run() { echo "+ $*" >&2; "$@" | tee -a "$out"; }
+# Correctness first: timings of a wrong step are worth nothing.
+verify_out=${out%.jsonl}.verify.json
+echo "+ $bin/resnet-bench --config configs/cifar_resnet20.json --mode verify" >&2
+if ! "$bin/resnet-bench" --config configs/cifar_resnet20.json --mode verify --steps 20 >"$verify_out"; then
+  cat "$verify_out"
+  echo "gpu_session.sh: verify failed (above); no timings taken" >&2
+  exit 1
+fi
+$py - "$verify_out" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for c in r["checks"]:
+    figures = ", ".join(f"{k} {v}" for k, v in c.items() if k not in ("name", "passed"))
+    print(f"verify {c['name']:<22} {'ok' if c['passed'] else 'FAILED'}  {figures}")
+PY
 eager=(--set runtime.precision=fp32 --set runtime.cuda_graph=false --set runtime.channels_last=false)
 for d in $depths; do
   cfg=configs/cifar_resnet$d.json

@@ -1,5 +1,5 @@
 // resnet-bench: time training steps, evaluation or a whole run; prints one JSON object.
-//   resnet-bench --config FILE [--set key=value]... [--mode bare|step|eval|train] [--steps N]
+//   resnet-bench --config FILE [--set key=value]... [--mode bare|step|eval|train|verify] [--steps N]
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -14,15 +14,21 @@ int main(int argc, char** argv) {
   resnet::BenchOptions options;
   app.add_option("--config", config_path, "experiment config (JSON)")->required();
   app.add_option("--set", sets, "override a config key (JSON value)");
-  app.add_option("--mode", options.mode, "bare | step | eval | train")
-      ->check(CLI::IsMember({"bare", "step", "eval", "train"}));
+  app.add_option("--mode", options.mode, "bare | step | eval | train | verify")
+      ->check(CLI::IsMember({"bare", "step", "eval", "train", "verify"}));
   app.add_option("--steps", options.steps, "timed steps (bare/step) or 10x passes (eval)");
   app.add_option("--warmup", options.warmup, "untimed steps first");
   app.add_option("--data-dir", options.data_dir, "CIFAR-10 folder for eval/train");
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
   return resnet::cli::run_main("resnet-bench", [&] {
     resnet::ExperimentConfig config = resnet::cli::resolve_config(config_path, sets);
-    std::cout << resnet::run_bench(config, options).dump() << std::endl;
+    const nlohmann::json out = resnet::run_bench(config, options);
+    std::cout << out.dump() << std::endl;
+    if (out.contains("passed") && !out["passed"].get<bool>()) {
+      std::cerr << "resnet-bench: verify failed: the fast training step does not match the eager one (see \"checks\")"
+                << std::endl;
+      return 1;
+    }
     return 0;
   });
 }

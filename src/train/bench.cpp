@@ -16,6 +16,7 @@
 #include "train/sgd.h"
 #include "train/step.h"
 #include "train/trainer.h"
+#include "train/verify.h"
 #include "util/errors.h"
 #include "util/json_io.h"
 
@@ -63,6 +64,7 @@ double time_per_call(const c10::Device& device, int64_t warmup, int64_t steps, F
 
 nlohmann::json run_bench(const ExperimentConfig& c, const BenchOptions& o) {
   if (o.steps < 1 || o.warmup < 0) throw InputError("--steps must be >= 1 and --warmup >= 0");
+  if (o.mode == "verify") return run_verify(c, o.steps);
   Runtime rt = resolve_runtime(c.runtime);
   apply_runtime(rt);
   const int64_t batch = c.train.batch_size;
@@ -75,6 +77,7 @@ nlohmann::json run_bench(const ExperimentConfig& c, const BenchOptions& o) {
       {"device", compat::device_name(rt.device)},
       {"threads", rt.threads},
       {"torch_version", compat::torch_version()}};
+  if (!rt.warnings.empty()) out["warnings"] = rt.warnings;
 
   if (o.mode == "bare" || o.mode == "step") {
     ResNet model = build(c, rt);
@@ -179,7 +182,7 @@ nlohmann::json run_bench(const ExperimentConfig& c, const BenchOptions& o) {
     }
     return out;
   }
-  throw InputError("--mode: '" + o.mode + "' is not one of bare|step|eval|train");
+  throw InputError("--mode: '" + o.mode + "' is not one of bare|step|eval|train|verify");
 }
 
 }  // namespace resnet

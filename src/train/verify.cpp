@@ -1,0 +1,266 @@
+#include "train/verify.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <c10/core/GradMode.h>
+#include <torch/optim/sgd.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <functional>
+
+#include "compat/torch_compat.h"
+#include "data/batches.h"
+#include "data/cifar10.h"
+#include "models/resnet.h"
+#include "train/runtime.h"
+#include "train/sgd.h"
+#include "train/step.h"
+#include "train/trainer.h"
+#include "util/errors.h"
+#include "util/json_io.h"
+
+namespace resnet {
+namespace {
+
+using LrFn = std::function<double(int64_t)>;
+
+struct Trajectory {
+  std::vector<double> losses;      // mean loss of each step
+  std::vector<at::Tensor> params;  // final parameters (CPU copies)
+  bool graph = false;              // the step was replayed from a CUDA graph
+  bool capture_failed = false;
+};
+
+ImageSet random_images(int64_t n, uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  return {at::randint(0, 256, {n, 3, 32, 32}, gen, at::kLong).to(at::kByte),
+          at::randint(0, 10, {n}, gen, at::kLong)};
+}
+
+ResNet fresh_model(const ExperimentConfig& c, const Runtime& rt) {
+  at::manual_seed(0);
+  ResNet model = make_model(c.model);
+  model->to(rt.device);
+  if (rt.channels_last) to_channels_last(*model);
+  model->train();
+  return model;
+}
+
+std::vector<at::Tensor> cpu_params(ResNetImpl& model) {
+  std::vector<at::Tensor> out;
+  for (const auto& p : model.parameters()) out.push_back(p.detach().to(at::kCPU).clone());
+  return out;
+}
+
+// `steps` steps of TrainStep as the trainer runs them; `at_step` sees the model before each step.
+Trajectory train_steps(const ExperimentConfig& c, const Runtime& rt, const ImageSet& data, const Normalizer& norm,
+                       int64_t steps, const LrFn& lr, TrainStep::CaptureFault fault = TrainStep::CaptureFault::kNone,
+                       const std::function<void(int64_t, ResNetImpl&)>& at_step = {}) {
+  ResNet model = fresh_model(c, rt);
+  Sgd sgd(model->parameters(), SgdOptions{c.train.momentum, c.train.weight_decay, c.train.nesterov});
+  BatchSource source(data, norm, c.train.batch_size, true, 7, rt.device);
+  TrainStep step(*model, sgd, source, rt, nullptr, fault);
+  Trajectory t;
+  for (int64_t i = 0; i < steps; ++i) {
+    if (at_step) at_step(i, *model);
+    step.run(i, lr(i));
+    const TrainStep::Totals totals = step.take_totals();  // a host sync per step: fine here
+    t.losses.push_back(totals.loss_sum / static_cast<double>(totals.seen));
+  }
+  t.params = cpu_params(*model);
+  t.graph = step.graph_active();
+  t.capture_failed = step.capture_failed();
+  return t;
+}
+
+// The same steps with LibTorch's own optimizer, eager, lr set from the schedule each step.
+Trajectory reference_steps(const ExperimentConfig& c, const Runtime& rt, const ImageSet& data,
+                           const Normalizer& norm, int64_t steps, const LrFn& lr) {
+  ResNet model = fresh_model(c, rt);
+  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(lr(0))
+                                                 .momentum(c.train.momentum)
+                                                 .weight_decay(c.train.weight_decay)
+                                                 .nesterov(c.train.nesterov));
+  BatchSource source(data, norm, c.train.batch_size, true, 7, rt.device);
+  Trajectory t;
+  for (int64_t i = 0; i < steps; ++i) {
+    static_cast<torch::optim::SGDOptions&>(opt.param_groups()[0].options()).lr(lr(i));
+    Batch b = source.batch(i);
+    at::Tensor x = rt.channels_last ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
+    opt.zero_grad();
+    at::Tensor loss = at::cross_entropy_loss(model->forward(x).to(at::kFloat), b.labels);
+    loss.backward();
+    opt.step();
+    t.losses.push_back(loss.item<double>());
+  }
+  t.params = cpu_params(*model);
+  return t;
+}
+
+// Largest relative difference of the per-step losses.
+double loss_gap(const Trajectory& a, const Trajectory& b) {
+  double worst = 0;
+  for (size_t i = 0; i < std::min(a.losses.size(), b.losses.size()); ++i)
+    worst = std::max(worst, std::abs(a.losses[i] - b.losses[i]) / std::max(1e-12, std::abs(b.losses[i])));
+  return worst;
+}
+
+// Largest difference of any parameter, relative to that tensor's largest magnitude.
+double weight_gap(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double scale = std::max(1e-12, b[i].abs().max().item<double>());
+    worst = std::max(worst, (a[i] - b[i]).abs().max().item<double>() / scale);
+  }
+  return worst;
+}
+
+bool all_equal(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!at::equal(a[i], b[i])) return false;
+  return true;
+}
+
+// A training run through the trainer on a small synthetic CIFAR-10 folder; returns summary.json.
+nlohmann::json tiny_run(const ExperimentConfig& base, int64_t steps) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "resnet-verify-XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) throw std::runtime_error("verify: cannot make a temp folder");
+  const std::filesystem::path dir = tmpl;
+  struct Cleanup {
+    std::filesystem::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{dir};
+  const int64_t per_file = std::max<int64_t>(8, (2 * base.train.batch_size + 4) / 5);
+  for (int i = 1; i <= 5; ++i)
+    write_cifar10_file((dir / ("data_batch_" + std::to_string(i) + ".bin")).string(), random_images(per_file, i));
+  write_cifar10_file((dir / "test_batch.bin").string(), random_images(64, 99));
+  ExperimentConfig c = base;
+  c.name = "verify";
+  c.data = DataConfig{};
+  c.data.dir = (dir / "").string();
+  c.train.iterations = steps;
+  c.train.epochs = 0;
+  c.train.eval_every = steps;
+  c.train.checkpoint_every = steps;
+  c.train.log_every = steps;
+  c.train.eval_batch_size = 64;
+  c.train.lr_schedule = LrScheduleConfig{};
+  c.train.lr_schedule.type = "constant";
+  TrainOptions o;
+  o.out_dir = (dir / "run").string();
+  o.progress = false;
+  o.console = false;
+  if (train(c, o) != 0) throw std::runtime_error("verify: the tiny training run was interrupted");
+  return read_json_file((dir / "run" / "summary.json").string());
+}
+
+}  // namespace
+
+nlohmann::json run_verify(const ExperimentConfig& config, int64_t steps) {
+  Runtime rt = resolve_runtime(config.runtime);
+  rt.bf16 = false;              // fp32: graph and eager must agree to rounding
+  rt.cudnn_benchmark = false;   // the same convolution algorithms on both sides
+  apply_runtime(rt);
+  if (rt.device.is_cuda()) at::globalContext().setDeterministicCuDNN(true);
+  const bool cuda = rt.device.is_cuda();
+  Runtime eager = rt;
+  eager.cuda_graph = false;
+  Runtime graph = rt;
+  graph.cuda_graph = cuda;      // the graph where there is one; eager again on the CPU
+
+  const int64_t capture_step = 3;  // TrainStep's warm-up: the capture happens at this step
+  const int64_t n = std::max<int64_t>(steps, capture_step + 8);
+  const double lr0 = config.train.lr;
+  const ImageSet data = random_images(config.train.batch_size * 4, 1);
+  const Normalizer norm = fit_normalizer(data.images, "channel");
+  const LrFn constant = [&](int64_t) { return lr0; };
+
+  nlohmann::json checks = nlohmann::json::array();
+  bool passed = true;
+  auto report = [&](nlohmann::json check) {
+    passed = passed && check["passed"].get<bool>();
+    checks.push_back(std::move(check));
+  };
+  // Rounding differences between two correct computations of the same steps stay far below this.
+  constexpr double kTolerance = 1e-4;
+
+  // (a) graph vs eager.
+  const Trajectory ref = train_steps(config, eager, data, norm, n, constant);
+  const Trajectory fast = train_steps(config, graph, data, norm, n, constant);
+  {
+    const double lg = loss_gap(fast, ref), wg = weight_gap(fast.params, ref.params);
+    report({{"name", "graph_matches_eager"}, {"graph", fast.graph}, {"steps", n},
+            {"max_rel_loss_diff", lg}, {"max_rel_weight_diff", wg},
+            {"bit_identical", all_equal(fast.params, ref.params)},
+            {"passed", fast.graph == cuda && lg <= kTolerance && wg <= kTolerance}});
+  }
+
+  // (b) lr 0 after the capture: the replays must leave every parameter as it was.
+  {
+    const int64_t freeze = capture_step + 2;
+    std::vector<at::Tensor> frozen;
+    const Trajectory t = train_steps(
+        config, graph, data, norm, n, [&](int64_t i) { return i < freeze ? lr0 : 0.0; },
+        TrainStep::CaptureFault::kNone, [&](int64_t i, ResNetImpl& m) {
+          if (i == freeze) frozen = cpu_params(m);
+        });
+    report({{"name", "lr_zero_freezes"}, {"graph", t.graph}, {"frozen_from_step", freeze},
+            {"passed", t.graph == cuda && all_equal(frozen, t.params)}});
+  }
+
+  // (c) a milestone during the replays, against torch::optim::SGD. A run that kept the first lr
+  // (a graph with the lr baked in) sets the scale the error is measured against.
+  {
+    const int64_t milestone = capture_step + 4;
+    const LrFn schedule = [&](int64_t i) { return i < milestone ? lr0 : lr0 * 0.1; };
+    const Trajectory t = train_steps(config, graph, data, norm, n, schedule);
+    const Trajectory torch_ref = reference_steps(config, eager, data, norm, n, schedule);
+    const double error = weight_gap(t.params, torch_ref.params);
+    const double baked = weight_gap(fast.params, torch_ref.params);  // lr0 all along
+    report({{"name", "milestone_follows"}, {"graph", t.graph}, {"milestone", milestone},
+            {"max_rel_weight_diff", error}, {"max_rel_loss_diff", loss_gap(t, torch_ref)},
+            {"without_milestone_diff", baked},
+            {"passed", t.graph == cuda && baked > 0 && error <= 0.01 * baked}});
+  }
+
+  // (d) the run's own summary says how it trained.
+  {
+    ExperimentConfig c = config;
+    c.runtime.precision = "fp32";
+    const nlohmann::json summary = tiny_run(c, capture_step + 3);
+    const bool expected = resolve_runtime(c.runtime).cuda_graph;
+    report({{"name", "summary_says_graph"}, {"cuda_graph", summary["cuda_graph"]}, {"expected", expected},
+            {"passed", summary["cuda_graph"] == expected}});
+  }
+
+  // (e) failed captures fall back to plain eager steps.
+  for (const auto& [name, fault] : {std::pair{"fallback_after_throw", TrainStep::CaptureFault::kThrow},
+                                    std::pair{"fallback_after_sync", TrainStep::CaptureFault::kHostSync}}) {
+    if (!cuda) {
+      report({{"name", name}, {"skipped", "needs CUDA"}, {"passed", true}});
+      continue;
+    }
+    const Trajectory t = train_steps(config, graph, data, norm, n, constant, fault);
+    const double lg = loss_gap(t, ref), wg = weight_gap(t.params, ref.params);
+    report({{"name", name}, {"capture_failed", t.capture_failed}, {"graph", t.graph},
+            {"max_rel_loss_diff", lg}, {"max_rel_weight_diff", wg},
+            {"passed", t.capture_failed && !t.graph && lg <= kTolerance && wg <= kTolerance}});
+  }
+
+  return {{"mode", "verify"},
+          {"model", model_name(config.model)},
+          {"batch", config.train.batch_size},
+          {"device", compat::device_name(rt.device)},
+          {"torch_version", compat::torch_version()},
+          {"precision", "fp32"},
+          {"channels_last", rt.channels_last},
+          {"checks", checks},
+          {"passed", passed}};
+}
+
+}  // namespace resnet
