@@ -55,6 +55,12 @@ expect huge-number 2 "huge.json: invalid JSON" -- --config "$tmp/huge.json" --dr
 expect set-below-number 2 "--set model.depth.x=1: model.depth is not an object" -- \
   --config "$tmp/good.json" --set model.depth.x=1 --dry-run
 
+# A name that would put the default run folder outside runs/; --allow-change without --resume.
+expect name-escapes 2 "name: " -- --config "$tmp/good.json" --set name=../../etc --dry-run
+expect allow-change-new-run 2 "--allow-change: only with --resume" -- \
+  --config "$tmp/good.json" --set train.iterations=1 --allow-change train.batch_size --out "$tmp/never"
+[ -e "$tmp/never" ] && { echo "FAIL allow-change-new-run: made $tmp/never"; fails=$((fails + 1)); }
+
 # Every shipped config resolves.
 for c in "$configs"/*.json; do
   [ -e "$c" ] || continue
