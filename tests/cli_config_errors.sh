@@ -56,7 +56,7 @@ expect set-below-number 2 "--set model.depth.x=1: model.depth is not an object" 
   --config "$tmp/good.json" --set model.depth.x=1 --dry-run
 
 # A name that would put the default run folder outside runs/; --allow-change without --resume.
-expect name-escapes 2 "name: " -- --config "$tmp/good.json" --set name=../../etc --dry-run
+expect name-escapes 2 "name: \"../../etc\" is not a plain folder name" -- --config "$tmp/good.json" --set name=../../etc
 expect allow-change-new-run 2 "--allow-change: only with --resume" -- \
   --config "$tmp/good.json" --set train.iterations=1 --allow-change train.batch_size --out "$tmp/never"
 [ -e "$tmp/never" ] && { echo "FAIL allow-change-new-run: made $tmp/never"; fails=$((fails + 1)); }

@@ -126,10 +126,3 @@ TEST(Overrides, MalformedAssignmentsAreErrors) {
   expect_error_naming(depth, "model.depth");
 }
 
-// The name becomes the default run folder runs/<name>: it must be one plain folder name.
-TEST(Config, NameMustBeAPlainFolderName) {
-  for (const char* name : {"", ".", "..", "../elsewhere", "a/b", "/abs", "back\\slash", "tab\there"})
-    expect_error_naming({{"name", name}}, "name");
-  for (const char* name : {"resnet-56", "plain_20.seed3", "sweep+1"})
-    EXPECT_EQ(config_from_json({{"name", name}}).name, name);
-}

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <ATen/ATen.h>
+#include <cctype>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -131,61 +132,76 @@ class Crash : public ::testing::Test {
 
 }  // namespace
 
-// The run is SIGKILLed several times: once the moment a checkpoint's temp file appears (a kill
-// during the write), then at random moments; each time it is resumed. Its final weights,
-// momentum and BN statistics equal an uninterrupted run's bit for bit, and so do its metrics.
+// Lines of `path` from byte `offset` on that report a training step ("step N/").
+int step_lines_after(const std::string& path, size_t offset) {
+  const std::string text = read_all(path);
+  int n = 0;
+  for (size_t at = text.find("step ", std::min(offset, text.size())); at != std::string::npos;
+       at = text.find("step ", at + 1))
+    n += (at + 5 < text.size() && std::isdigit(static_cast<unsigned char>(text[at + 5]))) ? 1 : 0;
+  return n;
+}
+
+// The run is SIGKILLed several times, at moments tied to its progress (after a random number of
+// its steps, plus a random delay) and, first, the moment a checkpoint's temp file appears (a kill
+// during the write: the temp file outlives the process only then); it is resumed each time. Its
+// final weights, momentum and BN statistics equal an uninterrupted run's bit for bit, and so do
+// its metrics rows.
 TEST_F(Crash, SigkillAnywhereThenResumeIsBitExact) {
   ExperimentConfig c = tiny_config(tmp / "data", 60);
   ASSERT_EQ(train(c, quiet(tmp / "straight")), 0);
   write_file_atomic(tmp / "crash.json", to_json(c).dump());
 
   const std::string run = tmp / "run";
+  const std::string log = run + "/train.log";
   const std::string tmp_ckpt = run + "/checkpoints/last.ckpt.tmp";
   std::mt19937 rng(12345);
   int kills = 0, kills_mid_write = 0, attempts = 0;
   bool done = false;
-  while (!done && attempts < 30) {
+  while (!done && attempts < 40) {
     ++attempts;
+    std::error_code ec;
+    fs::remove(tmp_ckpt, ec);  // left by the last kill: only a new one proves a kill mid-write
+    const size_t log_at = fs::exists(log) ? fs::file_size(log) : 0;
     std::vector<std::string> args = fs::exists(run + "/config.json")
                                         ? std::vector<std::string>{"--resume", run}
                                         : std::vector<std::string>{"--config", tmp / "crash.json", "--out", run};
     args.push_back("--no-progress");
     const pid_t pid = spawn(args, tmp / "out.txt", tmp / "err.txt");
-    bool killed = false;
-    if (kills < 6) {
-      const auto start = Clock::now();
-      // The first kill waits for a checkpoint write in progress; later ones pick a moment.
-      const auto at = start + std::chrono::milliseconds(kills == 0 ? 20000 : 150 + rng() % 1200);
-      while (Clock::now() < at) {
-        if (kills == 0 && fs::exists(tmp_ckpt)) break;
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {  // finished before the moment came
-          ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_all(tmp / "err.txt");
-          done = true;
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-      }
-      if (!done) {
-        const bool mid_write = fs::exists(tmp_ckpt);
-        kill(pid, SIGKILL);
-        killed = wait_exit(pid) == 128 + SIGKILL;
-        if (killed) {
-          ++kills;
-          kills_mid_write += mid_write ? 1 : 0;
-        } else {
-          done = true;  // it had finished just before the kill
-        }
-      }
-    } else {
+    if (kills >= 6) {
       ASSERT_EQ(wait_exit(pid), 0) << read_all(tmp / "err.txt");
       done = true;
+      break;
     }
+    const bool aim_at_write = kills_mid_write == 0;
+    const int after_steps = 1 + static_cast<int>(rng() % 8);
+    const auto delay = std::chrono::microseconds(rng() % 30000);
+    const auto deadline = Clock::now() + std::chrono::seconds(120);
+    bool exited = false;
+    while (Clock::now() < deadline) {
+      int status;
+      if (waitpid(pid, &status, WNOHANG) == pid) {  // finished before the moment came
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_all(tmp / "err.txt");
+        exited = done = true;
+        break;
+      }
+      if (aim_at_write ? fs::exists(tmp_ckpt) : step_lines_after(log, log_at) >= after_steps) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(aim_at_write ? 100 : 2000));
+    }
+    if (exited) break;
+    if (!aim_at_write) std::this_thread::sleep_for(delay);
+    kill(pid, SIGKILL);
+    if (wait_exit(pid) != 128 + SIGKILL) {
+      done = true;  // it had finished just before the kill
+      break;
+    }
+    ++kills;
+    if (fs::exists(tmp_ckpt)) ++kills_mid_write;
     // After every kill the folder holds either no checkpoint yet or a complete one.
-    if (killed && fs::exists(run + "/checkpoints/last.ckpt")) EXPECT_NO_THROW(weights_of(run));
+    if (fs::exists(run + "/checkpoints/last.ckpt")) EXPECT_NO_THROW(weights_of(run));
   }
   ASSERT_TRUE(done);
-  EXPECT_GE(kills, 3) << "the run ended before it could be killed often enough";
+  EXPECT_GE(kills, 4) << "the run ended before it could be killed often enough";
   EXPECT_GE(kills_mid_write, 1) << "no kill landed during a checkpoint write";
   int64_t step = 0;
   std::vector<at::Tensor> resumed = weights_of(run, &step);
@@ -194,6 +210,41 @@ TEST_F(Crash, SigkillAnywhereThenResumeIsBitExact) {
   EXPECT_EQ(metric_rows(tmp / "straight"), metric_rows(run));
   EXPECT_TRUE(fs::exists(run + "/summary.json"));
   EXPECT_FALSE(fs::exists(tmp_ckpt));
+}
+
+// Stopped after its last checkpoint but before summary.json: a resume does the final evaluation
+// and writes the summary instead of calling the run complete.
+TEST_F(Crash, ResumeAfterTheLastCheckpointWritesTheSummary) {
+  ExperimentConfig c = tiny_config(tmp / "data", 10);
+  ASSERT_EQ(train(c, quiet(tmp / "run")), 0);
+  const nlohmann::json summary = read_json_file(tmp / "run/summary.json");
+  fs::remove(tmp / "run/summary.json");
+  ASSERT_EQ(resume(tmp / "run", {}, quiet()), 0);
+  const nlohmann::json again = read_json_file(tmp / "run/summary.json");
+  EXPECT_EQ(again["final_test_error"], summary["final_test_error"]);
+  EXPECT_EQ(again["steps"], 10);
+  // With the summary there, the run is complete and a resume changes nothing.
+  const auto written = fs::last_write_time(tmp / "run/summary.json");
+  ASSERT_EQ(resume(tmp / "run", {}, quiet()), 0);
+  EXPECT_EQ(fs::last_write_time(tmp / "run/summary.json"), written);
+}
+
+// The name makes the default run folder runs/<name>; one that would leave runs/ is refused
+// before anything is read or written. Stored configs are not held to it.
+TEST_F(Crash, ADefaultRunFolderNeedsAPlainName) {
+  for (const char* name : {"", ".", "..", "../elsewhere", "a/b", "/abs", "back\\slash", "tab\there"}) {
+    ExperimentConfig c = tiny_config(tmp / "nowhere", 10);
+    c.name = name;
+    try {
+      train(c, quiet());
+      ADD_FAILURE() << "accepted name " << name;
+    } catch (const InputError& e) {
+      EXPECT_EQ(std::string(e.what()).rfind("name: ", 0), 0u) << e.what();
+    }
+  }
+  EXPECT_FALSE(fs::exists("runs/elsewhere"));
+  EXPECT_FALSE(fs::exists("elsewhere"));
+  EXPECT_NO_THROW(config_from_json({{"name", "old/run"}}));
 }
 
 // Killed before its first checkpoint (only config.json and the log exist): --resume starts it
@@ -343,6 +394,12 @@ TEST_F(Crash, ResumeRefusesChangesThatRedefineTheRun) {
   TrainOptions moved = quiet();
   moved.data_dir = tmp / "moved";
   ASSERT_EQ(resume(tmp / "run", {"train.iterations=14", "runtime.threads=1", "train.lr=0.05"}, moved), 0);
+  bool moved_recorded = false;
+  const nlohmann::json after_move = read_json_file(tmp / "run/config.json");
+  for (const auto& change : after_move["resume_changes"])
+    moved_recorded = moved_recorded || (change["key"] == "data.dir" && change["forced"] == false &&
+                                        change["to"] == fs::absolute(tmp / "moved").lexically_normal().string());
+  EXPECT_TRUE(moved_recorded) << read_all(tmp / "run/config.json");
 
   // --allow-change lets a key through and the run records it.
   TrainOptions allow = quiet();

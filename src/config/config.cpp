@@ -198,16 +198,6 @@ void validate_model(ModelConfig& m) {
 }
 
 void validate(ExperimentConfig& c) {
-  // The name is the default run folder's last part (runs/<name>): it must stay one plain folder
-  // name inside runs/.
-  if (c.name.empty() || c.name == "." || c.name == "..")
-    bad("name", "'" + c.name + "' is not a folder name (the default run folder is runs/<name>)");
-  for (const char ch : c.name) {
-    if (ch == '/' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
-      bad("name", json(c.name).dump() + " is not a plain folder name (no '/', '\\' or control characters: "
-                  "the default run folder is runs/<name>)");
-  }
-  if (c.name.size() > 200) bad("name", "longer than 200 characters");
   validate_model(c.model);
   // An experiment trains or evaluates on CIFAR-10, whose labels are 0-9: fewer outputs cannot be
   // trained (more are allowed: ImageNet-sized heads, unused logits).

@@ -76,7 +76,12 @@ void save_checkpoint(const std::string& path, const CheckpointContents& contents
   archive.write("norm_std", contents.normalizer.std.to(at::kCPU));
 
   std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  if (!folder.empty() && !std::filesystem::is_directory(folder, ec)) {
+    std::filesystem::create_directories(folder, ec);
+    if (ec) throw std::runtime_error(folder.string() + ": cannot create (" + ec.message() + ")");
+    sync_folder(parent_folder(folder.string()));  // the new folder's entry survives a power cut
+  }
   AtomicFile file(path);
   // The writer must not throw into LibTorch: its zip writer finishes the archive from its
   // destructor, and a second failure there would terminate the process. The first error is

@@ -70,6 +70,12 @@ void RunDir::lock() {
   lock->fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock->fd < 0) throw InputError(path + ": cannot open the run folder's lock (" + std::strerror(errno) + ")");
   if (::flock(lock->fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == ENOLCK || errno == EOPNOTSUPP || errno == ENOSYS) {
+      lock_warning_ = path + ": this file system cannot lock (" + std::strerror(errno) +
+                      "); nothing stops a second trainer from using this folder at the same time";
+      lock_ = std::move(lock);
+      return;
+    }
     if (errno != EWOULDBLOCK)
       throw InputError(path + ": cannot lock the run folder (" + std::strerror(errno) + ")");
     char buf[32] = {};
@@ -103,9 +109,13 @@ RunDir RunDir::create(const std::string& path, bool force) {
   if (has_run() && !force)
     throw InputError(path + ": run folder exists; use --resume " + path +
                      " to continue it or --force to start over");
+  const bool existed = fs::is_directory(path, ec);
   fs::create_directories(path, ec);
   if (ec || !fs::is_directory(path))
     throw InputError(path + ": cannot create the run folder (" + (ec ? ec.message() : "not a folder") + ")");
+  if (!existed) {  // the new folder's entry survives a power cut
+    sync_folder(parent_folder(path));
+  }
   RunDir dir(path);
   dir.lock();
   if (has_run()) {

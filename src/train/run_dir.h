@@ -32,6 +32,9 @@ class RunDir {
   std::string file(const std::string& name) const;
   std::string checkpoint_path() const { return file("checkpoints/last.ckpt"); }
   std::string log_path() const { return file("train.log"); }
+  // Non-empty where the file system cannot lock (some network file systems): the run goes on
+  // unlocked and says so in its log.
+  const std::string& lock_warning() const { return lock_warning_; }
 
   void write_json(const std::string& name, const nlohmann::json& value) const;
   void append_metrics(const nlohmann::json& row) const;
@@ -42,6 +45,7 @@ class RunDir {
   void lock();
   std::string path_;
   std::shared_ptr<Lock> lock_;
+  std::string lock_warning_;
 };
 
 // The checkpoint inside a run folder, or `path` itself if it is a file.

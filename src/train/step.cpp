@@ -28,14 +28,21 @@ constexpr int64_t kWarmupSteps = 3;
 // Leaves the side stream, the caching allocator and the device as they were before a capture
 // that failed (PyTorch 2.6-2.11, aten/src/ATen/cuda/CUDAGraph.cpp). Runs inside the side-stream
 // guard: capture_end() compares the *current* stream with the one the capture began on.
-// - An exception inside the capture leaves the stream capturing: capture_end() ends it.
+// - An exception inside the capture leaves the stream capturing: capture_end() ends it (and
+//   with it the allocator's routing to the graph's pool; the graph's destructor releases the pool).
 // - A capture CUDA invalidated (a host sync under capture) makes capture_end() throw at
 //   cudaStreamEndCapture, before it removes the allocator's routing to the graph's pool; and a
 //   capture_end() that threw earlier may leave the stream capturing. Both are undone here with
-//   the pool id we gave capture_begin (CUDAGraph::pool() refuses to name it after a failure).
+//   the pool id we gave capture_begin (CUDAGraph::pool() refuses to name it after a failure),
+//   and the pool is released, so the eager steps can reuse its memory. Then the graph object
+//   must never be destroyed (returns true): newer PyTorch releases the pool from the destructor
+//   too, and a second release asserts.
+// Not undone, because nothing here depends on it: PyTorch's default CUDA generator stays marked
+// as capturing (no step uses CUDA random numbers: crops, flips and order are drawn on the CPU), and
+// PyTorch 2.10+ also routes pinned host allocations of the capture (none are made here).
 // Capture errors do not poison the context; a device that still fails to synchronise does, and
 // then the run stops (std::runtime_error: exit 1) telling the user how to train without graphs.
-void recover_from_failed_capture(at::cuda::CUDAGraph& graph, const c10::cuda::CUDAStream& stream,
+bool recover_from_failed_capture(at::cuda::CUDAGraph& graph, const c10::cuda::CUDAStream& stream,
                                  c10::cuda::MempoolId_t pool, const std::string& why) {
   auto capturing = [&] {
     cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
@@ -52,9 +59,12 @@ void recover_from_failed_capture(at::cuda::CUDAGraph& graph, const c10::cuda::CU
     if (cudaStreamEndCapture(stream.stream(), &raw) == cudaSuccess && raw) cudaGraphDestroy(raw);
   }
   (void)cudaGetLastError();  // the capture's error is not sticky; clear it
+  bool released = false;
   try {
     c10::cuda::CUDACachingAllocator::endAllocateToPool(stream.device_index(), pool);
-  } catch (const c10::Error&) {  // capture_end() got that far itself
+    c10::cuda::CUDACachingAllocator::releasePool(stream.device_index(), pool);
+    released = true;
+  } catch (const c10::Error&) {  // capture_end() got that far itself: the pool is the graph's to release
   }
   const std::string fix = "; rerun with --set runtime.cuda_graph=false (add --resume RUN_DIR to continue the run)";
   if (capturing())
@@ -65,6 +75,7 @@ void recover_from_failed_capture(at::cuda::CUDAGraph& graph, const c10::cuda::CU
     throw std::runtime_error("CUDA graph capture failed (" + why + ") and left the GPU unusable (" +
                              first_line(e.what_without_backtrace()) + ")" + fix);
   }
+  return released;
 }
 #endif
 }  // namespace
@@ -76,6 +87,7 @@ struct TrainStep::Cuda {
   at::cuda::CUDAEvent ready, done;  // caller's stream -> side before a step, side -> caller's after
   std::unique_ptr<at::cuda::CUDAGraph> graph;                // the captured step
   std::vector<std::unique_ptr<at::cuda::CUDAGraph>> failed;  // failed captures, kept alive (see try_capture)
+  std::vector<at::cuda::CUDAGraph*> abandoned;  // failed captures whose pool we released: deliberately leaked
   at::Tensor images;  // captured input: float [B, 3, 32, 32]
   at::Tensor labels;  // captured input: int64 [B]
 #endif
@@ -212,8 +224,9 @@ bool TrainStep::try_capture(int64_t step) {
     if (log_) log_->info("CUDA graph captured at step {}: every step is now one replay", step);
     return true;
   }
-  recover_from_failed_capture(*graph, c.side, pool, why);
-  c.failed.push_back(std::move(graph));  // kept, never replayed: see recover_from_failed_capture
+  // Kept, never replayed; one whose pool we released is never destroyed either (see above).
+  if (recover_from_failed_capture(*graph, c.side, pool, why)) c.abandoned.push_back(graph.release());
+  else c.failed.push_back(std::move(graph));
   c.images = at::Tensor();
   c.labels = at::Tensor();
   graph_failed_ = true;

@@ -130,6 +130,18 @@ void prepare(Session& s, CheckpointReader* from) {
   s.data = load_cifar10(data_dir);
   s.config.data.dir = std::filesystem::absolute(data_dir).lexically_normal().string();
   s.data_fingerprint = data_fingerprint(s.data);
+  if (from) {  // a new folder (--data-dir or data.dir) is a change of the run: record it
+    const nlohmann::json& stored = from->contents().config;
+    const std::string before = stored.contains("data") && stored["data"].contains("dir") && stored["data"]["dir"].is_string()
+                                   ? stored["data"]["dir"].get<std::string>() : std::string();
+    bool recorded = false;
+    for (auto& c : s.changes)
+      if (c.value("key", "") == "data.dir" && c.value("step", int64_t{-1}) == from->contents().state.step)
+        c["to"] = s.config.data.dir, recorded = true;
+    if (!recorded && before != s.config.data.dir)
+      s.changes.push_back({{"step", from->contents().state.step}, {"key", "data.dir"}, {"from", before},
+                           {"to", s.config.data.dir}, {"forced", false}});
+  }
   if (from && !from->contents().data_fingerprint.empty() &&
       from->contents().data_fingerprint != s.data_fingerprint) {
     if (!allowed_by(s.options.allow_changes, "data.dir"))
@@ -181,6 +193,13 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
                  ? std::make_shared<spdlog::logger>("train", spdlog::sinks_init_list{console, file_sink})
                  : std::make_shared<spdlog::logger>("train", file_sink);
   log->flush_on(spdlog::level::info);
+  // A log that cannot be written (disk full) stops the run like any other write error: one line
+  // naming the file, exit 1 (spdlog's default prints to stderr and carries on).
+  const std::string log_path = dir.log_path();
+  log->set_error_handler([log_path](const std::string& msg) {
+    throw std::runtime_error(log_path + ": write failed (" + msg + ")");
+  });
+  if (!dir.lock_warning().empty()) log->warn("{}", dir.lock_warning());
 
   const auto& t = s.config.train;
   const int64_t spe = s.source->steps_per_epoch();
@@ -350,6 +369,15 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
 
 }  // namespace
 
+void check_run_name(const std::string& name) {
+  const std::string why = "the default run folder is runs/<name>: use a plain folder name or give --out";
+  if (name.empty() || name == "." || name == "..")
+    throw InputError("name: '" + name + "' is not a folder name (" + why + ")");
+  for (const char ch : name)
+    if (ch == '/' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
+      throw InputError("name: " + nlohmann::json(name).dump() + " is not a plain folder name (" + why + ")");
+}
+
 const std::vector<std::string>& resumable_keys() {
   static const std::vector<std::string> keys = {
       "name", "data.dir", "train.iterations", "train.epochs", "train.lr", "train.lr_schedule",
@@ -412,6 +440,7 @@ int train(const ExperimentConfig& config, const TrainOptions& options) {
   Session s;
   s.config = config;
   s.options = options;
+  if (options.out_dir.empty()) check_run_name(config.name);  // before any work
   prepare(s, nullptr);  // every input is checked before the run folder is touched
   const std::string out = options.out_dir.empty() ? "runs/" + config.name : options.out_dir;
   RunDir dir = RunDir::create(out, options.force);
@@ -458,9 +487,11 @@ int resume(const std::string& run_dir, const std::vector<std::string>& sets, con
   s.config = config;
   s.options = options;
   s.changes = history;
-  prepare(s, reader.get());
   for (auto& c : changes) s.changes.push_back(std::move(c));
-  if (s.state.step >= s.total) {
+  prepare(s, reader.get());
+  // Complete only with its summary: a run stopped between its last checkpoint and summary.json
+  // goes on to its final evaluation and summary (the training loop has nothing left to do).
+  if (s.state.step >= s.total && std::filesystem::exists(dir.file("summary.json"))) {
     std::printf("%s: already complete (%lld of %lld steps); raise train.iterations with --set to go on\n",
                 run_dir.c_str(), static_cast<long long>(s.state.step), static_cast<long long>(s.total));
     return kExitOk;

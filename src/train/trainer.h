@@ -25,6 +25,10 @@ struct TrainOptions {
 // the data folder's path when its contents are the same).
 const std::vector<std::string>& resumable_keys();
 
+// The default run folder is runs/<name>: InputError("name: ...") unless `name` is one plain
+// folder name (no '/', '\\', "..", control characters). Stored configs are not held to it.
+void check_run_name(const std::string& name);
+
 // Starts a new run. Returns the process exit code (0, 130, 143); throws InputError for bad
 // input (exit 2) and other exceptions for runtime failures (exit 1).
 int train(const ExperimentConfig& config, const TrainOptions& options);

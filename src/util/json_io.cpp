@@ -98,6 +98,12 @@ void append_file(const std::string& path, const std::string& content) {
   if (e) throw std::runtime_error(path + ": append failed (" + std::strerror(e) + ")");
 }
 
+std::string parent_folder(const std::string& path) {
+  std::filesystem::path p = std::filesystem::absolute(path).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // "runs/x/" names runs/x
+  return p.parent_path().string();
+}
+
 void sync_folder(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error(path + ": cannot open the folder to sync it (" + std::strerror(errno) + ")");

@@ -39,6 +39,9 @@ void append_file(const std::string& path, const std::string& content);
 // fsyncs a folder, so that renames and new files in it survive a power cut.
 void sync_folder(const std::string& path);
 
+// The folder that holds `path` (a file or a folder, trailing '/' or not), absolute.
+std::string parent_folder(const std::string& path);
+
 // Checks, before any work, that `path` can be written as a file: not a folder, and its folder
 // exists. InputError naming the path otherwise.
 void check_output_file(const std::string& path);
