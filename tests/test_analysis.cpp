@@ -34,6 +34,11 @@ Subject tiny_subject(bool residual, bool zero_init = false, bool preact = false,
 
 ImageSet test_images() { return resnet::testing::synthetic_set(40, 2); }
 
+// gnuplot is a test dependency (scripts/install_deps.sh installs gnuplot-nox), not an optional
+// extra: the tests that draw also check exit codes and the sweep's skip/resume, which a skip
+// would silently drop. Without it they fail.
+bool have_gnuplot() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
+
 }  // namespace
 
 TEST(Analyses, ProduceOneEntryPerLayerOrBlock) {
@@ -212,7 +217,7 @@ TEST(GradientNorms, AgreeWithBackwardAndLeaveTheModelUntouched) {
 }
 
 TEST(Plots, EveryAnalysisRendersItsPngs) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  ASSERT_TRUE(have_gnuplot()) << "gnuplot is a test dependency: run scripts/install_deps.sh";
   TempDir tmp;
   std::vector<Subject> subjects;
   subjects.push_back(tiny_subject(true));
@@ -233,7 +238,7 @@ TEST(Plots, EveryAnalysisRendersItsPngs) {
 }
 
 TEST(ResnetAnalyzeCli, WritesJsonAndPngForEveryAnalysis) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  ASSERT_TRUE(have_gnuplot()) << "gnuplot is a test dependency: run scripts/install_deps.sh";
   TempDir tmp;
   resnet::testing::write_synthetic_cifar(tmp / "data", 40, 60);
   write_file_atomic(tmp / "tiny.json", R"({"model": {"depth": 8}})");
@@ -265,7 +270,7 @@ TEST(ResnetAnalyzeCli, WritesJsonAndPngForEveryAnalysis) {
 
 // scripts/depth_sweep.sh: finished runs are skipped, interrupted runs are resumed.
 TEST(DepthSweep, SkipsFinishedRunsAndResumesInterruptedOnes) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  ASSERT_TRUE(have_gnuplot()) << "gnuplot is a test dependency: run scripts/install_deps.sh";
   TempDir tmp;
   resnet::testing::write_synthetic_cifar(tmp / "data", 40, 40);
   write_file_atomic(tmp / "recipe.json", R"({"train": {"batch_size": 20, "iterations": 60, "eval_every": 20,
