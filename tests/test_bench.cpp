@@ -46,7 +46,7 @@ nlohmann::json parse_report(const BenchRun& r, const std::string& mode) {
   EXPECT_EQ(j["batch"], 16);
   EXPECT_EQ(j["precision"], "fp32");
   EXPECT_EQ(j["device"], "cpu");
-  EXPECT_EQ(j["threads"], 2);
+  EXPECT_EQ(j["threads"], 1);
   EXPECT_TRUE(j["channels_last"].is_boolean());
   EXPECT_TRUE(j["torch_version"].is_string());
   return j;
@@ -59,12 +59,13 @@ void expect_positive(const nlohmann::json& j, const std::string& key) {
 
 class Bench : public ::testing::Test {
  protected:
+  // One thread, as in test_run_dir.cpp: two tests share the 2 cores under ctest -j2.
   void SetUp() override {
     resnet::testing::write_synthetic_cifar(tmp / "data", 32, 48);
     resnet::write_file_atomic(tmp / "tiny.json", R"({"model": {"depth": 8},
         "train": {"batch_size": 16, "iterations": 12, "eval_every": 6, "eval_batch_size": 24,
                   "lr_schedule": {"milestones": [8]}},
-        "runtime": {"threads": 2, "device": "cpu"}})");
+        "runtime": {"threads": 1, "device": "cpu"}})");
   }
   std::string config() const { return " --config " + (tmp / "tiny.json"); }
   TempDir tmp;
