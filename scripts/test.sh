@@ -2,7 +2,8 @@
 # Sets up a fresh Debian/Ubuntu machine and runs the whole test suite:
 #   scripts/test.sh
 # Tests that need the real CIFAR-10 read $CIFAR10_DIR (else data/cifar-10-batches-bin) and are
-# skipped, with a message, when neither exists.
+# skipped, with a message, when neither exists. gnuplot is required (install_deps.sh installs it):
+# tests that draw fail without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh

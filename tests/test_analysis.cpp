@@ -34,6 +34,11 @@ Subject tiny_subject(bool residual, bool zero_init = false, bool preact = false,
 
 ImageSet test_images() { return resnet::testing::synthetic_set(40, 2); }
 
+// gnuplot is a test dependency (scripts/install_deps.sh installs gnuplot-nox), not an optional
+// extra: the tests that draw also check exit codes and the sweep's skip/resume, which a skip
+// would silently drop. Without it they fail.
+bool have_gnuplot() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
+
 }  // namespace
 
 TEST(Analyses, ProduceOneEntryPerLayerOrBlock) {
@@ -107,6 +112,59 @@ TEST(Lesion, DeletingABlockKeepsShapesAndChangesAPlainNet) {
   }
 }
 
+// Veit et al.'s lesion: a deleted block becomes its shortcut. An identity-shaped block then
+// outputs its input; a downsampling option-A block outputs its input subsampled by 2 with the
+// new channels zero. (Post-activation blocks keep their final ReLU, which changes nothing: the
+// input is already a ReLU's output.) The branches are live here, so an intact block's output is
+// not its shortcut; lifting the lesion gives the intact network back.
+TEST(Lesion, ADeletedBlockOutputsItsShortcut) {
+  torch::NoGradGuard no_grad;
+  struct Blocks : ForwardRecorder {
+    std::vector<at::Tensor> in, branch, out;
+    void on_block(int, const at::Tensor& x, const at::Tensor& f, const at::Tensor& y) override {
+      in.push_back(x.clone());
+      branch.push_back(f);
+      out.push_back(y.clone());
+    }
+  };
+  // Option A written out: x[:, :, ::2, ::2], then zero channels up to `channels`.
+  auto subsample_pad = [](const at::Tensor& x, int64_t channels) {
+    at::Tensor s = x.slice(2, 0, x.size(2), 2).slice(3, 0, x.size(3), 2);
+    return at::cat({s, at::zeros({s.size(0), channels - s.size(1), s.size(2), s.size(3)})}, 1);
+  };
+  const at::Tensor images = test_images().images;
+  for (bool residual : {true, false}) {
+    for (bool preact : {false, true}) {
+      Subject s = tiny_subject(residual, /*zero_init=*/false, preact);
+      s.model->eval();
+      const at::Tensor x = s.normalizer(images);
+      const at::Tensor logits = s.model->forward(x);
+      Blocks intact;
+      s.model->forward(x, &intact);
+      for (int b = 0; b < 6; ++b) {
+        const std::string where = "residual " + std::to_string(residual) + " preact " +
+                                  std::to_string(preact) + " block " + std::to_string(b);
+        s.model->set_lesioned({b});
+        Blocks lesioned;
+        s.model->forward(x, &lesioned);
+        ASSERT_EQ(lesioned.out.size(), 6u);
+        const at::Tensor& in = lesioned.in[b];
+        const bool downsampling = b == 2 || b == 4;  // the first blocks of stages 2 and 3
+        const at::Tensor expected = downsampling ? subsample_pad(in, 2 * in.size(1)) : in;
+        EXPECT_TRUE(at::equal(lesioned.out[b], expected)) << where;
+        EXPECT_FALSE(lesioned.branch[b].defined()) << where;
+        // Blocks before the lesion are untouched; the intact block was not its shortcut.
+        if (b > 0) EXPECT_TRUE(at::equal(lesioned.out[b - 1], intact.out[b - 1])) << where;
+        const at::Tensor intact_shortcut =
+            downsampling ? subsample_pad(intact.in[b], 2 * in.size(1)) : intact.in[b];
+        EXPECT_FALSE(at::allclose(intact.out[b], intact_shortcut, 1e-3, 1e-3)) << where;
+      }
+      s.model->set_lesioned({});
+      EXPECT_TRUE(at::equal(s.model->forward(x), logits));
+    }
+  }
+}
+
 // A pre-activation ResNet with zeroed branches is the identity through every block, so the
 // gradient reaching each block input is the same within a stage. No branch conv gets gradient:
 // conv1's output meets the zero gamma of bn2, and conv2 sees only relu(0) = 0. The stem does.
@@ -159,7 +217,7 @@ TEST(GradientNorms, AgreeWithBackwardAndLeaveTheModelUntouched) {
 }
 
 TEST(Plots, EveryAnalysisRendersItsPngs) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  ASSERT_TRUE(have_gnuplot()) << "gnuplot is a test dependency: run scripts/install_deps.sh";
   TempDir tmp;
   std::vector<Subject> subjects;
   subjects.push_back(tiny_subject(true));
@@ -180,7 +238,7 @@ TEST(Plots, EveryAnalysisRendersItsPngs) {
 }
 
 TEST(ResnetAnalyzeCli, WritesJsonAndPngForEveryAnalysis) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  ASSERT_TRUE(have_gnuplot()) << "gnuplot is a test dependency: run scripts/install_deps.sh";
   TempDir tmp;
   resnet::testing::write_synthetic_cifar(tmp / "data", 40, 60);
   write_file_atomic(tmp / "tiny.json", R"({"model": {"depth": 8}})");
@@ -212,7 +270,7 @@ TEST(ResnetAnalyzeCli, WritesJsonAndPngForEveryAnalysis) {
 
 // scripts/depth_sweep.sh: finished runs are skipped, interrupted runs are resumed.
 TEST(DepthSweep, SkipsFinishedRunsAndResumesInterruptedOnes) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  ASSERT_TRUE(have_gnuplot()) << "gnuplot is a test dependency: run scripts/install_deps.sh";
   TempDir tmp;
   resnet::testing::write_synthetic_cifar(tmp / "data", 40, 40);
   write_file_atomic(tmp / "recipe.json", R"({"train": {"batch_size": 20, "iterations": 60, "eval_every": 20,

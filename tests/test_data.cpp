@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <algorithm>
 #include <fstream>
+#include <set>
 
 #include "data/batches.h"
 #include "data/cifar10.h"
@@ -174,4 +176,78 @@ TEST(Normalizer, ChannelStatisticsGiveZeroMeanUnitStd) {
   Normalizer p = fit_normalizer(set.images, "pixel");
   EXPECT_EQ(p.mean.sizes(), (std::vector<int64_t>{1, 3, 32, 32}));
   EXPECT_LT(p(set.images).mean(0).abs().max().item<float>(), 1e-4);  // per-pixel mean removed
+}
+
+// Without augmentation a batch is exactly the normalised source images of its step, in the
+// order the labels give (labels here are the images' ids).
+TEST(Batches, WithoutAugmentationBatchesAreTheNormalisedSourceImages) {
+  ImageSet set = resnet::testing::synthetic_set(100, 5);
+  set.labels = at::arange(100, at::kLong);
+  Normalizer norm = fit_normalizer(set.images, "channel");
+  BatchSource source(set, norm, 32, /*augment=*/false, 7, at::kCPU);
+  for (int64_t step = 0; step < 6; ++step) {  // two epochs
+    Batch b = source.batch(step);
+    ASSERT_EQ(b.images.sizes(), (std::vector<int64_t>{32, 3, 32, 32}));
+    EXPECT_EQ(b.images.scalar_type(), at::kFloat);
+    EXPECT_TRUE(at::equal(b.images, norm(set.images.index_select(0, b.labels)))) << "step " << step;
+  }
+}
+
+// Augmentation changes the images, and each sample of a batch gets its own crop and flip: every
+// sample is one of the 9 x 9 x 2 crop/flip variants of its source image, and they are not all
+// the same variant.
+TEST(Batches, AugmentationCropsAndFlipsEachSampleOnItsOwn) {
+  ImageSet set = resnet::testing::synthetic_set(100, 5);
+  set.images = at::randint(1, 256, {100, 3, 32, 32}, at::kLong).to(at::kByte);  // no symmetric images
+  set.labels = at::arange(100, at::kLong);
+  Normalizer norm = fit_normalizer(set.images, "channel");
+  BatchSource source(set, norm, 32, /*augment=*/true, 7, at::kCPU);
+  // Every variant's offsets and flip, in one batch of 162 per image.
+  at::Tensor offsets = at::empty({162, 2}, at::kLong), flips = at::empty({162}, at::kBool);
+  for (int64_t v = 0; v < 162; ++v) {
+    offsets[v][0] = v / 18;
+    offsets[v][1] = (v / 2) % 9;
+    flips[v] = v % 2 == 1;
+  }
+  const int64_t identity = 4 * 18 + 4 * 2;  // offset (4, 4), no flip: the image itself
+  for (int64_t step = 0; step < 3; ++step) {
+    Batch b = source.batch(step);
+    std::vector<int64_t> variants;
+    for (int64_t i = 0; i < 32; ++i) {
+      const int64_t id = b.labels[i].item<int64_t>();
+      at::Tensor all = norm(crop_flip(set.images[id].expand({162, 3, 32, 32}), offsets, flips));
+      int64_t found = -1;
+      for (int64_t v = 0; v < 162 && found < 0; ++v)
+        if (at::equal(all[v], b.images[i])) found = v;
+      ASSERT_GE(found, 0) << "step " << step << " sample " << i << " is no crop/flip of image " << id;
+      variants.push_back(found);
+    }
+    // 32 draws from 162 variants give ~29 distinct ones and ~0.2 unchanged images: one variant
+    // for the whole batch, or images left as they were, means augmentation is broken.
+    EXPECT_GE(std::set<int64_t>(variants.begin(), variants.end()).size(), 20u) << "step " << step;
+    EXPECT_LE(std::count(variants.begin(), variants.end(), identity), 2) << "step " << step;
+  }
+}
+
+// The shuffle moves labels with their images: each image's pixels encode its label, and every
+// batch of two epochs, with and without augmentation, decodes back to its labels.
+TEST(Batches, LabelsStayWithTheirImagesThroughTheShuffle) {
+  const int64_t n = 200;
+  ImageSet set;
+  set.labels = at::randint(0, 10, {n}, at::kLong);
+  // Label y paints the image 20 * y + 30 (the padding of a crop is 0, never a label's value).
+  set.images = (set.labels * 20 + 30).to(at::kByte).view({n, 1, 1, 1}).expand({n, 3, 32, 32}).contiguous();
+  Normalizer norm = fit_normalizer(set.images, "channel");
+  for (bool augment : {false, true}) {
+    BatchSource source(set, norm, 64, augment, 11, at::kCPU);
+    for (int64_t step = 0; step < 2 * source.steps_per_epoch(); ++step) {
+      Batch b = source.batch(step);
+      // Undo the normaliser at the centre pixel, which every crop keeps.
+      at::Tensor centre = b.images.select(3, 16).select(2, 16);                   // [B, 3]
+      at::Tensor pixels = (centre * norm.std.view({1, 3}) + norm.mean.view({1, 3})) * 255;
+      at::Tensor decoded = ((pixels - 30) / 20).round().to(at::kLong);
+      EXPECT_TRUE(at::equal(decoded, b.labels.unsqueeze(1).expand({64, 3})))
+          << "augment " << augment << " step " << step;
+    }
+  }
 }
