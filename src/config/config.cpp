@@ -265,9 +265,19 @@ ExperimentConfig load_config(const std::string& path) {
 }
 
 void apply_override(json& user, const std::string& assignment) {
+  // JSON text is UTF-8. The parser checks the values it parses, but keys and bare words go in as
+  // they are, and other bytes would make every later dump() of the config throw (error
+  // messages, config.json, the checkpoint).
+  try {
+    (void)json(assignment).dump();
+  } catch (const json::exception&) {
+    throw InputError("--set " + json(assignment).dump(-1, ' ', false, json::error_handler_t::replace) +
+                     ": not valid UTF-8");
+  }
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
     throw InputError("--set " + assignment + ": expected key=value");
+  if (!user.is_object() && !user.is_null()) throw InputError("--set " + assignment + ": the config is not a JSON object");
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
   json value;
