@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 #include <caffe2/serialize/inline_container.h>
+#include <limits>
 #include <string>
 
 #include "config/config.h"
@@ -47,6 +48,28 @@ TEST(UntrustedConfig, OverrideThatIsNotUtf8IsAnInputError) {
   EXPECT_EQ(user, json::object());
   apply_override(user, "name=caf\xc3\xa9");  // UTF-8 is fine
   EXPECT_EQ(config_from_json(user).name, "caf\xc3\xa9");
+}
+
+// total_steps() is ceil(epochs * steps per epoch) cast to int64: UB (UBSan: float-cast-overflow)
+// for epochs = 1e300, and a nonsense run length in practice.
+TEST(UntrustedConfig, EpochsAreBoundedSoTheStepCountFitsAnInt64) {
+  expect_input_error([] { config_from_json({{"train", {{"epochs", 1e300}}}}); }, "train.epochs");
+  expect_input_error([] { config_from_json({{"train", {{"epochs", 1e6 + 1}}}}); }, "train.epochs");
+  EXPECT_DOUBLE_EQ(config_from_json({{"train", {{"epochs", 1e6}}}}).train.epochs, 1e6);
+}
+
+// nlohmann's get<int>() truncates and get<int64_t>() wraps: ResNet-20 was trained for
+// model.depth 4294967316, and runtime.seed 18446744073709551615 became -1.
+TEST(UntrustedConfig, IntegersOutOfRangeAreErrorsNotTruncated) {
+  expect_input_error([] { config_from_json({{"model", {{"depth", int64_t{4294967316}}}}}); }, "model.depth");
+  expect_input_error([] { config_from_json({{"model", {{"num_classes", int64_t{1} << 40}}}}); }, "model.num_classes");
+  expect_input_error([] { config_from_json(json::parse(R"({"runtime": {"seed": 18446744073709551615}})")); },
+                     "runtime.seed");
+  expect_input_error(
+      [] { config_from_json(json::parse(R"({"train": {"lr_schedule": {"milestones": [9223372036854775808]}}})")); },
+      "train.lr_schedule.milestones[0]");
+  EXPECT_EQ(config_from_json(json::parse(R"({"runtime": {"seed": 9223372036854775807}})")).runtime.seed,
+            std::numeric_limits<int64_t>::max());
 }
 
 // The archive's values come from the file: each wrong type or shape used to reach a c10 assert

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <set>
 
 #include "util/errors.h"
@@ -32,6 +33,11 @@ std::string type_name(const json& v) {
   return "null";
 }
 
+// JSON integers above INT64_MAX arrive as unsigned, and get<int64_t>() would wrap them.
+bool fits_int64(const json& v) {
+  return !v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+}
+
 // Checks that `user` has only keys of `schema`, each of the schema's type.
 void check_schema(const json& schema, const json& user, const std::string& path) {
   auto fail = [&](const std::string& want) {
@@ -50,7 +56,7 @@ void check_schema(const json& schema, const json& user, const std::string& path)
       check_schema(schema.at(key), value, sub);
     }
   } else if (schema.is_number_integer()) {
-    if (!user.is_number_integer()) fail("an integer");
+    if (!user.is_number_integer() || !fits_int64(user)) fail("an integer");
   } else if (schema.is_number()) {
     if (!user.is_number()) fail("a number");
   } else if (schema.is_boolean()) {
@@ -60,7 +66,7 @@ void check_schema(const json& schema, const json& user, const std::string& path)
   } else if (schema.is_array()) {
     if (!user.is_array()) fail("an array");
     for (size_t i = 0; i < user.size(); ++i) {
-      if (!user[i].is_number_integer())
+      if (!user[i].is_number_integer() || !fits_int64(user[i]))
         throw InputError(path + "[" + std::to_string(i) + "]: expected an integer, got " +
                          user[i].dump());
     }
@@ -74,6 +80,16 @@ void merge_into(json& base, const json& over) {
     else
       base[key] = value;
   }
+}
+
+constexpr int64_t kMaxEpochs = 1000000;
+
+// The few fields that are `int`: get<int>() would truncate 4294967316 to 20.
+int to_int(const json& v, const std::string& key) {
+  const auto x = v.get<int64_t>();
+  if (x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max())
+    throw InputError(key + ": " + v.dump() + " is out of range");
+  return static_cast<int>(x);
 }
 
 [[noreturn]] void bad(const std::string& key, const std::string& why) {
@@ -134,8 +150,8 @@ ExperimentConfig config_from_json(const json& user) {
   ExperimentConfig c;
   c.name = j["name"];
   const json& m = j["model"];
-  c.model = {m["family"], m["depth"], m["residual"], m["shortcut"], m["block"],
-             m["preact"], m["stem"], m["num_classes"], m["zero_init_residual"]};
+  c.model = {m["family"], to_int(m["depth"], "model.depth"), m["residual"], m["shortcut"], m["block"],
+             m["preact"], m["stem"], to_int(m["num_classes"], "model.num_classes"), m["zero_init_residual"]};
   const json& d = j["data"];
   c.data = {d["dir"], d["val_size"], d["val_seed"], d["train_limit"], d["test_limit"],
             d["normalize"], d["augment"]};
@@ -223,6 +239,8 @@ void validate(ExperimentConfig& c) {
   auto& t = c.train;
   if (t.batch_size < 1) bad("train.batch_size", "must be >= 1");
   if (t.epochs < 0) bad("train.epochs", "must be >= 0");
+  // The run's length in steps, ceil(epochs * steps per epoch), must fit an int64 for any batch.
+  if (t.epochs > kMaxEpochs) bad("train.epochs", "must be at most " + std::to_string(kMaxEpochs));
   if (t.epochs == 0 && t.iterations < 1) bad("train.iterations", "must be >= 1 (or set train.epochs)");
   if (!(t.lr > 0)) bad("train.lr", "must be > 0");
   if (t.momentum < 0 || t.momentum >= 1) bad("train.momentum", "must be in [0, 1)");
