@@ -50,6 +50,14 @@ TEST(UntrustedConfig, OverrideThatIsNotUtf8IsAnInputError) {
   EXPECT_EQ(config_from_json(user).name, "caf\xc3\xa9");
 }
 
+// A JSON key or string may hold a newline ("a\nb"); echoed raw, the one-line error became two.
+TEST(UntrustedConfig, ControlCharactersInKeysAndValuesStayOnOneLine) {
+  expect_input_error([] { config_from_json(json::parse(R"({"tra\nin": {}})")); }, "tra\\x0ain: unknown key");
+  expect_input_error([] { config_from_json(json::parse(R"({"model": {"family": "a\nb"}})")); }, "model.family");
+  json user = json::object();
+  expect_input_error([&] { apply_override(user, "a\n.b.c"); }, "--set a\\x0a.b.c: expected key=value");
+}
+
 // total_steps() is ceil(epochs * steps per epoch) cast to int64: UB (UBSan: float-cast-overflow)
 // for epochs = 1e300, and a nonsense run length in practice.
 TEST(UntrustedConfig, EpochsAreBoundedSoTheStepCountFitsAnInt64) {

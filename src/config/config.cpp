@@ -33,6 +33,22 @@ std::string type_name(const json& v) {
   return "null";
 }
 
+// `text` as it may appear in a one-line message: JSON keys and strings can hold any control
+// character ("a\nb" is a valid key), which are written as \xNN.
+std::string printable(const std::string& text) {
+  std::string out;
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c != 0x7f) {
+      out += ch;
+    } else {
+      const char* hex = "0123456789abcdef";
+      out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
+    }
+  }
+  return out;
+}
+
 // JSON integers above INT64_MAX arrive as unsigned, and get<int64_t>() would wrap them.
 bool fits_int64(const json& v) {
   return !v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
@@ -51,7 +67,7 @@ void check_schema(const json& schema, const json& user, const std::string& path)
   if (schema.is_object()) {
     if (!user.is_object()) fail("an object");
     for (const auto& [key, value] : user.items()) {
-      const std::string sub = path.empty() ? key : path + "." + key;
+      const std::string sub = path.empty() ? printable(key) : path + "." + printable(key);
       if (!schema.contains(key)) throw InputError(sub + ": unknown key");
       check_schema(schema.at(key), value, sub);
     }
@@ -103,7 +119,7 @@ void one_of(const std::string& key, const std::string& value,
     if (value == a) return;
     list += list.empty() ? a : std::string("|") + a;
   }
-  bad(key, "'" + value + "' is not one of " + list);
+  bad(key, "'" + printable(value) + "' is not one of " + list);
 }
 
 }  // namespace
@@ -292,10 +308,10 @@ void apply_override(json& user, const std::string& assignment) {
     throw InputError("--set " + json(assignment).dump(-1, ' ', false, json::error_handler_t::replace) +
                      ": not valid UTF-8");
   }
+  const std::string shown = "--set " + printable(assignment);  // how messages name it
   const auto eq = assignment.find('=');
-  if (eq == std::string::npos || eq == 0)
-    throw InputError("--set " + assignment + ": expected key=value");
-  if (!user.is_object() && !user.is_null()) throw InputError("--set " + assignment + ": the config is not a JSON object");
+  if (eq == std::string::npos || eq == 0) throw InputError(shown + ": expected key=value");
+  if (!user.is_object() && !user.is_null()) throw InputError(shown + ": the config is not a JSON object");
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
   json value;
@@ -309,7 +325,7 @@ void apply_override(json& user, const std::string& assignment) {
   while (true) {
     const auto dot = key.find('.', start);
     const std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (part.empty()) throw InputError("--set " + assignment + ": empty key segment");
+    if (part.empty()) throw InputError(shown + ": empty key segment");
     if (dot == std::string::npos) {
       (*node)[part] = value;
       return;
@@ -317,7 +333,7 @@ void apply_override(json& user, const std::string& assignment) {
     json& child = (*node)[part];
     if (child.is_null()) child = json::object();
     if (!child.is_object())
-      throw InputError("--set " + assignment + ": " + key.substr(0, dot) + " is not an object");
+      throw InputError(shown + ": " + printable(key.substr(0, dot)) + " is not an object");
     node = &child;
     start = dot + 1;
   }
