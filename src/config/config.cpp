@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <set>
 
 #include "util/errors.h"
@@ -32,6 +33,27 @@ std::string type_name(const json& v) {
   return "null";
 }
 
+// `text` as it may appear in a one-line message: JSON keys and strings can hold any control
+// character ("a\nb" is a valid key), which are written as \xNN.
+std::string printable(const std::string& text) {
+  std::string out;
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c != 0x7f) {
+      out += ch;
+    } else {
+      const char* hex = "0123456789abcdef";
+      out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
+    }
+  }
+  return out;
+}
+
+// JSON integers above INT64_MAX arrive as unsigned, and get<int64_t>() would wrap them.
+bool fits_int64(const json& v) {
+  return !v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+}
+
 // Checks that `user` has only keys of `schema`, each of the schema's type.
 void check_schema(const json& schema, const json& user, const std::string& path) {
   auto fail = [&](const std::string& want) {
@@ -45,12 +67,12 @@ void check_schema(const json& schema, const json& user, const std::string& path)
   if (schema.is_object()) {
     if (!user.is_object()) fail("an object");
     for (const auto& [key, value] : user.items()) {
-      const std::string sub = path.empty() ? key : path + "." + key;
+      const std::string sub = path.empty() ? printable(key) : path + "." + printable(key);
       if (!schema.contains(key)) throw InputError(sub + ": unknown key");
       check_schema(schema.at(key), value, sub);
     }
   } else if (schema.is_number_integer()) {
-    if (!user.is_number_integer()) fail("an integer");
+    if (!user.is_number_integer() || !fits_int64(user)) fail("an integer");
   } else if (schema.is_number()) {
     if (!user.is_number()) fail("a number");
   } else if (schema.is_boolean()) {
@@ -60,7 +82,7 @@ void check_schema(const json& schema, const json& user, const std::string& path)
   } else if (schema.is_array()) {
     if (!user.is_array()) fail("an array");
     for (size_t i = 0; i < user.size(); ++i) {
-      if (!user[i].is_number_integer())
+      if (!user[i].is_number_integer() || !fits_int64(user[i]))
         throw InputError(path + "[" + std::to_string(i) + "]: expected an integer, got " +
                          user[i].dump());
     }
@@ -76,6 +98,16 @@ void merge_into(json& base, const json& over) {
   }
 }
 
+constexpr int64_t kMaxEpochs = 1000000;
+
+// The few fields that are `int`: get<int>() would truncate 4294967316 to 20.
+int to_int(const json& v, const std::string& key) {
+  const auto x = v.get<int64_t>();
+  if (x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max())
+    throw InputError(key + ": " + v.dump() + " is out of range");
+  return static_cast<int>(x);
+}
+
 [[noreturn]] void bad(const std::string& key, const std::string& why) {
   throw InputError(key + ": " + why);
 }
@@ -87,7 +119,7 @@ void one_of(const std::string& key, const std::string& value,
     if (value == a) return;
     list += list.empty() ? a : std::string("|") + a;
   }
-  bad(key, "'" + value + "' is not one of " + list);
+  bad(key, "'" + printable(value) + "' is not one of " + list);
 }
 
 }  // namespace
@@ -134,8 +166,8 @@ ExperimentConfig config_from_json(const json& user) {
   ExperimentConfig c;
   c.name = j["name"];
   const json& m = j["model"];
-  c.model = {m["family"], m["depth"], m["residual"], m["shortcut"], m["block"],
-             m["preact"], m["stem"], m["num_classes"], m["zero_init_residual"]};
+  c.model = {m["family"], to_int(m["depth"], "model.depth"), m["residual"], m["shortcut"], m["block"],
+             m["preact"], m["stem"], to_int(m["num_classes"], "model.num_classes"), m["zero_init_residual"]};
   const json& d = j["data"];
   c.data = {d["dir"], d["val_size"], d["val_seed"], d["train_limit"], d["test_limit"],
             d["normalize"], d["augment"]};
@@ -213,6 +245,8 @@ void validate(ExperimentConfig& c) {
   auto& t = c.train;
   if (t.batch_size < 1) bad("train.batch_size", "must be >= 1");
   if (t.epochs < 0) bad("train.epochs", "must be >= 0");
+  // The run's length in steps, ceil(epochs * steps per epoch), must fit an int64 for any batch.
+  if (t.epochs > kMaxEpochs) bad("train.epochs", "must be at most " + std::to_string(kMaxEpochs));
   if (t.epochs == 0 && t.iterations < 1) bad("train.iterations", "must be >= 1 (or set train.epochs)");
   if (!(t.lr > 0)) bad("train.lr", "must be > 0");
   if (t.momentum < 0 || t.momentum >= 1) bad("train.momentum", "must be in [0, 1)");
@@ -255,9 +289,19 @@ ExperimentConfig load_config(const std::string& path) {
 }
 
 void apply_override(json& user, const std::string& assignment) {
+  // JSON text is UTF-8. The parser checks the values it parses, but keys and bare words go in as
+  // they are, and other bytes would make every later dump() of the config throw (error
+  // messages, config.json, the checkpoint).
+  try {
+    (void)json(assignment).dump();
+  } catch (const json::exception&) {
+    throw InputError("--set " + json(assignment).dump(-1, ' ', false, json::error_handler_t::replace) +
+                     ": not valid UTF-8");
+  }
+  const std::string shown = "--set " + printable(assignment);  // how messages name it
   const auto eq = assignment.find('=');
-  if (eq == std::string::npos || eq == 0)
-    throw InputError("--set " + assignment + ": expected key=value");
+  if (eq == std::string::npos || eq == 0) throw InputError(shown + ": expected key=value");
+  if (!user.is_object() && !user.is_null()) throw InputError(shown + ": the config is not a JSON object");
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
   json value;
@@ -271,7 +315,7 @@ void apply_override(json& user, const std::string& assignment) {
   while (true) {
     const auto dot = key.find('.', start);
     const std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (part.empty()) throw InputError("--set " + assignment + ": empty key segment");
+    if (part.empty()) throw InputError(shown + ": empty key segment");
     if (dot == std::string::npos) {
       (*node)[part] = value;
       return;
@@ -279,7 +323,7 @@ void apply_override(json& user, const std::string& assignment) {
     json& child = (*node)[part];
     if (child.is_null()) child = json::object();
     if (!child.is_object())
-      throw InputError("--set " + assignment + ": " + key.substr(0, dot) + " is not an object");
+      throw InputError(shown + ": " + printable(key.substr(0, dot)) + " is not an object");
     node = &child;
     start = dot + 1;
   }

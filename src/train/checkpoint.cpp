@@ -39,6 +39,37 @@ nlohmann::json state_to_json(const TrainState& s) {
           {"best_val_error", s.best_val_error}, {"best_val_step", s.best_val_step}};
 }
 
+// LibTorch 1.13 takes a stored tensor's element count from the pickle without checking it
+// against the record that holds the bytes: an empty record gives a storage that claims bytes
+// but has no memory (a null-pointer read on first use; a short one is read past its end,
+// which cannot be seen from here).
+bool has_data(const at::Tensor& t) {
+  return t.numel() == 0 || (t.has_storage() && t.storage().data() != nullptr);
+}
+
+// The normaliser is applied to uint8 [B, 3, 32, 32] images: mean and std must be floating,
+// dense and broadcast to one image ([1, 3, 1, 1], [1, 3, 32, 32], [1, 1, 1, 1], ...).
+bool fits_an_image(const at::Tensor& t) {
+  const int64_t image[] = {1, 3, 32, 32};
+  if (!t.defined() || t.layout() != at::kStrided || !at::isFloatingType(t.scalar_type()) || t.dim() > 4 ||
+      !has_data(t))
+    return false;
+  for (int64_t d = 1; d <= t.dim(); ++d)
+    if (t.size(-d) != 1 && t.size(-d) != image[4 - d]) return false;
+  return true;
+}
+
+// A stored tensor can replace `dst` only with the same shape, dtype, a dense layout and data.
+bool same_kind(const at::Tensor& src, const at::Tensor& dst) {
+  return src.defined() && src.layout() == at::kStrided && src.scalar_type() == dst.scalar_type() &&
+         src.sizes() == dst.sizes() && has_data(src);
+}
+
+std::string describe(const at::Tensor& t) {
+  if (!t.defined()) return "undefined";
+  return std::string(c10::toString(t.scalar_type())) + " " + c10::str(t.sizes()) + (has_data(t) ? "" : " without data");
+}
+
 TrainState state_from_json(const nlohmann::json& j) {
   TrainState s;
   s.step = j.at("step");
@@ -52,6 +83,18 @@ TrainState state_from_json(const nlohmann::json& j) {
   s.best_val_error = j.at("best_val_error");
   s.best_val_step = j.at("best_val_step");
   return s;
+}
+
+// Each entry as the trainer logs it: {step, key, from, to[, forced]}.
+bool valid_changes(const nlohmann::json& changes) {
+  if (!changes.is_array()) return false;
+  for (const auto& c : changes) {
+    if (!c.is_object() || !c.contains("step") || !c["step"].is_number_integer() || !c.contains("key") ||
+        !c["key"].is_string() || !c.contains("from") || !c.contains("to") ||
+        (c.contains("forced") && !c["forced"].is_boolean()))
+      return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -112,37 +155,51 @@ CheckpointReader::CheckpointReader(const std::string& path)
   if (!std::filesystem::is_regular_file(path)) throw InputError(path + ": no such checkpoint file");
   try {
     archive_->in.load_from(path);
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
+    // c10::Error for most damage, but LibTorch's zip, pickle and TorchScript readers also throw
+    // std::runtime_error, std::out_of_range, std::bad_alloc (a lying size)...: all mean the same.
     throw InputError(path + ": not a readable checkpoint (truncated or not a resnet-train file)");
   }
+  // Every value comes from the file: a wrong type is damage, never a bug to assert on.
   auto read = [&](const char* key) {
     c10::IValue v;
     if (!archive_->in.try_read(key, v))
       throw InputError(path + ": not a resnet-train checkpoint (no '" + key + "')");
     return v;
   };
+  auto read_string = [&](const char* key) {
+    c10::IValue v = read(key);
+    if (!v.isString()) throw InputError(path + ": corrupt checkpoint ('" + key + "' is not a string)");
+    return v.toStringRef();
+  };
   c10::IValue format = read("format");
   if (!format.isString() || format.toStringRef() != kFormat)
     throw InputError(path + ": not a resnet-train checkpoint");
-  const int64_t version = read("version").toInt();
-  if (version != kCheckpointVersion)
-    throw InputError(path + ": checkpoint format version " + std::to_string(version) +
+  c10::IValue version = read("version");
+  if (!version.isInt()) throw InputError(path + ": corrupt checkpoint ('version' is not an integer)");
+  if (version.toInt() != kCheckpointVersion)
+    throw InputError(path + ": checkpoint format version " + std::to_string(version.toInt()) +
                      " (this build reads version " + std::to_string(kCheckpointVersion) + ")");
   try {
-    contents_.config = nlohmann::json::parse(read("config").toStringRef());
-    contents_.state = state_from_json(nlohmann::json::parse(read("state").toStringRef()));
+    contents_.config = nlohmann::json::parse(read_string("config"));
+    contents_.state = state_from_json(nlohmann::json::parse(read_string("state")));
     c10::IValue v;
     if (archive_->in.try_read("data_fingerprint", v) && v.isString()) contents_.data_fingerprint = v.toStringRef();
     if (archive_->in.try_read("changes", v) && v.isString()) {
       contents_.changes = nlohmann::json::parse(v.toStringRef());
-      if (!contents_.changes.is_array()) throw InputError(path + ": corrupt checkpoint metadata (changes)");
+      if (!valid_changes(contents_.changes)) throw InputError(path + ": corrupt checkpoint metadata (changes)");
     }
   } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": corrupt checkpoint metadata (" + std::string(e.what()) + ")");
+    throw InputError(path + ": corrupt checkpoint metadata (" + first_line(e.what()) + ")");
   }
+  if (!contents_.config.is_object()) throw InputError(path + ": corrupt checkpoint metadata (config is not an object)");
+  if (contents_.state.step < 0) throw InputError(path + ": corrupt checkpoint metadata (negative step)");
   at::Tensor mean, std;
   if (!archive_->in.try_read("norm_mean", mean) || !archive_->in.try_read("norm_std", std))
     throw InputError(path + ": checkpoint has no normalisation statistics");
+  if (!fits_an_image(mean) || !fits_an_image(std))
+    throw InputError(path + ": corrupt normalisation statistics (mean " + describe(mean) + ", std " +
+                     describe(std) + "; expected floating tensors like [1, 3, 1, 1])");
   contents_.normalizer = {mean, std};
 }
 
@@ -158,6 +215,8 @@ void CheckpointReader::load_model(ResNetImpl& model) {
   c10::IValue names_v, tensors_v;
   if (!archive_->in.try_read("model_names", names_v) || !archive_->in.try_read("model_tensors", tensors_v))
     throw InputError(path_ + ": checkpoint has no model weights");
+  if (!names_v.isList() || !tensors_v.isTensorList())
+    throw InputError(path_ + ": corrupt checkpoint ('model_names' or 'model_tensors' has the wrong type)");
   auto names = names_v.toList();
   auto tensors = tensors_v.toTensorList();
   auto expected = state_tensors(model);
@@ -167,13 +226,14 @@ void CheckpointReader::load_model(ResNetImpl& model) {
                      " (model does not match the config)");
   c10::NoGradGuard no_grad;
   for (size_t i = 0; i < expected.size(); ++i) {
-    const std::string name = names.get(i).toStringRef();
+    const c10::IValue name_v = names.get(i);
+    if (!name_v.isString()) throw InputError(path_ + ": corrupt checkpoint (tensor name " + std::to_string(i) + ")");
+    const std::string name = name_v.toStringRef();
     const at::Tensor src = tensors.get(i);
     auto& [want, dst] = expected[i];
-    if (name != want || src.sizes() != dst.sizes())
-      throw InputError(path_ + ": tensor '" + name + "' " + c10::str(src.sizes()) +
-                       " does not match the model's '" + want + "' " + c10::str(dst.sizes()) +
-                       " (model does not match the config)");
+    if (name != want || !same_kind(src, dst))
+      throw InputError(path_ + ": tensor '" + name + "' " + describe(src) + " does not match the model's '" +
+                       want + "' " + describe(dst) + " (model does not match the config)");
   }
   for (size_t i = 0; i < expected.size(); ++i) expected[i].second.copy_(tensors.get(i));
 }
@@ -181,16 +241,15 @@ void CheckpointReader::load_model(ResNetImpl& model) {
 void CheckpointReader::load_optimizer(Sgd& optimizer) {
   c10::IValue v;
   if (!archive_->in.try_read("momentum", v)) throw InputError(path_ + ": checkpoint has no optimizer state");
+  if (!v.isTensorList()) throw InputError(path_ + ": corrupt checkpoint ('momentum' has the wrong type)");
   auto bufs = v.toTensorList();
   auto& mine = optimizer.momentum_buffers();
   if (bufs.size() != mine.size())
     throw InputError(path_ + ": optimizer state does not match the model");
   c10::NoGradGuard no_grad;
-  for (size_t i = 0; i < mine.size(); ++i) {
-    const at::Tensor b = bufs.get(i);
-    if (b.sizes() != mine[i].sizes()) throw InputError(path_ + ": optimizer state does not match the model");
-    mine[i].copy_(b);
-  }
+  for (size_t i = 0; i < mine.size(); ++i)
+    if (!same_kind(bufs.get(i), mine[i])) throw InputError(path_ + ": optimizer state does not match the model");
+  for (size_t i = 0; i < mine.size(); ++i) mine[i].copy_(bufs.get(i));
 }
 
 }  // namespace resnet

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang, ASan + UBSan) into build-fuzz/ and runs them:
+#   scripts/fuzz.sh --replay            every committed seed, then a short fresh run per target
+#                                       (--seconds S each, default 25); non-zero exit on any finding
+#   scripts/fuzz.sh --minutes N [--merge]  N minutes per target; --merge adds the inputs that
+#                                       reach new coverage to tests/fuzz/corpus/<target>/
+#   options: --targets "config cifar10 checkpoint", --build-only
+# Targets: fuzz_config (config file + --set), fuzz_cifar10 (binary reader, splits),
+# fuzz_checkpoint (CheckpointReader, load_model into a small model). A finding leaves its input
+# in build-fuzz/findings/; reproduce with build-fuzz/tests/fuzz/fuzz_<target> FILE.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=replay
+seconds=25
+minutes=0
+merge=0
+targets="config cifar10 checkpoint"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --replay) mode=replay; shift ;;
+    --seconds) seconds=${2:?--seconds needs a number}; shift 2 ;;
+    --minutes) mode=fuzz; minutes=${2:?--minutes needs a number}; shift 2 ;;
+    --merge) merge=1; shift ;;
+    --targets) targets=${2:?--targets needs a list}; shift 2 ;;
+    --build-only) mode=build; shift ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "fuzz.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+build=${FUZZ_BUILD_DIR:-build-fuzz}
+command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (scripts/install_deps.sh)" >&2; exit 2; }
+mkdir -p "$build"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ \
+  -DRESNET_FUZZ=ON -DRESNET_BUILD_TESTS=OFF >"$build/configure.log" 2>&1 || {
+  cat "$build/configure.log" >&2; exit 1; }
+cmake --build "$build" --target fuzz -j "$(nproc)" >"$build/build.log" 2>&1 || {
+  tail -n 40 "$build/build.log" >&2; echo "fuzz.sh: build failed (log: $build/build.log)" >&2; exit 1; }
+bin=$build/tests/fuzz
+
+# The checkpoint seed that is too big to commit: a real ResNet-8 checkpoint.
+seeds=$build/seeds
+if [ ! -s "$seeds/checkpoint/resnet8.ckpt" ] || [ "$bin/fuzz_checkpoint_seed" -nt "$seeds/checkpoint/resnet8.ckpt" ]; then
+  "$bin/fuzz_checkpoint_seed" "$seeds/checkpoint" >/dev/null
+fi
+[ "$mode" = build ] && { echo "fuzz.sh: built $bin/fuzz_{config,cifar10,checkpoint}"; exit 0; }
+
+# The sanitizer options are built into the targets (tests/fuzz/fuzz_runtime.cpp: no leak
+# checks, allocations above 2 GB fail as they would on a small machine, UBSan findings abort);
+# ASAN_OPTIONS / UBSAN_OPTIONS from the environment override them.
+findings=$build/findings
+mkdir -p "$findings"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+[ "$mode" = replay ] && time_s=$seconds || time_s=$((minutes * 60))
+
+failed=()
+for t in $targets; do
+  exe=$bin/fuzz_$t
+  [ -x "$exe" ] || { echo "fuzz.sh: no target '$t'" >&2; exit 2; }
+  corpus=tests/fuzz/corpus/$t
+  dirs=("$corpus")
+  [ -d "$seeds/$t" ] && dirs+=("$seeds/$t")
+  mkdir -p "$work/$t"
+  log=$build/fuzz_$t.log
+  # The first folder receives new inputs: a scratch one, so that the committed corpus changes
+  # only through --merge. -rss_limit_mb: LibTorch + ASan need more than libFuzzer's 2 GB default.
+  start=$(date +%s)
+  if "$exe" "$work/$t" "${dirs[@]}" -max_total_time="$time_s" -timeout=30 -rss_limit_mb=4096 \
+       -print_final_stats=1 -artifact_prefix="$findings/$t-" >"$log" 2>&1; then
+    status=ok
+  else
+    status=FINDING
+    failed+=("$t")
+  fi
+  # libFuzzer's "#RUNS INITED|DONE cov: EDGES ft: FEATURES corp: N/SIZE ... exec/s: E" lines.
+  inited=$(grep -aoE 'INITED cov: [0-9]+ ft: [0-9]+' "$log" | head -n 1 | sed 's/INITED //' || true)
+  done_line=$(grep -aE '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 |
+              sed -E 's/^#([0-9]+)[[:space:]]+DONE +(cov: [0-9]+ ft: [0-9]+ corp: [^ ]+).*(exec\/s: [0-9]+).*/\1 runs, \2, \3/' || true)
+  echo "fuzz_$t: $status in $(( $(date +%s) - start )) s; seeds: ${inited:-?}; end: ${done_line:-?}"
+  if [ "$status" != ok ]; then
+    grep -E 'FUZZ FINDING|ERROR: (AddressSanitizer|libFuzzer)|runtime error|Test unit written' "$log" | head -n 5 >&2 || true
+  fi
+  if [ "$merge" = 1 ] && [ "$status" = ok ]; then
+    # Only inputs below 64 KB join the committed corpus (a mutated checkpoint is 300 KB).
+    mkdir -p "$work/$t.small"
+    find "$work/$t" -type f -size -64k -exec cp {} "$work/$t.small/" \;
+    before=$(ls "$corpus" | wc -l)
+    "$exe" -merge=1 -rss_limit_mb=4096 "$corpus" "$work/$t.small" >"$build/merge_$t.log" 2>&1
+    echo "fuzz_$t: corpus $before -> $(ls "$corpus" | wc -l) files ($(du -sh "$corpus" | cut -f1))"
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzz.sh: findings in ${failed[*]} (inputs in $findings/)" >&2
+  exit 1
+fi
+echo "fuzz.sh: no findings (${targets// /, })"
