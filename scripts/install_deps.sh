@@ -19,6 +19,7 @@ packages=(
   libtorch-dev            # LibTorch (CPU) and its CMake config
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   googletest libgtest-dev libbenchmark-dev
+  clang                   # the libFuzzer targets (scripts/fuzz.sh, run by scripts/test.sh)
   gnuplot-nox             # plots for sweeps and analyses
   xz-utils ca-certificates curl
 )
@@ -30,7 +31,11 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
+# libFuzzer's runtime: its own package on Debian 12 (libclang-rt-dev, only a Recommends of
+# clang), inside libclang-common-*-dev (a dependency of clang) on Ubuntu 22.04.
+want_fuzzer_rt=0
+compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/*/libclang_rt.fuzzer*.a" >/dev/null || want_fuzzer_rt=1
+if [ ${#missing[@]} -eq 0 ] && [ "$want_fuzzer_rt" = 0 ]; then
   echo "install_deps: all packages present"
   exit 0
 fi
@@ -39,5 +44,8 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+if [ "$want_fuzzer_rt" = 1 ] && apt-cache show libclang-rt-dev >/dev/null 2>&1; then
+  missing+=(libclang-rt-dev)
+fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 echo "install_deps: installed ${missing[*]}"
