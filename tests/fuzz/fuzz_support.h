@@ -8,8 +8,10 @@
 // exceptions, std::bad_alloc from a lying size, ...) would reach the user as exit 1 and a
 // LibTorch backtrace: the target aborts, so libFuzzer reports it as a crash with its input.
 #include <cxxabi.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -58,17 +60,28 @@ bool expect_only_input_errors(F&& body, const std::string& must_name = "") {
 }
 
 // A private folder for this process (under $TMPDIR, /dev/shm when it exists: no disk writes per
-// execution), removed at exit.
+// execution), removed at exit. libFuzzer leaves by _Exit after a finding, a timeout or a single
+// replayed input, which skips that, so each start also removes the folders of processes that are
+// gone (they are named by process id).
 class ScratchDir {
  public:
   ScratchDir() {
     namespace fs = std::filesystem;
     const char* env = std::getenv("TMPDIR");
-    fs::path base = env && *env ? fs::path(env) : fs::is_directory("/dev/shm") ? fs::path("/dev/shm")
-                                                                               : fs::temp_directory_path();
-    std::string tmpl = (base / "resnet-fuzz-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) finding("cannot create a scratch folder under " + base.string());
-    path_ = tmpl;
+    const fs::path base = env && *env ? fs::path(env) : fs::is_directory("/dev/shm") ? fs::path("/dev/shm")
+                                                                                     : fs::temp_directory_path();
+    const std::string prefix = "resnet-fuzz-";
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(base, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind(prefix, 0) != 0) continue;
+      const std::string pid = name.substr(prefix.size());
+      if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) fs::remove_all(entry.path(), ec);
+    }
+    path_ = (base / (prefix + std::to_string(::getpid()))).string();
+    fs::remove_all(path_, ec);
+    if (!fs::create_directory(path_, ec)) finding("cannot create the scratch folder " + path_);
   }
   ~ScratchDir() {
     std::error_code ec;
