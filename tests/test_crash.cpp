@@ -423,3 +423,20 @@ TEST_F(Crash, ResumeRefusesChangesThatRedefineTheRun) {
   typo.allow_changes = {"train.batchsize"};
   EXPECT_THROW(resume(tmp / "run", {"train.iterations=30"}, typo), InputError);
 }
+
+// A run without a checkpoint resumes from its config.json; a damaged change list there is an
+// InputError naming the file, not a JSON exception.
+TEST_F(Crash, DamagedChangeListInConfigJsonIsAClearError) {
+  ExperimentConfig c = tiny_config(tmp / "data", 4);
+  ASSERT_EQ(train(c, quiet(tmp / "run")), 0);
+  fs::remove_all(tmp / "run/checkpoints");
+  nlohmann::json config = read_json_file(tmp / "run/config.json");
+  config["resume_changes"] = 7;
+  write_file_atomic(tmp / "run/config.json", config.dump());
+  try {
+    resume(tmp / "run", {}, quiet());
+    FAIL() << "accepted a damaged resume_changes";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("config.json: resume_changes"), std::string::npos) << e.what();
+  }
+}

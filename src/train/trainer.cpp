@@ -467,7 +467,12 @@ int resume(const std::string& run_dir, const std::vector<std::string>& sets, con
     if (!std::filesystem::exists(config_path))
       throw InputError(run_dir + ": not a run folder (no checkpoints/last.ckpt, no config.json)");
     base = read_json_file(config_path);
-    if (base.is_object() && base.contains("resume_changes")) history = base["resume_changes"];
+    if (base.is_object() && base.contains("resume_changes")) {
+      history = base["resume_changes"];
+      bool ok = history.is_array();
+      for (const auto& c : history) ok = ok && c.is_object() && c.contains("key") && c["key"].is_string();
+      if (!ok) throw InputError(config_path + ": resume_changes: expected a list of {step, key, from, to}");
+    }
     origin = config_path;
   }
   const ExperimentConfig stored = parse_stored(base, origin);
