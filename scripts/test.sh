@@ -4,8 +4,8 @@
 # Tests that need the real CIFAR-10 read $CIFAR10_DIR (else data/cifar-10-batches-bin) and are
 # skipped, with a message, when neither exists. gnuplot is required (install_deps.sh installs it):
 # tests that draw fail without it. Before ctest, scripts/fuzz.sh --replay builds the
-# libFuzzer targets (clang, ASan + UBSan) and replays their corpora plus a short fresh run
-# (about 3 minutes on 2 cores with a cold ccache, 1.5 warm); RESNET_SKIP_FUZZ=1 skips it.
+# libFuzzer targets (clang, ASan + UBSan) and replays their corpora once, deterministically
+# (a fresh search is scripts/fuzz.sh --seconds S, run by hand); RESNET_SKIP_FUZZ=1 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
