@@ -17,6 +17,7 @@ done
 packages=(
   build-essential cmake ccache pkg-config
   libtorch-dev            # LibTorch (CPU) and its CMake config
+  libgloo-dev             # c10d's Gloo headers (ProcessGroupGloo.hpp includes them; libtorch-dev does not pull them in)
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   googletest libgtest-dev libbenchmark-dev
   clang                   # the libFuzzer targets (scripts/fuzz.sh, run by scripts/test.sh)
@@ -26,6 +27,8 @@ packages=(
 if [ "$want_python" = 1 ]; then
   packages+=(python3 python3-torch python3-torchvision)
 fi
+# The distributed tests launch ranks once through Debian's torchrun (python3-torch).
+packages+=(python3-torch)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -57,6 +57,9 @@ int run_main(const char* tool, const std::function<int()>& body) {
   } catch (const InputError& e) {
     std::cerr << tool << ": error: " << e.what() << std::endl;
     return kExitBadInput;
+  } catch (const PeerFailed& e) {
+    std::cerr << tool << ": " << e.what() << std::endl;
+    return e.exit_code;
   } catch (const c10::Error& e) {
     std::cerr << tool << ": failed: " << first_line(e.what_without_backtrace()) << std::endl;
     return kExitFailure;

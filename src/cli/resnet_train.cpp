@@ -37,6 +37,9 @@ int main(int argc, char** argv) {
     }
     if (config_path.empty()) throw resnet::InputError("--config FILE or --resume RUN_DIR is required");
     resnet::ExperimentConfig config = resnet::cli::resolve_config(config_path, sets);
+    // torchrun --max_restarts: a restarted job continues the run its first attempt started.
+    const std::string out = options.out_dir.empty() ? "runs/" + config.name : options.out_dir;
+    if (!dry_run && resnet::restarted_run(out)) return resnet::resume(out, sets, options);
     if (dry_run) {
       auto model = resnet::make_model(config.model);
       nlohmann::json out{{"parameters", resnet::count_parameters(*model)},

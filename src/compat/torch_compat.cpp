@@ -21,6 +21,14 @@ bool cuda_available() {
 #endif
 }
 
+int cuda_device_count() {
+#if defined(RESNET_WITH_CUDA)
+  return at::hasCUDA() ? static_cast<int>(c10::cuda::device_count()) : 0;
+#else
+  return 0;
+#endif
+}
+
 std::string device_name(const c10::Device& device) {
 #if defined(RESNET_WITH_CUDA)
   if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index())->name;

@@ -12,6 +12,7 @@ namespace resnet::compat {
 std::string torch_version();
 
 bool cuda_available();
+int cuda_device_count();
 // Name of CUDA device 0, or "cpu".
 std::string device_name(const c10::Device& device);
 

@@ -153,7 +153,8 @@ json to_json(const ExperimentConfig& c) {
       {"runtime",
        {{"device", r.device}, {"threads", r.threads}, {"seed", r.seed},
         {"precision", r.precision}, {"channels_last", tri(r.channels_last)},
-        {"cuda_graph", tri(r.cuda_graph)}, {"cudnn_benchmark", tri(r.cudnn_benchmark)}}},
+        {"cuda_graph", tri(r.cuda_graph)}, {"cudnn_benchmark", tri(r.cudnn_benchmark)},
+        {"dist_backend", r.dist_backend}, {"dist_timeout_s", r.dist_timeout_s}}},
   };
 }
 
@@ -188,7 +189,8 @@ ExperimentConfig config_from_json(const json& user) {
                          s["warmup"], s["warmup_steps"], s["warmup_lr"], s["min_lr"]};
   const json& r = j["runtime"];
   c.runtime = {r["device"], r["threads"], r["seed"], r["precision"],
-               tri(r["channels_last"]), tri(r["cuda_graph"]), tri(r["cudnn_benchmark"])};
+               tri(r["channels_last"]), tri(r["cuda_graph"]), tri(r["cudnn_benchmark"]),
+               r["dist_backend"], r["dist_timeout_s"]};
   validate(c);
   return c;
 }
@@ -275,6 +277,8 @@ void validate(ExperimentConfig& c) {
   one_of("runtime.device", r.device, {"auto", "cpu", "cuda"});
   if (r.threads < 0) bad("runtime.threads", "must be >= 0");
   one_of("runtime.precision", r.precision, {"auto", "fp32", "bf16"});
+  one_of("runtime.dist_backend", r.dist_backend, {"auto", "gloo", "nccl"});
+  if (r.dist_timeout_s < 1 || r.dist_timeout_s > 86400) bad("runtime.dist_timeout_s", "must be in 1..86400 seconds");
 }
 
 ExperimentConfig load_config(const std::string& path) {

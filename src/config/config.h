@@ -68,6 +68,9 @@ struct RuntimeConfig {
   std::optional<bool> channels_last;    // unset = auto (on: faster on CUDA and CPU)
   std::optional<bool> cuda_graph;       // unset = auto (on for CUDA)
   std::optional<bool> cudnn_benchmark;  // unset = auto (on for CUDA)
+  // Under torchrun / srun (src/dist): auto = NCCL on CUDA where the LibTorch has it, else Gloo.
+  std::string dist_backend = "auto";    // auto | gloo | nccl
+  int64_t dist_timeout_s = 300;         // a rank that dies or hangs stops the others within this
 };
 
 struct ExperimentConfig {

@@ -53,7 +53,7 @@ at::Tensor crop_flip(const at::Tensor& images, const at::Tensor& offsets, const 
 }
 
 BatchSource::BatchSource(const ImageSet& set, Normalizer normalizer, int64_t batch_size,
-                         bool augment, uint64_t seed, const c10::Device& device)
+                         bool augment, uint64_t seed, const c10::Device& device, Shard shard)
     : images_(set.images.to(device)),
       labels_(set.labels.to(device)),
       normalizer_(normalizer.to(device)),
@@ -61,7 +61,13 @@ BatchSource::BatchSource(const ImageSet& set, Normalizer normalizer, int64_t bat
       augment_(augment),
       seed_(seed),
       device_(device),
+      shard_(shard),
       steps_per_epoch_(set.size() / batch_size) {
+  if (shard_.count < 1 || shard_.rank < 0 || shard_.rank >= shard_.count)
+    throw std::invalid_argument("BatchSource: bad shard");
+  if (batch_size % shard_.count != 0)
+    throw InputError("train.batch_size: " + std::to_string(batch_size) + " is the global batch and must divide "
+                     "evenly among the " + std::to_string(shard_.count) + " ranks");
   if (steps_per_epoch_ == 0)
     throw InputError("train.batch_size: " + std::to_string(batch_size) + " is larger than the " +
                      std::to_string(set.size()) + " training images");
@@ -80,19 +86,21 @@ void BatchSource::plan_epoch(int64_t epoch) {
   planned_epoch_ = epoch;
 }
 
-at::Tensor BatchSource::images_u8(int64_t step) {
+int64_t BatchSource::start_of(int64_t step) {
   plan_epoch(step / steps_per_epoch_);
-  const int64_t start = (step % steps_per_epoch_) * batch_size_;
-  at::Tensor idx = order_.narrow(0, start, batch_size_);
-  at::Tensor images = images_.index_select(0, idx);
+  return (step % steps_per_epoch_) * batch_size_ + shard_.rank * batch_size();
+}
+
+at::Tensor BatchSource::images_u8(int64_t step) {
+  const int64_t start = start_of(step), n = batch_size();
+  at::Tensor images = images_.index_select(0, order_.narrow(0, start, n));
   if (!augment_) return images;
-  return crop_flip(images, offsets_.narrow(0, start, batch_size_), flips_.narrow(0, start, batch_size_));
+  return crop_flip(images, offsets_.narrow(0, start, n), flips_.narrow(0, start, n));
 }
 
 Batch BatchSource::batch(int64_t step) {
   at::Tensor images = normalizer_(images_u8(step));
-  const int64_t start = (step % steps_per_epoch_) * batch_size_;
-  return {images, labels_.index_select(0, order_.narrow(0, start, batch_size_))};
+  return {images, labels_.index_select(0, order_.narrow(0, start_of(step), batch_size()))};
 }
 
 void BatchSource::batch_into(int64_t step, at::Tensor& images, at::Tensor& labels) {

@@ -39,15 +39,26 @@ struct Batch {
   at::Tensor labels;  // int64 [B]
 };
 
+// Which part of every batch this process takes in data-parallel training: rank r of n takes
+// positions [r * B/n, (r+1) * B/n) of the global batch B. The epoch's plan (order, crops, flips)
+// is the same on every rank, so the ranks' parts of step k together are exactly the batch a single
+// process trains on at step k.
+struct Shard {
+  int rank = 0;
+  int count = 1;
+};
+
 class BatchSource {
  public:
-  // `set` is moved to `device` once. Each epoch uses floor(N / batch) full batches.
+  // `set` is moved to `device` once. Each epoch uses floor(N / batch) full batches of the global
+  // `batch_size`; this process gets its shard of each (InputError unless the ranks divide it).
   BatchSource(const ImageSet& set, Normalizer normalizer, int64_t batch_size, bool augment,
-              uint64_t seed, const c10::Device& device);
+              uint64_t seed, const c10::Device& device, Shard shard = {});
 
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   int64_t size() const { return images_.size(0); }
-  int64_t batch_size() const { return batch_size_; }
+  int64_t batch_size() const { return batch_size_ / shard_.count; }  // this process's part
+  int64_t global_batch_size() const { return batch_size_; }
   // The batch of global step `step` (0-based).
   Batch batch(int64_t step);
   // Writes the batch of `step` into existing tensors (the captured inputs of a CUDA graph).
@@ -55,6 +66,8 @@ class BatchSource {
 
  private:
   void plan_epoch(int64_t epoch);
+  // Where this process's part of `step`'s batch starts in the epoch's plan (plans the epoch).
+  int64_t start_of(int64_t step);
   at::Tensor images_u8(int64_t step);
 
   at::Tensor images_;  // uint8 [N, 3, 32, 32] on device
@@ -64,6 +77,7 @@ class BatchSource {
   bool augment_;
   uint64_t seed_;
   c10::Device device_;
+  Shard shard_;
   int64_t steps_per_epoch_;
   int64_t planned_epoch_ = -1;
   at::Tensor order_;    // int64 [steps_per_epoch * B]: this epoch's permutation

@@ -10,35 +10,40 @@ namespace resnet {
 
 EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& normalizer,
                     const EvalOptions& options) {
-  // Inference mode skips autograd's version counters and views bookkeeping (cheaper than no_grad).
-  c10::InferenceMode inference;
-  // BN in eval mode, folded into the convs (ResNet-20 on the 2-core CPU: 6-17% faster).
-  FoldedEval folded(model);
   const auto device = model.parameters().front().device();
   const int64_t classes = model.config().num_classes;
-  const Normalizer norm = normalizer.to(device);
-  at::Tensor images_all = set.images.to(device);
-  at::Tensor labels_all = set.labels.to(device);
-
   // One double accumulator on the device: [C*C] confusion counts (exact up to 2^53), then the
-  // summed loss. Read back once, at the end.
+  // summed loss. Read back once, at the end. Made outside inference mode: the ranks' sum
+  // (sum_over_ranks) may update it in place on another thread.
   at::Tensor totals = at::zeros({classes * classes + 1}, at::TensorOptions().dtype(at::kDouble).device(device));
   at::Tensor confusion = totals.narrow(0, 0, classes * classes);
   at::Tensor loss_sum = totals.narrow(0, classes * classes, 1);
-  compat::Autocast autocast(device, options.bf16);
-  for (int64_t start = 0; start < set.size(); start += options.batch_size) {
-    const int64_t n = std::min(options.batch_size, set.size() - start);
-    at::Tensor x = norm(images_all.narrow(0, start, n));  // float [n, 3, 32, 32]
-    if (options.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-    at::Tensor labels = labels_all.narrow(0, start, n);
-    at::Tensor logits = model.forward(x).to(at::kFloat);  // [n, C]
-    loss_sum.add_(at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).to(at::kDouble));
-    // scatter_add_ keeps the counting on the device (bincount on CUDA reads its input's maximum
-    // back to size the output: a host sync per batch).
-    at::Tensor cells = labels * classes + logits.argmax(1);
-    confusion.scatter_add_(0, cells, at::ones_like(cells, at::kDouble));
+  const int64_t n_all = set.size();
+  const int64_t first = n_all * options.shard.rank / options.shard.count;
+  const int64_t last = n_all * (options.shard.rank + 1) / options.shard.count;
+  {
+    // Inference mode skips autograd's version counters and views bookkeeping (cheaper than no_grad).
+    c10::InferenceMode inference;
+    // BN in eval mode, folded into the convs (ResNet-20 on the 2-core CPU: 6-17% faster).
+    FoldedEval folded(model);
+    const Normalizer norm = normalizer.to(device);
+    at::Tensor images_all = set.images.to(device).narrow(0, first, last - first);
+    at::Tensor labels_all = set.labels.to(device).narrow(0, first, last - first);
+    compat::Autocast autocast(device, options.bf16);
+    for (int64_t start = 0; start < last - first; start += options.batch_size) {
+      const int64_t n = std::min(options.batch_size, last - first - start);
+      at::Tensor x = norm(images_all.narrow(0, start, n));  // float [n, 3, 32, 32]
+      if (options.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+      at::Tensor labels = labels_all.narrow(0, start, n);
+      at::Tensor logits = model.forward(x).to(at::kFloat);  // [n, C]
+      loss_sum.add_(at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).to(at::kDouble));
+      // scatter_add_ keeps the counting on the device (bincount on CUDA reads its input's maximum
+      // back to size the output: a host sync per batch).
+      at::Tensor cells = labels * classes + logits.argmax(1);
+      confusion.scatter_add_(0, cells, at::ones_like(cells, at::kDouble));
+    }
   }
-
+  if (options.sum_over_ranks) options.sum_over_ranks(totals);
   const at::Tensor host = totals.cpu();  // the one host sync
   EvalResult r;
   r.count = set.size();

@@ -3,6 +3,7 @@
 // BN in eval mode, no augmentation, batched, with one host sync at the end.
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -23,9 +24,17 @@ struct EvalResult {
 };
 
 struct EvalOptions {
+  EvalOptions(int64_t batch_size = 1000, bool channels_last = false, bool bf16 = false)
+      : batch_size(batch_size), channels_last(channels_last), bf16(bf16) {}
   int64_t batch_size = 1000;
   bool channels_last = false;
   bool bf16 = false;  // autocast (CUDA only)
+  // Data-parallel evaluation: this process evaluates its contiguous share of the set
+  // ([r*N/n, (r+1)*N/n)) and `sum_over_ranks` adds the ranks' totals (confusion counts and summed
+  // loss, one double tensor) in place, so every rank gets the result over the whole set: the same
+  // counts as one process evaluating it (the summed loss may differ in its last bits).
+  Shard shard;
+  std::function<void(at::Tensor&)> sum_over_ranks;
 };
 
 // The model is put in eval mode and back into the mode it had.

@@ -14,13 +14,18 @@
 
 namespace resnet {
 
-Runtime resolve_runtime(const RuntimeConfig& c) {
+Runtime resolve_runtime(const RuntimeConfig& c, int local_rank, int local_ranks) {
   Runtime r;
   const bool have_cuda = compat::cuda_available();
   if (c.device == "cuda" && !have_cuda)
     throw InputError("runtime.device: cuda requested but this build or machine has no CUDA device");
-  r.device = (c.device == "cuda" || (c.device == "auto" && have_cuda)) ? c10::Device(c10::kCUDA, 0)
-                                                                        : c10::Device(c10::kCPU);
+  r.device = (c.device == "cuda" || (c.device == "auto" && have_cuda))
+                 ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank))
+                 : c10::Device(c10::kCPU);
+  if (r.device.is_cuda() && local_rank >= compat::cuda_device_count())
+    throw InputError(fmt::format("runtime.device: local rank {} needs cuda:{}, but this machine has {} CUDA devices "
+                                 "(start at most that many ranks per node)",
+                                 local_rank, local_rank, compat::cuda_device_count()));
   const bool cuda = r.device.is_cuda();
   if (c.cuda_graph.value_or(false) && !cuda)
     throw InputError("runtime.cuda_graph: CUDA graphs need runtime.device cuda");
@@ -33,7 +38,8 @@ Runtime resolve_runtime(const RuntimeConfig& c) {
   r.cuda_graph = c.cuda_graph.value_or(cuda);
   r.cudnn_benchmark = c.cudnn_benchmark.value_or(cuda);
   const int cores = usable_cores();
-  r.threads = c.threads > 0 ? static_cast<int>(std::min<int64_t>(c.threads, cores)) : cores;
+  const int share = std::max(1, cores / std::max(1, local_ranks));
+  r.threads = c.threads > 0 ? static_cast<int>(std::min<int64_t>(c.threads, cores)) : share;
   if (c.threads > cores)
     r.warnings.push_back(fmt::format("runtime.threads: {} is more than the {} cores this process may use; using {}",
                                      c.threads, cores, cores));

@@ -28,7 +28,10 @@ struct Runtime {
 // may use is capped at them, with a warning: more threads than cores only makes them wait on
 // each other (1000 threads made a 4-step run spin for over ten minutes on 2 cores).
 int usable_cores();
-Runtime resolve_runtime(const RuntimeConfig& config);
+// Under a multi-process launch, `local_rank` of `local_ranks` on this machine: CUDA device
+// cuda:<local_rank>, and on the CPU runtime.threads 0 means the cores shared out among the
+// local ranks.
+Runtime resolve_runtime(const RuntimeConfig& config, int local_rank = 0, int local_ranks = 1);
 
 // Sets LibTorch's thread count (its default here is 1, half the speed on 2 cores) and cuDNN flags.
 void apply_runtime(const Runtime& runtime);

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "compat/torch_compat.h"
+#include "dist/dist.h"
 #include "util/errors.h"
 
 #if defined(RESNET_WITH_CUDA)
@@ -109,7 +110,7 @@ TrainStep::~TrainStep() = default;
 bool TrainStep::graph_active() const { return graph_active_; }
 
 StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y,
-                      const c10::Device& device, bool bf16, bool autocast_cache) {
+                      const c10::Device& device, bool bf16, bool autocast_cache, GradAllReduce* grads) {
   StepOutput out;
   {
     compat::Autocast autocast(device, bf16, autocast_cache);
@@ -118,6 +119,7 @@ StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at
   }
   sgd.zero_grad();
   out.loss.backward();
+  if (grads) grads->run();
   sgd.step();
   return out;
 }
@@ -125,7 +127,7 @@ StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at
 void TrainStep::compute(const at::Tensor& x, const at::Tensor& y) {
   // Under capture the autocast weight cache must be off: cached casts would be freed memory
   // that the graph still points at.
-  const StepOutput out = model_step(model_, sgd_, x, y, runtime_.device, runtime_.bf16, !capturing_);
+  const StepOutput out = model_step(model_, sgd_, x, y, runtime_.device, runtime_.bf16, !capturing_, grads_);
   c10::NoGradGuard no_grad;
   loss_sum_.add_(out.loss.detach().to(at::kDouble) * static_cast<double>(x.size(0)));
   correct_.add_(out.logits.detach().argmax(1).eq(y).sum());

@@ -31,16 +31,20 @@ class logger;
 
 namespace resnet {
 
+class GradAllReduce;  // src/dist/dist.h
+
 struct StepOutput {
   at::Tensor logits;  // [B, C], as the model produced them (bf16 under autocast)
   at::Tensor loss;    // float [], mean over the batch
 };
 
 // The model's part of a step, shared by TrainStep and resnet-bench's bare mode: forward and
-// cross-entropy (under bf16 autocast when `bf16`), backward, SGD update. `autocast_cache` must be
-// false while a CUDA graph is captured.
+// cross-entropy (under bf16 autocast when `bf16`), backward, the gradients averaged over the
+// ranks (`grads`, data-parallel training only), SGD update. `autocast_cache` must be false while a
+// CUDA graph is captured.
 StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y,
-                      const c10::Device& device, bool bf16, bool autocast_cache = true);
+                      const c10::Device& device, bool bf16, bool autocast_cache = true,
+                      GradAllReduce* grads = nullptr);
 
 class TrainStep {
  public:
@@ -66,6 +70,9 @@ class TrainStep {
 
   bool graph_active() const;
   bool capture_failed() const { return graph_failed_; }
+  // Data-parallel training: average the gradients over the ranks between backward and update
+  // (before the first step; a CUDA graph then captures the all-reduce with the step: NCCL only).
+  void set_grad_sync(GradAllReduce* grads) { grads_ = grads; }
 
  private:
   // The step on the current stream (the side stream on CUDA).
@@ -80,6 +87,7 @@ class TrainStep {
   BatchSource& data_;
   Runtime runtime_;
   spdlog::logger* log_;
+  GradAllReduce* grads_ = nullptr;
   at::Tensor loss_sum_;  // double [] on device
   at::Tensor correct_;   // int64 [] on device
   int64_t seen_ = 0;

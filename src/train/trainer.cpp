@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -15,10 +16,12 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "compat/torch_compat.h"
 #include "data/batches.h"
 #include "data/cifar10.h"
+#include "dist/dist.h"
 #include "eval/evaluate.h"
 #include "models/resnet.h"
 #include "train/checkpoint.h"
@@ -105,7 +108,36 @@ struct Session {
   int64_t total = 0;
   std::string data_fingerprint;
   nlohmann::json changes = nlohmann::json::array();  // recorded --resume changes
+  // Data-parallel training (under torchrun / srun): the group, this process's place in it and
+  // the gradient exchange. pg is null for a plain single process.
+  DistEnv env;
+  std::unique_ptr<ProcessGroup> pg;
+  std::unique_ptr<GradAllReduce> grads;
+  bool rank0() const { return !pg || pg->rank() == 0; }
 };
+
+// Runs `body` on every rank and stops them all if one fails (see ProcessGroup::together).
+void together(Session& s, const char* what, const std::function<void()>& body) {
+  if (s.pg) s.pg->together(what, body);
+  else body();
+}
+
+// The machine side of the run (device, threads), then, under a launcher, the process group:
+// before anything that may fail on one rank only, so that every failure reaches every rank.
+void start(Session& s) {
+  s.runtime = resolve_runtime(s.config.runtime, s.env.local_rank, s.env.local_world_size);
+  apply_runtime(s.runtime);
+  if (!s.env.active()) return;
+  const std::string backend = resolve_backend(s.config.runtime.dist_backend, s.runtime.device);
+  if (s.runtime.cuda_graph && backend != "nccl") {
+    // Gloo's collectives on CUDA tensors synchronise with the host: they cannot be captured.
+    s.runtime.cuda_graph = false;
+    s.runtime.warnings.push_back("runtime.cuda_graph: off with the gloo backend (its all-reduce cannot be "
+                                 "captured); use nccl on GPUs");
+  }
+  s.pg = ProcessGroup::connect(s.env, backend, s.runtime.device,
+                               std::chrono::seconds(s.config.runtime.dist_timeout_s));
+}
 
 // config.json and the checkpoint's config: the resolved config, plus the changes made on resume.
 nlohmann::json stored_config(const Session& s) {
@@ -122,8 +154,6 @@ bool allowed_by(const std::vector<std::string>& allow, const std::string& key) {
 
 // Builds data, model and optimizer; checks every input before anything is written.
 void prepare(Session& s, CheckpointReader* from) {
-  s.runtime = resolve_runtime(s.config.runtime);
-  apply_runtime(s.runtime);
   // The resolved folder goes into the stored config, so resume and resnet-eval find the data
   // without being told again (a --data-dir given later still wins).
   const std::string data_dir = resolve_data_dir(s.options.data_dir, s.config.data);
@@ -169,11 +199,20 @@ void prepare(Session& s, CheckpointReader* from) {
     from->load_optimizer(*s.sgd);
     s.state = from->contents().state;
   }
+  const Shard shard = s.pg ? Shard{s.pg->rank(), s.pg->size()} : Shard{};
   s.source = std::make_unique<BatchSource>(s.splits.train, s.normalizer, t.batch_size,
                                            s.config.data.augment,
                                            static_cast<uint64_t>(s.config.runtime.seed),
-                                           s.runtime.device);
+                                           s.runtime.device, shard);
   s.total = total_steps(t, s.source->steps_per_epoch());
+  if (s.pg) {
+    // Every rank starts from rank 0's weights, BN statistics and momentum (after a resume too).
+    std::vector<at::Tensor> state = s.model->parameters();
+    for (const auto& b : s.model->buffers()) state.push_back(b);
+    for (const auto& m : s.sgd->momentum_buffers()) state.push_back(m);
+    s.pg->broadcast(state, "the start-up broadcast of the weights");
+    s.grads = std::make_unique<GradAllReduce>(*s.pg, s.model->parameters());
+  }
 }
 
 bool parameters_finite(ResNetImpl& model) {
@@ -183,9 +222,17 @@ bool parameters_finite(ResNetImpl& model) {
   return true;
 }
 
-int run_session(Session& s, const RunDir& dir, bool resumed) {
-  const bool tty = s.options.console && s.options.progress && ::isatty(STDOUT_FILENO);
-  auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(dir.log_path(), /*truncate=*/false);
+// The run's logger: console + train.log on rank 0 (or a single process); the other ranks of a
+// data-parallel run write warnings and errors only, to stderr, prefixed with their rank.
+std::shared_ptr<spdlog::logger> make_logger(const Session& s, const RunDir* dir, bool tty) {
+  if (!dir) {
+    auto err = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    err->set_pattern(fmt::format("[rank {}] %v", s.pg ? s.pg->rank() : 0));
+    auto log = std::make_shared<spdlog::logger>("train", err);
+    log->set_level(spdlog::level::warn);
+    return log;
+  }
+  auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(dir->log_path(), /*truncate=*/false);
   auto console = std::make_shared<ConsoleSink>(tty);
   console->set_pattern("%v");
   file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
@@ -195,11 +242,21 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
   log->flush_on(spdlog::level::info);
   // A log that cannot be written (disk full) stops the run like any other write error: one line
   // naming the file, exit 1 (spdlog's default prints to stderr and carries on).
-  const std::string log_path = dir.log_path();
+  const std::string log_path = dir->log_path();
   log->set_error_handler([log_path](const std::string& msg) {
     throw std::runtime_error(log_path + ": write failed (" + msg + ")");
   });
-  if (!dir.lock_warning().empty()) log->warn("{}", dir.lock_warning());
+  if (!dir->lock_warning().empty()) log->warn("{}", dir->lock_warning());
+  return log;
+}
+
+// `dir` is the run folder on rank 0 (or a single process), null on the other ranks: they train
+// and evaluate their share and write nothing.
+int run_session(Session& s, const RunDir* dir, bool resumed) {
+  const bool tty = s.options.console && s.options.progress && ::isatty(STDOUT_FILENO) && dir;
+  auto log = make_logger(s, dir, tty);
+  const std::string run_path = dir ? dir->path() : std::string();
+  const std::string ckpt_path = dir ? dir->checkpoint_path() : std::string("(rank 0's checkpoint)");
 
   const auto& t = s.config.train;
   const int64_t spe = s.source->steps_per_epoch();
@@ -207,15 +264,26 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
   const int64_t ckpt_every = t.checkpoint_every > 0 ? t.checkpoint_every : eval_every;
   const int64_t params = count_parameters(*s.model);
   EvalOptions eval_opts{t.eval_batch_size, s.runtime.channels_last, s.runtime.bf16};
+  if (s.pg) {  // each rank evaluates its share; the counts are summed
+    eval_opts.shard = {s.pg->rank(), s.pg->size()};
+    eval_opts.sum_over_ranks = [&s](at::Tensor& totals) {
+      at::Tensor here = totals.to(s.pg->device());
+      s.pg->all_reduce_sum(here, "the evaluation's all-reduce");
+      totals.copy_(here);
+    };
+  }
   const nlohmann::json config_json = to_json(s.config);  // the checkpoint keeps changes apart
 
   log->info("{} run '{}' in {}: {} {}-{} ({} parameters), {} steps ({} per epoch, batch {})",
-            resumed ? "resuming" : "starting", s.config.name, dir.path(),
+            resumed ? "resuming" : "starting", s.config.name, run_path,
             s.config.model.residual ? (s.config.model.preact ? "pre-activation ResNet" : "ResNet") : "plain net",
             s.config.model.family, s.config.model.depth, params, s.total, spe, t.batch_size);
   log->info("data: {} train, {} val, {} test images; {}", s.splits.train.size(), s.splits.val.size(),
             s.splits.test.size(), s.runtime.describe());
   for (const auto& note : s.runtime.warnings) log->warn("{}", note);
+  if (s.pg)
+    log->info("data parallel: {}; {} backend, {} images per rank and step, per-rank BatchNorm", s.env.describe(),
+              s.pg->backend(), s.source->batch_size());
   if (resumed) log->info("continuing at step {}", s.state.step);
   for (const auto& c : s.changes)
     if (c.value("step", int64_t{-1}) == s.state.step)
@@ -224,6 +292,7 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
                c.value("forced", false) ? " (--allow-change)" : "");
 
   TrainStep stepper(*s.model, *s.sgd, *s.source, s.runtime, log.get());
+  stepper.set_grad_sync(s.grads.get());
   SignalScope signals;
   s.model->train();
 
@@ -236,6 +305,15 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
   // Reads the device accumulators into the state; a non-finite loss ends the run.
   auto sync = [&](int64_t step) {
     TrainStep::Totals totals = stepper.take_totals();
+    if (s.pg) {  // the whole global batch's numbers (exact: integers below 2^53 in double)
+      at::Tensor sums = at::tensor({totals.loss_sum, static_cast<double>(totals.correct),
+                                    static_cast<double>(totals.seen)}, at::kDouble).to(s.pg->device());
+      s.pg->all_reduce_sum(sums, "the training metrics' all-reduce");
+      sums = sums.cpu();
+      totals.loss_sum = sums[0].item<double>();
+      totals.correct = static_cast<int64_t>(sums[1].item<double>());
+      totals.seen = static_cast<int64_t>(sums[2].item<double>());
+    }
     s.state.train_loss_sum += totals.loss_sum;
     s.state.train_correct += totals.correct;
     s.state.train_seen += totals.seen;
@@ -243,16 +321,47 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
       throw std::runtime_error(fmt::format(
           "training diverged: the loss is {} by step {}; nothing was saved after the last good "
           "checkpoint ({}); try a lower train.lr or a warm-up",
-          totals.loss_sum, step, dir.checkpoint_path()));
+          totals.loss_sum, step, ckpt_path));
+  };
+  // Per-rank BatchNorm: the ranks' running statistics differ. Before an evaluation or a
+  // checkpoint every rank takes rank 0's, so all evaluate, and rank 0 saves, the same model.
+  int64_t buffers_synced_at = -1;
+  auto sync_buffers = [&] {
+    if (!s.pg || buffers_synced_at == s.state.step) return;
+    s.pg->broadcast(s.model->buffers(), "the BatchNorm statistics' broadcast");
+    buffers_synced_at = s.state.step;
   };
   auto save = [&] {
     if (!parameters_finite(*s.model))
       throw std::runtime_error(fmt::format("training diverged: non-finite weights at step {}; "
                                            "kept the last good checkpoint {}",
-                                           s.state.step, dir.checkpoint_path()));
+                                           s.state.step, ckpt_path));
     s.state.elapsed_seconds = elapsed_before + seconds_since(session_start);
-    CheckpointContents contents{config_json, s.state, s.normalizer, s.data_fingerprint, s.changes};
-    save_checkpoint(dir.checkpoint_path(), contents, *s.model, s.sgd.get());
+    if (s.pg) {
+      sync_buffers();
+      // The ranks must hold the same weights and momentum bit for bit (the same averaged
+      // gradients, the same update): checked on every checkpoint, cheaply, by a hash.
+      std::vector<at::Tensor> state = s.model->parameters();
+      for (const auto& m : s.sgd->momentum_buffers()) state.push_back(m);
+      const auto h = static_cast<int64_t>(hash_tensors(state));
+      if (s.pg->min(h, "the weight check") != s.pg->max(h, "the weight check"))
+        throw std::runtime_error(fmt::format("rank {}: the ranks' weights differ at step {} (they must stay "
+                                             "identical); not saving. Please report this with train.log",
+                                             s.pg->rank(), s.state.step));
+    }
+    together(s, "writing the checkpoint", [&] {
+      if (!dir) return;
+      CheckpointContents contents{config_json, s.state, s.normalizer, s.data_fingerprint, s.changes};
+      save_checkpoint(dir->checkpoint_path(), contents, *s.model, s.sgd.get());
+    });
+  };
+  // A signal reaches one rank or all, at different moments: the ranks agree on it every step on
+  // the CPU (one tiny all-reduce; a step takes far longer) and at every host sync point, or every
+  // 10 steps, on CUDA (a read-back per step would cost the GPU its lead).
+  auto stop_signal = [&](int64_t done, bool sync_point) -> int {
+    if (!s.pg) return g_signal.load();
+    if (s.runtime.device.is_cuda() && !sync_point && done % 10 != 0) return 0;
+    return static_cast<int>(s.pg->max(g_signal.load(), "the stop-signal agreement"));
   };
 
   EvalResult last_test;
@@ -271,7 +380,7 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
     const bool eval_due = done % eval_every == 0 || is_last;
     const bool ckpt_due = done % ckpt_every == 0 || is_last;
     const bool log_due = done % t.log_every == 0;
-    const int interrupted = g_signal.load();
+    const int interrupted = stop_signal(done, eval_due || ckpt_due || log_due);
     if (eval_due || ckpt_due || log_due || interrupted) sync(done);  // host sync only here
     const double step_seconds = seconds_since(step_start);
     window_seconds += step_seconds;
@@ -293,6 +402,7 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
     }
     if (eval_due) {
       const auto eval_start = Clock::now();
+      sync_buffers();
       last_test = evaluate(*s.model, s.splits.test, s.normalizer, eval_opts);
       have_test = true;
       EvalResult val;
@@ -318,7 +428,7 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
           {"val_error", nullable(val.error, have_val)},
           {"images_per_sec", window_seconds > 0 ? window_images / window_seconds : 0.0},
           {"elapsed_s", elapsed_before + seconds_since(session_start)}};
-      dir.append_metrics(row);
+      if (dir) dir->append_metrics(row);
       log->info("step {}/{} epoch {:.2f}: train loss {:.4f} err {:.2f}% | test loss {:.4f} err {:.2f}%{} | lr {:.4g} | {:.0f} img/s",
                 done, s.total, row["epoch"].get<double>(), row["train_loss"].get<double>(),
                 100 * row["train_error"].get<double>(), last_test.loss, 100 * last_test.error,
@@ -332,15 +442,18 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
     }
     if (ckpt_due || interrupted) save();
     if (interrupted) {
-      log->warn("interrupted ({}) at step {}/{}; checkpoint written to {}", interrupted == SIGINT ? "SIGINT" : "SIGTERM",
-                done, s.total, dir.checkpoint_path());
-      log->warn("resume with: resnet-train --resume {}", dir.path());
+      if (dir) {
+        log->warn("interrupted ({}) at step {}/{}; checkpoint written to {}", interrupted == SIGINT ? "SIGINT" : "SIGTERM",
+                  done, s.total, dir->checkpoint_path());
+        log->warn("resume with: resnet-train --resume {}", dir->path());
+      }
       return interrupted == SIGINT ? kExitSigint : kExitSigterm;
     }
   }
 
   if (!have_test) {
     const auto eval_start = Clock::now();
+    sync_buffers();
     last_test = evaluate(*s.model, s.splits.test, s.normalizer, eval_opts);
     s.state.eval_seconds += seconds_since(eval_start);
   }
@@ -360,10 +473,17 @@ int run_session(Session& s, const RunDir& dir, bool resumed) {
       {"device", compat::device_name(s.runtime.device)},
       {"precision", s.runtime.bf16 ? "bf16" : "fp32"},
       {"torch_version", compat::torch_version()},
-      {"cuda_graph", stepper.graph_active()}};
-  dir.write_json("summary.json", summary);
-  log->info("done: test error {:.2f}% after {} steps in {}; summary in {}", 100 * last_test.error,
-            s.state.step, format_duration(wall), dir.file("summary.json"));
+      {"cuda_graph", stepper.graph_active()},
+      {"world_size", s.pg ? s.pg->size() : 1},
+      {"dist_backend", s.pg ? nlohmann::json(s.pg->backend()) : nlohmann::json()},
+      // Host time in the gradient all-reduce during this session (copies, waits, division).
+      {"allreduce_time_s", s.grads ? nlohmann::json(s.grads->take_seconds()) : nlohmann::json()}};
+  together(s, "writing the summary", [&] {
+    if (dir) dir->write_json("summary.json", summary);
+  });
+  if (dir)
+    log->info("done: test error {:.2f}% after {} steps in {}; summary in {}", 100 * last_test.error,
+              s.state.step, format_duration(wall), dir->file("summary.json"));
   return kExitOk;
 }
 
@@ -383,7 +503,7 @@ const std::vector<std::string>& resumable_keys() {
       "name", "data.dir", "train.iterations", "train.epochs", "train.lr", "train.lr_schedule",
       "train.eval_every", "train.checkpoint_every", "train.log_every", "train.eval_batch_size",
       "runtime.device", "runtime.threads", "runtime.precision", "runtime.channels_last",
-      "runtime.cuda_graph", "runtime.cudnn_benchmark"};
+      "runtime.cuda_graph", "runtime.cudnn_benchmark", "runtime.dist_backend", "runtime.dist_timeout_s"};
   return keys;
 }
 
@@ -440,18 +560,31 @@ int train(const ExperimentConfig& config, const TrainOptions& options) {
   Session s;
   s.config = config;
   s.options = options;
+  s.env = read_dist_env();
   if (options.out_dir.empty()) check_run_name(config.name);  // before any work
-  prepare(s, nullptr);  // every input is checked before the run folder is touched
   const std::string out = options.out_dir.empty() ? "runs/" + config.name : options.out_dir;
-  RunDir dir = RunDir::create(out, options.force);
-  dir.write_json("config.json", stored_config(s));
-  return run_session(s, dir, false);
+  start(s);
+  // Every input is checked before the run folder is touched.
+  together(s, "checking the inputs", [&] { prepare(s, nullptr); });
+  std::optional<RunDir> dir;
+  together(s, "creating the run folder", [&] {
+    if (!s.rank0()) return;
+    dir.emplace(RunDir::create(out, options.force));
+    dir->write_json("config.json", stored_config(s));
+  });
+  return run_session(s, dir ? &*dir : nullptr, false);
 }
 
 int resume(const std::string& run_dir, const std::vector<std::string>& sets, const TrainOptions& options) {
-  // Locked first: no other process writes the checkpoint read below.
-  RunDir dir = RunDir::open(run_dir);
-  const std::string ckpt_path = dir.checkpoint_path();
+  Session s;
+  s.env = read_dist_env();
+  // A single process locks first: no other process writes the checkpoint read below. The ranks
+  // of a data-parallel run read it first (atomic renames: whole either way) and rank 0 locks
+  // once the group is formed, so that a refusal reaches every rank.
+  std::optional<RunDir> dir;
+  if (!s.env.active()) dir.emplace(RunDir::open(run_dir));
+  const std::filesystem::path folder(run_dir);
+  const std::string ckpt_path = (folder / "checkpoints" / "last.ckpt").string();
   std::unique_ptr<CheckpointReader> reader;
   nlohmann::json base, history = nlohmann::json::array();
   std::string origin;
@@ -463,7 +596,7 @@ int resume(const std::string& run_dir, const std::vector<std::string>& sets, con
   } else {
     // Stopped before its first checkpoint (killed during start-up or its first steps): start
     // again from the run's own config.
-    const std::string config_path = dir.file("config.json");
+    const std::string config_path = (folder / "config.json").string();
     if (!std::filesystem::exists(config_path))
       throw InputError(run_dir + ": not a run folder (no checkpoints/last.ckpt, no config.json)");
     base = read_json_file(config_path);
@@ -488,22 +621,34 @@ int resume(const std::string& run_dir, const std::vector<std::string>& sets, con
   const int64_t at_step = reader ? reader->contents().state.step : 0;
   nlohmann::json changes = check_changes(stored, config, options.allow_changes, at_step);
 
-  Session s;
   s.config = config;
   s.options = options;
   s.changes = history;
   for (auto& c : changes) s.changes.push_back(std::move(c));
-  prepare(s, reader.get());
+  start(s);
+  together(s, "opening the run folder and checking the inputs", [&] {
+    if (s.pg && s.rank0()) dir.emplace(RunDir::open(run_dir));
+    prepare(s, reader.get());
+  });
   // Complete only with its summary: a run stopped between its last checkpoint and summary.json
   // goes on to its final evaluation and summary (the training loop has nothing left to do).
-  if (s.state.step >= s.total && std::filesystem::exists(dir.file("summary.json"))) {
-    std::printf("%s: already complete (%lld of %lld steps); raise train.iterations with --set to go on\n",
-                run_dir.c_str(), static_cast<long long>(s.state.step), static_cast<long long>(s.total));
+  if (s.state.step >= s.total && std::filesystem::exists(folder / "summary.json")) {
+    if (s.rank0())
+      std::printf("%s: already complete (%lld of %lld steps); raise train.iterations with --set to go on\n",
+                  run_dir.c_str(), static_cast<long long>(s.state.step), static_cast<long long>(s.total));
     return kExitOk;
   }
-  dir.trim_to(s.state.step);
-  dir.write_json("config.json", stored_config(s));
-  return run_session(s, dir, true);
+  together(s, "preparing the run folder", [&] {
+    if (!dir) return;
+    dir->trim_to(s.state.step);
+    dir->write_json("config.json", stored_config(s));
+  });
+  return run_session(s, dir ? &*dir : nullptr, true);
+}
+
+bool restarted_run(const std::string& out_dir) {
+  const DistEnv env = read_dist_env();
+  return env.active() && env.restart_count > 0 && std::filesystem::exists(std::filesystem::path(out_dir) / "config.json");
 }
 
 }  // namespace resnet

@@ -40,4 +40,10 @@ int train(const ExperimentConfig& config, const TrainOptions& options);
 int resume(const std::string& run_dir, const std::vector<std::string>& sets,
            const TrainOptions& options);
 
+// Data-parallel training under torchrun / srun (src/dist): every rank runs train() or resume()
+// with the same arguments; rank 0 alone writes the run folder. True when torchrun restarted the
+// job (TORCHELASTIC_RESTART_COUNT > 0) and `out_dir` holds the run it started: the command that
+// started it should then resume it.
+bool restarted_run(const std::string& out_dir);
+
 }  // namespace resnet

@@ -21,6 +21,14 @@ enum ExitCode : int {
   kExitSigterm = 143,
 };
 
+// Another process of the same job failed (its own message is in its output): this one stops
+// too, with that process's exit code.
+class PeerFailed : public std::runtime_error {
+ public:
+  PeerFailed(int exit_code, const std::string& what) : std::runtime_error(what), exit_code(exit_code) {}
+  int exit_code;
+};
+
 // First line of a (possibly multi-line, c10-decorated) error message, for one-line reports.
 std::string first_line(const std::string& message);
 
