@@ -22,6 +22,8 @@ packages=(
   googletest libgtest-dev libbenchmark-dev
   clang                   # the libFuzzer targets (scripts/fuzz.sh, run by scripts/test.sh)
   gnuplot-nox             # plots for sweeps and analyses
+  protobuf-compiler libprotobuf-dev libboost-dev   # TensorBoard event files (event.proto, CRC-32C)
+  python3-protobuf python3-crc32c                  # the tests' independent reader of those files
   xz-utils ca-certificates curl
 )
 if [ "$want_python" = 1 ]; then

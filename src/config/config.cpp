@@ -154,7 +154,8 @@ json to_json(const ExperimentConfig& c) {
        {{"device", r.device}, {"threads", r.threads}, {"seed", r.seed},
         {"precision", r.precision}, {"channels_last", tri(r.channels_last)},
         {"cuda_graph", tri(r.cuda_graph)}, {"cudnn_benchmark", tri(r.cudnn_benchmark)},
-        {"dist_backend", r.dist_backend}, {"dist_timeout_s", r.dist_timeout_s}}},
+        {"dist_backend", r.dist_backend}, {"dist_timeout_s", r.dist_timeout_s},
+        {"tensorboard", r.tensorboard}}},
   };
 }
 
@@ -190,7 +191,7 @@ ExperimentConfig config_from_json(const json& user) {
   const json& r = j["runtime"];
   c.runtime = {r["device"], r["threads"], r["seed"], r["precision"],
                tri(r["channels_last"]), tri(r["cuda_graph"]), tri(r["cudnn_benchmark"]),
-               r["dist_backend"], r["dist_timeout_s"]};
+               r["dist_backend"], r["dist_timeout_s"], r["tensorboard"]};
   validate(c);
   return c;
 }

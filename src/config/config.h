@@ -71,6 +71,7 @@ struct RuntimeConfig {
   // Under torchrun / srun (src/dist): auto = NCCL on CUDA where the LibTorch has it, else Gloo.
   std::string dist_backend = "auto";    // auto | gloo | nccl
   int64_t dist_timeout_s = 300;         // a rank that dies or hangs stops the others within this
+  bool tensorboard = true;              // also write TensorBoard event files into the run folder
 };
 
 struct ExperimentConfig {

@@ -123,6 +123,9 @@ RunDir RunDir::create(const std::string& path, bool force) {
       throw InputError(path + ": run folder exists; use --resume " + path +
                        " to continue it or --force to start over");
     for (const auto& f : kRunFiles) fs::remove_all(fs::path(path) / f);
+    // The old run's TensorBoard event files (events.out.tfevents.*) go too.
+    for (const auto& entry : fs::directory_iterator(path, ec))
+      if (entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0) fs::remove(entry.path(), ec);
   }
   return dir;  // checkpoints/ comes with the first checkpoint
 }

@@ -33,6 +33,10 @@
 #include "util/errors.h"
 #include "util/json_io.h"
 
+#if defined(RESNET_WITH_TENSORBOARD)
+#include "tensorboard/event_writer.h"
+#endif
+
 namespace resnet {
 namespace {
 
@@ -291,6 +295,15 @@ int run_session(Session& s, const RunDir* dir, bool resumed) {
                c["key"].get<std::string>(), c["from"].dump(), c["to"].dump(),
                c.value("forced", false) ? " (--allow-change)" : "");
 
+#if defined(RESNET_WITH_TENSORBOARD)
+  std::unique_ptr<tensorboard::EventWriter> events;
+  if (dir && s.config.runtime.tensorboard) events = std::make_unique<tensorboard::EventWriter>(dir->path());
+#else
+  if (dir && s.config.runtime.tensorboard)
+    log->warn("runtime.tensorboard: this build has no TensorBoard support (protobuf or Boost were missing when it "
+              "was built); no event files");
+#endif
+
   TrainStep stepper(*s.model, *s.sgd, *s.source, s.runtime, log.get());
   stepper.set_grad_sync(s.grads.get());
   SignalScope signals;
@@ -429,6 +442,17 @@ int run_session(Session& s, const RunDir* dir, bool resumed) {
           {"images_per_sec", window_seconds > 0 ? window_images / window_seconds : 0.0},
           {"elapsed_s", elapsed_before + seconds_since(session_start)}};
       if (dir) dir->append_metrics(row);
+#if defined(RESNET_WITH_TENSORBOARD)
+      if (events) {  // the same numbers as the metrics row, one tag each
+        std::map<std::string, double> scalars;
+        for (const auto& [column, tag] : std::map<std::string, std::string>{
+                 {"train_loss", "train/loss"}, {"train_error", "train/error"}, {"test_loss", "test/loss"},
+                 {"test_error", "test/error"}, {"val_loss", "val/loss"}, {"val_error", "val/error"},
+                 {"lr", "lr"}, {"images_per_sec", "images_per_sec"}})
+          if (row[column].is_number()) scalars[tag] = row[column].get<double>();
+        events->scalars(done, scalars);
+      }
+#endif
       log->info("step {}/{} epoch {:.2f}: train loss {:.4f} err {:.2f}% | test loss {:.4f} err {:.2f}%{} | lr {:.4g} | {:.0f} img/s",
                 done, s.total, row["epoch"].get<double>(), row["train_loss"].get<double>(),
                 100 * row["train_error"].get<double>(), last_test.loss, 100 * last_test.error,
@@ -503,7 +527,8 @@ const std::vector<std::string>& resumable_keys() {
       "name", "data.dir", "train.iterations", "train.epochs", "train.lr", "train.lr_schedule",
       "train.eval_every", "train.checkpoint_every", "train.log_every", "train.eval_batch_size",
       "runtime.device", "runtime.threads", "runtime.precision", "runtime.channels_last",
-      "runtime.cuda_graph", "runtime.cudnn_benchmark", "runtime.dist_backend", "runtime.dist_timeout_s"};
+      "runtime.cuda_graph", "runtime.cudnn_benchmark", "runtime.dist_backend", "runtime.dist_timeout_s",
+      "runtime.tensorboard"};
   return keys;
 }
 
@@ -641,6 +666,9 @@ int resume(const std::string& run_dir, const std::vector<std::string>& sets, con
   together(s, "preparing the run folder", [&] {
     if (!dir) return;
     dir->trim_to(s.state.step);
+#if defined(RESNET_WITH_TENSORBOARD)
+    tensorboard::trim_events(dir->path(), s.state.step);
+#endif
     dir->write_json("config.json", stored_config(s));
   });
   return run_session(s, dir ? &*dir : nullptr, true);
