@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <caffe2/serialize/inline_container.h>
 #include <limits>
+#include <set>
 #include <string>
 
 #include "config/config.h"
@@ -15,6 +16,7 @@
 #include "train/checkpoint.h"
 #include "train/sgd.h"
 #include "util/errors.h"
+#include "util/pickle_check.h"
 
 using namespace resnet;
 using nlohmann::json;
@@ -172,4 +174,41 @@ TEST(UntrustedCheckpoint, DamagedTorchScriptInsideTheArchiveNamesTheFile) {
 TEST(UntrustedCheckpoint, TensorWithoutDataNamesTheFile) {
   const std::string path = RESNET_SOURCE_DIR "/tests/fuzz/corpus/checkpoint/norm_std_without_data.ckpt";
   expect_input_error([&] { CheckpointReader reader(path); }, path + ": corrupt normalisation statistics");
+}
+
+// The pickle walk that guards LibTorch's unpickler: what the TorchScript pickler writes passes;
+// structural damage is refused with the offset and the reason.
+TEST(UntrustedCheckpoint, PickleWalkRefusesStructuralDamage) {
+  const std::set<std::string>& g = checkpoint_globals();
+  // (PROTO 2) MARK BININT1 1 BINUNICODE "ab" TUPLE BINPUT 0 BINGET 0 TUPLE2 STOP
+  const std::string ok = std::string("\x80\x02(K\x01X\x02\x00\x00\x00" "abtq\x00h\x00\x86.", 19);
+  EXPECT_EQ(check_pickle(ok, g), "");
+  auto refused = [&](const std::string& bytes, const std::string& why) {
+    const std::string got = check_pickle(bytes, g);
+    EXPECT_NE(got.find(why), std::string::npos) << "got '" << got << "', wanted '" << why << "'";
+  };
+  refused(std::string("\x80\x02h\x05.", 5), "read before it was written");  // BINGET 5, never put
+  refused(std::string("\x80\x02K\x01\x86.", 6), "stack underflow");          // TUPLE2 of one
+  refused(std::string("\x80\x02K\x01.K", 6), "after STOP");
+  refused(std::string("\x80\x02K\x01K\x02.", 7), "STOP with 2 values");
+  refused(std::string("\x80\x02X\xff\x00\x00\x00" "ab", 9), "truncated");
+  refused(std::string("\x80\x02K\x01", 4), "no STOP");
+  refused("\x80\x02" "cos\nsystem\n.", "global os.system is not allowed");
+  refused(std::string("\x80\x02\x93.", 4), "opcode 0x93");  // STACK_GLOBAL: never written by TorchScript
+  refused(std::string("\x80\x02(K\x01K\x02K\x03}(K\x01u.", 15), "odd number");
+}
+
+// A checkpoint whose data.pkl had bytes shuffled made LibTorch 1.13's unpickler free a wild
+// pointer (ASan); the walk stops it first, with one line naming the file.
+TEST(UntrustedCheckpoint, ShuffledDataPklIsRefusedBeforeLibTorchSeesIt) {
+  const std::string path =
+      std::string(RESNET_SOURCE_DIR) + "/tests/fuzz/libtorch_crashes/shuffled_data_pkl_bad_free.ckpt";
+  try {
+    CheckpointReader r(path);
+    FAIL() << "accepted";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+    EXPECT_NE(what.find("data.pkl"), std::string::npos) << what;
+  }
 }

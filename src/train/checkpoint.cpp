@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <caffe2/serialize/inline_container.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
@@ -11,6 +12,7 @@
 #include "train/sgd.h"
 #include "util/errors.h"
 #include "util/json_io.h"
+#include "util/pickle_check.h"
 
 namespace resnet {
 namespace {
@@ -153,6 +155,24 @@ CheckpointReader::~CheckpointReader() = default;
 CheckpointReader::CheckpointReader(const std::string& path)
     : path_(path), archive_(std::make_unique<Archive>()) {
   if (!std::filesystem::is_regular_file(path)) throw InputError(path + ": no such checkpoint file");
+  // LibTorch's unpickler is not safe on damaged pickles: ours walk them first.
+  std::string pickle_problem;
+  try {
+    caffe2::serialize::PyTorchStreamReader zip(path);
+    for (const char* name : {"data.pkl", "constants.pkl"}) {
+      if (!zip.hasRecord(name)) continue;
+      auto record = zip.getRecord(name);
+      const std::string bytes(static_cast<const char*>(std::get<0>(record).get()), std::get<1>(record));
+      const std::string why = check_pickle(bytes, checkpoint_globals());
+      if (!why.empty()) {
+        pickle_problem = std::string(name) + ", " + why;
+        break;
+      }
+    }
+  } catch (const std::exception&) {
+    // Not a zip LibTorch can open: load_from below says so.
+  }
+  if (!pickle_problem.empty()) throw InputError(path + ": corrupt checkpoint (" + pickle_problem + ")");
   try {
     archive_->in.load_from(path);
   } catch (const std::exception& e) {
