@@ -326,3 +326,30 @@ TEST(UntrustedWeights, DamagedAndHostileFilesAreRefusedByName) {
     EXPECT_FALSE(std::filesystem::exists(tmp / "logits.pt"));
   }
 }
+
+// Files PyTorch 1.13 wrote (committed as fuzz seeds): an OrderedDict state_dict with its
+// _metadata, the same with pickle protocol 4, other dtypes, a strided view, non-tensor entries,
+// and a training checkpoint that holds the state_dict one level down.
+TEST(WeightFiles, FilesPythonWroteLoad) {
+  const std::string dir = std::string(RESNET_SOURCE_DIR) + "/tests/fuzz/corpus/weights/";
+  const std::vector<std::string> sd_names = {"0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+                                             "1.num_batches_tracked", "3.weight", "3.bias"};
+  for (const char* f : {"python_ordereddict.pt", "python_protocol4.pt"}) {
+    const WeightsFile w = read_weights(dir + f);
+    std::vector<std::string> names;
+    for (const auto& [n, t] : w.tensors) names.push_back(n);
+    EXPECT_EQ(names, sd_names) << f;
+    EXPECT_EQ(w.tensors[5].second.scalar_type(), at::kLong);
+    EXPECT_EQ(w.tensors[0].second.sizes(), at::IntArrayRef({2, 3, 1, 1}));
+  }
+  const WeightsFile d = read_weights(dir + "python_dtypes_views.pt");
+  ASSERT_EQ(d.tensors.size(), 4u);  // "epoch" and "note" are not tensors
+  EXPECT_EQ(d.tensors[0].second.scalar_type(), at::kHalf);
+  EXPECT_EQ(d.tensors[1].second.scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(at::equal(d.tensors[2].second, at::arange(3, at::kLong)));
+  EXPECT_EQ(d.tensors[3].first, "view");
+  EXPECT_EQ(d.tensors[3].second.sizes(), at::IntArrayRef({3, 2}));  // randn(4, 4)[1:, ::2]
+  const WeightsFile nested = read_weights(dir + "python_nested.pt");
+  ASSERT_EQ(nested.tensors.size(), 1u);
+  EXPECT_TRUE(at::equal(nested.tensors[0].second, at::ones({2})));
+}
