@@ -283,6 +283,7 @@ TEST(UntrustedWeights, DamagedAndHostileFilesAreRefusedByName) {
       {"short_storage.pt", rezip(pt, {{"data/0", std::string(20, '\0')}}), "holds 20 bytes, not 6 Float values"},
       {"no_storage.pt", rezip(pt, {{"data/0", ""}}), "has no record data/0"},
       {"truncated_pickle.pt", rezip(pt, {{"data.pkl", pkl.substr(0, pkl.size() - 3)}}), "truncated pickle"},
+      {"many_objects.pt", rezip(pt, {{"data.pkl", "\x80\x02" + std::string(1'100'000, 'N') + "."}}), "more than 1048576 objects"},
       {"header_too_long.safetensors", std::string("\xe8\x03\0\0\0\0\0\0{}", 10), "runs past the end"},
       {"header_not_json.safetensors", safetensors_with_header("{nope", ""), "not valid JSON"},
       {"offsets_outside.safetensors",

@@ -60,6 +60,8 @@ bool storage_dtype(const std::string& name, at::ScalarType* dtype, std::string* 
   return true;
 }
 
+constexpr size_t kMaxObjects = size_t{1} << 20;  // ~100 MB; ResNet-152 needs ~20,000
+
 class Unpickler {
  public:
   Unpickler(const std::string& bytes, const StorageLoader& load) : in_(bytes), load_(load) {}
@@ -96,6 +98,9 @@ class Unpickler {
   }
 
   size_t make(Value v) {
+    // A state_dict needs a few dozen objects a tensor; a pickle of millions of tiny opcodes is an
+    // attempt to exhaust memory (each object takes ~100 bytes, its opcode 1).
+    if (arena_.size() >= kMaxObjects) fail("more than " + std::to_string(kMaxObjects) + " objects: not a state_dict");
     arena_.push_back(std::move(v));
     return arena_.size() - 1;
   }
