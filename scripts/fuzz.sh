@@ -5,9 +5,10 @@
 #   scripts/fuzz.sh --seconds S         the seeds, then S seconds of fresh fuzzing per target
 #   scripts/fuzz.sh --minutes N [--merge]  N minutes per target; --merge adds the inputs that
 #                                       reach new coverage to tests/fuzz/corpus/<target>/
-#   options: --targets "config cifar10 checkpoint", --build-only
+#   options: --targets "config cifar10 checkpoint weights", --build-only
 # Targets: fuzz_config (config file + --set), fuzz_cifar10 (binary reader, splits),
-# fuzz_checkpoint (CheckpointReader, load_model into a small model). A finding leaves its input
+# fuzz_checkpoint (CheckpointReader, load_model into a small model), fuzz_weights (.pt and
+# .safetensors state_dicts: src/interop). A finding leaves its input
 # in build-fuzz/findings/; reproduce with build-fuzz/tests/fuzz/fuzz_<target> FILE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ mode=replay
 seconds=0
 minutes=0
 merge=0
-targets="config cifar10 checkpoint"
+targets="config cifar10 checkpoint weights"
 while [ $# -gt 0 ]; do
   case "$1" in
     --replay) mode=replay; shift ;;
@@ -44,7 +45,7 @@ seeds=$build/seeds
 if [ ! -s "$seeds/checkpoint/resnet8.ckpt" ] || [ "$bin/fuzz_checkpoint_seed" -nt "$seeds/checkpoint/resnet8.ckpt" ]; then
   "$bin/fuzz_checkpoint_seed" "$seeds/checkpoint" >/dev/null
 fi
-[ "$mode" = build ] && { echo "fuzz.sh: built $bin/fuzz_{config,cifar10,checkpoint}"; exit 0; }
+[ "$mode" = build ] && { echo "fuzz.sh: built $bin/fuzz_{config,cifar10,checkpoint,weights}"; exit 0; }
 
 # The sanitizer options are built into the targets (tests/fuzz/fuzz_runtime.cpp: no leak
 # checks, allocations above 2 GB fail as they would on a small machine, UBSan findings abort);

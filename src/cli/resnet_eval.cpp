@@ -1,11 +1,17 @@
-// resnet-eval: evaluate a checkpoint on CIFAR-10 (batched, no augmentation, BN in eval mode).
+// resnet-eval: evaluate a checkpoint, or foreign weights, on CIFAR-10 (batched, no augmentation,
+// BN in eval mode).
 //   resnet-eval --checkpoint FILE|RUN_DIR [--data-dir DIR] [--split test|train|val] [--json FILE]
+//   resnet-eval --weights FILE.pt|FILE.safetensors --config CFG [--set key=value]... [same options]
+//   --logits FILE (.pt or .safetensors) also writes {"logits": float [N, classes], "labels": int64 [N]}
+//   of the evaluated images; --limit N evaluates only the split's first N images.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "cli/common.h"
 #include "data/cifar10.h"
 #include "eval/evaluate.h"
+#include "eval/logits.h"
+#include "interop/weights.h"
 #include "train/checkpoint.h"
 #include "train/run_dir.h"
 #include "train/runtime.h"
@@ -14,48 +20,94 @@
 
 int main(int argc, char** argv) {
   resnet::cli::tune_malloc();
-  CLI::App app{"Evaluate a resnet-train checkpoint on CIFAR-10", "resnet-eval"};
-  std::string checkpoint, data_dir, split = "test", json_out, device = "auto";
-  int64_t batch_size = 0;
-  app.add_option("--checkpoint", checkpoint, "checkpoint file or run folder")->required();
+  CLI::App app{"Evaluate a resnet-train checkpoint, or a PyTorch state_dict, on CIFAR-10", "resnet-eval"};
+  std::string checkpoint, weights, config_path, data_dir, split = "test", json_out, logits_out, device = "auto";
+  std::vector<std::string> sets;
+  int64_t batch_size = 0, limit = 0;
+  auto* ckpt_opt = app.add_option("--checkpoint", checkpoint, "checkpoint file or run folder");
+  auto* weights_opt = app.add_option("--weights", weights, "a .pt or .safetensors state_dict (native or torchvision names)");
+  auto* config_opt = app.add_option("--config", config_path, "with --weights: the experiment config that names the model");
+  app.add_option("--set", sets, "with --weights: override a config key (JSON value)")->needs(config_opt);
+  ckpt_opt->excludes(weights_opt);
+  weights_opt->needs(config_opt);
+  config_opt->needs(weights_opt);
   app.add_option("--data-dir", data_dir, "CIFAR-10 binary folder");
   app.add_option("--split", split, "test, train or val")->check(CLI::IsMember({"test", "train", "val"}));
   app.add_option("--json", json_out, "also write error, per-class accuracy and confusion matrix here");
+  app.add_option("--logits", logits_out, "also write the logits and labels of the evaluated images (.pt or .safetensors)");
+  app.add_option("--limit", limit, "evaluate only the first N images of the split")->check(CLI::NonNegativeNumber);
   app.add_option("--device", device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--batch-size", batch_size, "evaluation batch (default: the run's train.eval_batch_size)")
       ->check(CLI::NonNegativeNumber);
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
 
   return resnet::cli::run_main("resnet-eval", [&] {
-    if (!json_out.empty()) resnet::check_output_file(json_out);  // before the evaluation, not after
-    const std::string path = resnet::checkpoint_in(checkpoint);
-    resnet::CheckpointReader reader(path);
-    resnet::ExperimentConfig config = reader.config();
+    if (checkpoint.empty() && weights.empty())
+      throw resnet::InputError("--checkpoint FILE|RUN_DIR or --weights FILE --config CFG is required");
+    // Outputs are checked before the evaluation, not after.
+    if (!json_out.empty()) resnet::check_output_file(json_out);
+    const resnet::WeightsFormat logits_format =
+        logits_out.empty() ? resnet::WeightsFormat::kPt : resnet::format_for(logits_out);
+    if (!logits_out.empty()) resnet::check_output_file(logits_out);
+
+    std::unique_ptr<resnet::CheckpointReader> reader;
+    resnet::ExperimentConfig config;
+    std::string source;
+    if (!checkpoint.empty()) {
+      source = resnet::checkpoint_in(checkpoint);
+      reader = std::make_unique<resnet::CheckpointReader>(source);
+      config = reader->config();
+    } else {
+      source = weights;
+      config = resnet::cli::resolve_config(config_path, sets);
+    }
     config.runtime.device = device;
     config.runtime.cuda_graph = false;
     resnet::Runtime rt = resnet::resolve_runtime(config.runtime);
     resnet::apply_runtime(rt);
     auto model = resnet::make_model(config.model);
+    resnet::Normalizer normalizer;
+    bool fitted = false;
+    std::string label;
+    if (reader) {
+      reader->load_model(*model);
+      normalizer = reader->contents().normalizer;
+      label = config.name + ", step " + std::to_string(reader->contents().state.step);
+    } else {
+      const resnet::WeightsLoad load = resnet::load_weights_into(*model, weights);
+      // Our exports carry the normaliser they were trained with; foreign weights get the one a
+      // new run of this config would fit on its training images.
+      fitted = !resnet::normalizer_from_metadata(load.metadata, weights, &normalizer);
+      label = resnet::model_name(config.model) + ", " + resnet::names_name(load.names) + " names";
+    }
     model->to(rt.device);
-    reader.load_model(*model);
     if (rt.channels_last) resnet::to_channels_last(*model);
 
     const std::string dir = resnet::resolve_data_dir(data_dir, config.data);
-    resnet::Cifar10 data = resnet::load_cifar10(dir, split != "test");
+    resnet::Cifar10 data = resnet::load_cifar10(dir, split != "test" || fitted);
     resnet::Splits splits = resnet::make_splits(data, config.data);
-    const resnet::ImageSet& set = split == "test" ? splits.test : split == "train" ? splits.train : splits.val;
+    if (fitted) normalizer = resnet::fit_normalizer(splits.train.images, config.data.normalize);
+    resnet::ImageSet set = split == "test" ? splits.test : split == "train" ? splits.train : splits.val;
     if (set.size() == 0)
       throw resnet::InputError("--split " + split + ": the run has no " + split + " set (data.val_size is 0)");
+    if (limit > 0 && limit < set.size()) set = {set.images.narrow(0, 0, limit), set.labels.narrow(0, 0, limit)};
 
-    resnet::EvalOptions opts{batch_size > 0 ? batch_size : config.train.eval_batch_size, rt.channels_last, rt.bf16};
-    resnet::EvalResult result = resnet::evaluate(*model, set, reader.contents().normalizer, opts);
-    std::cout << path << " (" << config.name << ", step " << reader.contents().state.step << "), "
-              << split << " split\n" << resnet::format_report(result, data.class_names);
+    const int64_t batch = batch_size > 0 ? batch_size : config.train.eval_batch_size;
+    resnet::EvalOptions opts{batch, rt.channels_last, rt.bf16};
+    resnet::EvalResult result = resnet::evaluate(*model, set, normalizer, opts);
+    std::cout << source << " (" << label << "), " << split << " split"
+              << (fitted ? ", normaliser fitted on the training images" : "") << "\n"
+              << resnet::format_report(result, data.class_names);
+    if (!logits_out.empty()) {
+      const at::Tensor logits = resnet::compute_logits(*model, set, normalizer, batch);
+      resnet::write_weights(logits_out, logits_format, {{"logits", logits}, {"labels", set.labels}},
+                            nlohmann::json{{"source", source}, {"split", split}, {"error", result.error}});
+    }
     if (!json_out.empty()) {
       nlohmann::json j = result.to_json(data.class_names);
-      j["checkpoint"] = path;
+      j[reader ? "checkpoint" : "weights"] = source;
       j["split"] = split;
-      j["step"] = reader.contents().state.step;
+      if (reader) j["step"] = reader->contents().state.step;
       resnet::write_file_atomic(json_out, j.dump(2) + "\n");
     }
     return 0;

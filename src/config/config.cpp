@@ -16,6 +16,8 @@ using nlohmann::json;
 // Keys whose value is true, false or "auto" (decided later from the device).
 const std::set<std::string> kTriState = {"runtime.channels_last", "runtime.cuda_graph",
                                          "runtime.cudnn_benchmark"};
+// Arrays of strings (every other array holds integers).
+const std::set<std::string> kStringArrays = {"model.init_skip"};
 
 json tri(const std::optional<bool>& v) { return v ? json(*v) : json("auto"); }
 std::optional<bool> tri(const json& v) {
@@ -81,7 +83,13 @@ void check_schema(const json& schema, const json& user, const std::string& path)
     if (!user.is_string()) fail("a string");
   } else if (schema.is_array()) {
     if (!user.is_array()) fail("an array");
+    const bool strings = kStringArrays.count(path) > 0;
     for (size_t i = 0; i < user.size(); ++i) {
+      if (strings) {
+        if (!user[i].is_string())
+          throw InputError(path + "[" + std::to_string(i) + "]: expected a string, got " + user[i].dump());
+        continue;
+      }
       if (!user[i].is_number_integer() || !fits_int64(user[i]))
         throw InputError(path + "[" + std::to_string(i) + "]: expected an integer, got " +
                          user[i].dump());
@@ -135,7 +143,8 @@ json to_json(const ExperimentConfig& c) {
       {"model",
        {{"family", m.family}, {"depth", m.depth}, {"residual", m.residual},
         {"shortcut", m.shortcut}, {"block", m.block}, {"preact", m.preact}, {"stem", m.stem},
-        {"num_classes", m.num_classes}, {"zero_init_residual", m.zero_init_residual}}},
+        {"num_classes", m.num_classes}, {"zero_init_residual", m.zero_init_residual},
+        {"init_from", m.init_from}, {"init_skip", m.init_skip}, {"init_sha256", m.init_sha256}}},
       {"data",
        {{"dir", d.dir}, {"val_size", d.val_size}, {"val_seed", d.val_seed},
         {"train_limit", d.train_limit}, {"test_limit", d.test_limit},
@@ -169,7 +178,8 @@ ExperimentConfig config_from_json(const json& user) {
   c.name = j["name"];
   const json& m = j["model"];
   c.model = {m["family"], to_int(m["depth"], "model.depth"), m["residual"], m["shortcut"], m["block"],
-             m["preact"], m["stem"], to_int(m["num_classes"], "model.num_classes"), m["zero_init_residual"]};
+             m["preact"], m["stem"], to_int(m["num_classes"], "model.num_classes"), m["zero_init_residual"],
+             m["init_from"], m["init_skip"].get<std::vector<std::string>>(), m["init_sha256"]};
   const json& d = j["data"];
   c.data = {d["dir"], d["val_size"], d["val_seed"], d["train_limit"], d["test_limit"],
             d["normalize"], d["augment"]};
@@ -204,6 +214,15 @@ void validate_model(ModelConfig& m) {
   one_of("model.block", m.block, {"auto", "basic", "bottleneck"});
   one_of("model.stem", m.stem, {"auto", "cifar", "imagenet"});
   if (m.num_classes < 1) bad("model.num_classes", "must be at least 1");
+  if (!m.init_skip.empty() && m.init_from.empty()) bad("model.init_skip", "needs model.init_from");
+  for (const auto& prefix : m.init_skip)
+    if (prefix.empty() || prefix.front() == '.' || prefix.back() == '.')
+      bad("model.init_skip", "'" + printable(prefix) + "' is not a layer name such as \"fc\" or \"layer4.1\"");
+  if (!m.init_sha256.empty()) {
+    if (m.init_from.empty()) bad("model.init_sha256", "needs model.init_from");
+    if (m.init_sha256.size() != 64 || m.init_sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+      bad("model.init_sha256", "'" + printable(m.init_sha256) + "' is not 64 lowercase hex digits");
+  }
 
   if (m.family == "cifar") {
     if (m.block == "auto") m.block = "basic";

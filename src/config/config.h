@@ -23,6 +23,12 @@ struct ModelConfig {
   std::string stem = "auto";     // cifar (3x3/1) | imagenet (7x7/2 + maxpool); auto = per family
   int num_classes = 10;
   bool zero_init_residual = false;  // last BN of each residual branch starts at gamma = 0
+  // Fine-tuning: a new run starts from the weights in this .pt/.safetensors file (native or
+  // torchvision names, told apart automatically) instead of a random initialisation; resumes
+  // ignore it. Layers under an init_skip prefix ("fc", "conv1") keep their random start.
+  std::string init_from;
+  std::vector<std::string> init_skip;
+  std::string init_sha256;  // the file's SHA-256: "" = any (the run fills it in), else must match
 };
 
 struct DataConfig {

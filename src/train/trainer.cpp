@@ -23,6 +23,7 @@
 #include "data/cifar10.h"
 #include "dist/dist.h"
 #include "eval/evaluate.h"
+#include "interop/weights.h"
 #include "models/resnet.h"
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
@@ -194,6 +195,7 @@ void prepare(Session& s, CheckpointReader* from) {
 
   at::manual_seed(static_cast<uint64_t>(s.config.runtime.seed));  // weight initialisation
   s.model = make_model(s.config.model);
+  if (!from) init_from_file(*s.model, s.config.model);  // model.init_from: fine-tuning (interop/weights.h)
   s.model->to(s.runtime.device);
   if (s.runtime.channels_last) to_channels_last(*s.model);
   const auto& t = s.config.train;

@@ -1,0 +1,165 @@
+"""The networks of resnet-train in PyTorch, with the same state_dict keys (our "native" names).
+
+    from cifar_resnet import ResNet, from_metadata
+    model = ResNet(depth=56)                          # CIFAR ResNet-56, option A
+    model.load_state_dict(torch.load("resnet56.pt", weights_only=True))
+
+Mirrors src/models/{resnet,blocks}.cpp (He et al. 2015, 2016):
+  CIFAR family: 3x3 conv(16) -> 3 stages of n blocks at 16/32/64 filters (strides 1/2/2) -> pool -> fc,
+    depth = 6n+2 (basic blocks) or 9n+2 (bottlenecks, outputs 64/128/256).
+  ImageNet family: stem -> 4 stages at 64/128/256/512 -> pool -> fc (torchvision's ResNet-18..152;
+    export those with --names torchvision to load them into torchvision.models itself).
+  post-activation block   y = relu(F(x) + s(x)),  F = bn2(conv2(relu(bn1(conv1(x)))))
+  pre-activation block    y = F(x) + s(x),        F = conv2(relu(bn2(conv1(relu(bn1(x))))))
+  residual=False: the plain twin, y = relu(F(x)) (pre-activation: F(x)), no shortcut modules.
+  Shortcut where the shape changes: A = identity on a stride-2 subsample, zero-padded channels
+  (no parameters); B = 1x1 conv + BN only there; C = 1x1 conv + BN on every block. Pre-activation
+  projections read relu(bn1(x)) and have no BN.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IMAGENET_BLOCKS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
+
+
+def _conv(cin, cout, kernel, stride):
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
+
+
+def option_a_shortcut(x, stride, out_channels):
+    s = x[:, :, ::stride, ::stride] if stride != 1 else x
+    extra = out_channels - x.size(1)
+    return F.pad(s, (0, 0, 0, 0, 0, extra)) if extra > 0 else s
+
+
+class Block(nn.Module):
+    """A chain of (conv, BN) layers; `widths` lists (kernel, in, out, stride) per layer."""
+
+    def __init__(self, in_channels, planes, stride, expansion, layers, residual, shortcut, preact):
+        super().__init__()
+        self.stride, self.out_channels = stride, planes * expansion
+        self.residual, self.preact = residual, preact
+        self.changes_shape = stride != 1 or in_channels != self.out_channels
+        project = residual and (shortcut == "C" or (shortcut == "B" and self.changes_shape))
+        # Registered first, as in blocks.cpp (the order of the state_dict follows registration).
+        self.shortcut_conv = _conv(in_channels, self.out_channels, 1, stride) if project else None
+        self.shortcut_bn = nn.BatchNorm2d(self.out_channels) if project and not preact else None
+        self.n = len(layers)
+        for k, (kernel, cin, cout, s) in enumerate(layers, start=1):
+            setattr(self, f"conv{k}", _conv(cin, cout, kernel, s))
+            # Pre-activation BNs normalise a layer's input, post-activation BNs its output.
+            setattr(self, f"bn{k}", nn.BatchNorm2d(cin if preact else cout))
+
+    def shortcut(self, x, pre):
+        if self.shortcut_conv is not None:
+            s = self.shortcut_conv(pre)
+            return self.shortcut_bn(s) if self.shortcut_bn is not None else s
+        return option_a_shortcut(x, self.stride, self.out_channels) if self.changes_shape else x
+
+    def forward(self, x):
+        convs = [getattr(self, f"conv{k}") for k in range(1, self.n + 1)]
+        bns = [getattr(self, f"bn{k}") for k in range(1, self.n + 1)]
+        if self.preact:
+            pre = F.relu(bns[0](x))
+            o = pre
+            for i, conv in enumerate(convs):
+                if i > 0:
+                    o = F.relu(bns[i](o))
+                o = conv(o)
+            return o + self.shortcut(x, pre) if self.residual else o
+        o = x
+        for i, (conv, bn) in enumerate(zip(convs, bns)):
+            o = bn(conv(o))
+            if i + 1 < len(convs):
+                o = F.relu(o)
+        return F.relu(o + self.shortcut(x, x) if self.residual else o)
+
+
+def basic_block(cin, planes, stride, **kw):
+    return Block(cin, planes, stride, 1, [(3, cin, planes, stride), (3, planes, planes, 1)], **kw)
+
+
+def bottleneck(cin, planes, stride, **kw):
+    # The stride sits on the 3x3 conv, as in torchvision ("ResNet v1.5").
+    return Block(cin, planes, stride, 4,
+                 [(1, cin, planes, 1), (3, planes, planes, stride), (1, planes, planes * 4, 1)], **kw)
+
+
+class ResNet(nn.Module):
+    def __init__(self, family="cifar", depth=20, residual=True, shortcut="auto", block="auto", preact=False,
+                 stem="auto", num_classes=10, **_ignored):
+        super().__init__()
+        if family == "cifar":
+            block = "basic" if block == "auto" else block
+            per = 6 if block == "basic" else 9
+            if depth < per + 2 or (depth - 2) % per:
+                raise ValueError(f"depth {depth} is not {per}n+2")
+            n = (depth - 2) // per
+            stem_channels, planes, blocks = 16, [16, 32, 64], [n, n, n]
+            stem = "cifar" if stem == "auto" else stem
+        else:
+            blocks = IMAGENET_BLOCKS[depth]
+            block = ("basic" if depth in (18, 34) else "bottleneck") if block == "auto" else block
+            stem_channels, planes = 64, [64, 128, 256, 512]
+            stem = "imagenet" if stem == "auto" else stem
+        if shortcut == "auto":
+            shortcut = "A" if family == "cifar" and block == "basic" else "B"
+        self.imagenet_stem, self.preact = stem == "imagenet", preact
+        kernel = 7 if self.imagenet_stem else 3
+        self.stem_conv = nn.Conv2d(3, stem_channels, kernel, stride=2 if self.imagenet_stem else 1,
+                                   padding=kernel // 2, bias=False)
+        self.stem_bn = None if preact else nn.BatchNorm2d(stem_channels)
+        make = basic_block if block == "basic" else bottleneck
+        expansion = 1 if block == "basic" else 4
+        channels, i = stem_channels, 0
+        for s, (p, count) in enumerate(zip(planes, blocks)):
+            for b in range(count):
+                stride = 2 if s > 0 and b == 0 else 1
+                setattr(self, f"block{i}", make(channels, p, stride, residual=residual, shortcut=shortcut,
+                                                preact=preact))
+                channels, i = p * expansion, i + 1
+        self.num_blocks = i
+        self.final_bn = nn.BatchNorm2d(channels) if preact else None
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        x = self.stem_conv(x)
+        if self.stem_bn is not None:
+            x = F.relu(self.stem_bn(x))
+        if self.imagenet_stem:
+            x = F.max_pool2d(x, 3, 2, 1)
+        for i in range(self.num_blocks):
+            x = getattr(self, f"block{i}")(x)
+        if self.final_bn is not None:
+            x = F.relu(self.final_bn(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def from_metadata(metadata):
+    """The network an export's metadata["model"] (a resnet-train model config) describes."""
+    return ResNet(**metadata["model"])
+
+
+def normalize(images_uint8, metadata):
+    """uint8 [N, 3, 32, 32] -> the float input the exported network was trained on."""
+    n = metadata["normalizer"]
+    mean = torch.tensor(n["mean"]).view(n["mean_shape"])
+    std = torch.tensor(n["std"]).view(n["std_shape"])
+    return (images_uint8.float() / 255 - mean) / std
+
+
+def read_metadata(path):
+    """Our metadata from a .pt (zip record extra/resnet_train.json) or .safetensors export."""
+    import json
+    import struct
+    import zipfile
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith("/extra/resnet_train.json")]
+            return json.loads(z.read(names[0])) if names else {}
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    meta = header.get("__metadata__", {})
+    return json.loads(meta["resnet_train"]) if "resnet_train" in meta else {}

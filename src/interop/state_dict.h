@@ -1,0 +1,44 @@
+#pragma once
+// A model's state_dict under two naming schemes:
+//
+//   native       our module names, which python/cifar_resnet.py reproduces:
+//                stem_conv, stem_bn, block<i>.conv<k>/bn<k>, block<i>.shortcut_conv/shortcut_bn,
+//                final_bn, fc  (blocks numbered 0.. through all stages)
+//   torchvision  torchvision.models.resnet18/34/50/101/152: conv1, bn1,
+//                layer<s>.<j>.conv<k>/bn<k>, layer<s>.<j>.downsample.0/1, fc  (s = stage 1..4,
+//                j = block within the stage)
+//
+// Our ImageNet family is torchvision's architecture (stride on the bottleneck's 3x3 conv, "v1.5";
+// projections only where the shape changes, i.e. option B), so the two names are one network.
+// Order: PyTorch's (each module's parameters, then its buffers; modules as registered).
+#include <map>
+#include <string>
+
+#include "config/config.h"
+#include "interop/weights_file.h"
+#include "models/resnet.h"
+
+namespace resnet {
+
+enum class Names { kNative, kTorchvision };
+// "native" | "torchvision"; InputError("--names: ...") otherwise.
+Names names_from_flag(const std::string& flag);
+const char* names_name(Names names);
+
+// The state (parameters and buffers, incl. BN's num_batches_tracked) under native names. The
+// tensors are the model's own (not copies).
+NamedTensors model_state(const ResNetImpl& model);
+
+// Why `config` has no torchvision counterpart, "" if it has one: the ImageNet family,
+// post-activation, residual, shortcut B. (A "cifar" stem keeps the names; torchvision's conv1
+// and maxpool must then be swapped for a 3x3/1 conv and nn.Identity, see README.)
+std::string torchvision_mismatch(const ModelConfig& config);
+
+// native name -> torchvision name for every entry of model_state(model). Throws InputError
+// (torchvision_mismatch) when the model has no torchvision counterpart.
+std::map<std::string, std::string> torchvision_names(const ResNetImpl& model);
+
+// model_state(model) under `names`.
+NamedTensors named_state(const ResNetImpl& model, Names names);
+
+}  // namespace resnet

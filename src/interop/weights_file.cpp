@@ -1,0 +1,94 @@
+#include "interop/weights_file.h"
+
+#include <c10/util/Exception.h>
+
+#include <filesystem>
+#include <new>
+#include <set>
+
+#include "util/errors.h"
+#include "util/json_io.h"
+
+namespace resnet {
+namespace {
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+}  // namespace
+
+std::string quoted_name(const std::string& name) {
+  std::string out = "'";
+  for (const char ch : name.substr(0, 200)) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c != 0x7f) {
+      out += ch;
+    } else {
+      const char* hex = "0123456789abcdef";
+      out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
+    }
+  }
+  return out + (name.size() > 200 ? "...'" : "'");
+}
+
+WeightsFormat format_for(const std::string& path, const std::string& flag) {
+  if (flag == "pt") return WeightsFormat::kPt;
+  if (flag == "safetensors") return WeightsFormat::kSafetensors;
+  if (!flag.empty()) throw InputError("--format: '" + flag + "' is not one of pt|safetensors");
+  if (ends_with(path, ".safetensors")) return WeightsFormat::kSafetensors;
+  if (ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin")) return WeightsFormat::kPt;
+  throw InputError(path + ": cannot tell the format from the name (.pt or .safetensors); pass --format");
+}
+
+const char* format_name(WeightsFormat format) { return format == WeightsFormat::kPt ? "pt" : "safetensors"; }
+
+void check_weight_dtype(const at::Tensor& t, const std::string& what) {
+  const auto d = t.scalar_type();
+  if (d != at::kFloat && d != at::kBFloat16 && d != at::kHalf && d != at::kLong)
+    throw InputError(what + ": dtype " + std::string(c10::toString(d)) +
+                     " is not supported (float32, bfloat16, float16, int64)");
+}
+
+void write_weights(const std::string& path, WeightsFormat format, const NamedTensors& tensors,
+                   const nlohmann::json& metadata) {
+  const std::string bytes =
+      format == WeightsFormat::kPt ? encode_pt(tensors, metadata) : encode_safetensors(tensors, metadata);
+  write_file_atomic(path, bytes);
+}
+
+WeightsFile parse_weights(const std::string& bytes, const std::string& path) {
+  WeightsFile file;
+  try {
+    if (bytes.rfind("PK\x03\x04", 0) == 0) {
+      file = decode_pt(bytes);
+    } else if (bytes.size() >= 9 && bytes[8] == '{') {
+      file = decode_safetensors(bytes);
+    } else if (bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0x80) {
+      throw InputError("a legacy (pre-1.6, non-zip) torch.save file; re-save it with a current PyTorch");
+    } else {
+      throw InputError("neither a PyTorch .pt (zip) nor a .safetensors file");
+    }
+  } catch (const InputError& e) {
+    throw InputError(path + ": " + e.what());
+  } catch (const c10::Error& e) {  // anything LibTorch's zip reader finds that we did not
+    throw InputError(path + ": damaged weights file (" + first_line(e.what_without_backtrace()) + ")");
+  } catch (const std::bad_alloc&) {
+    throw InputError(path + ": damaged weights file (sizes beyond memory)");
+  }
+  if (file.tensors.empty()) throw InputError(path + ": holds no tensors");
+  std::set<std::string> seen;
+  for (const auto& [name, t] : file.tensors) {
+    if (!seen.insert(name).second) throw InputError(path + ": tensor " + quoted_name(name) + " appears twice");
+    try {
+      check_weight_dtype(t, "tensor " + quoted_name(name));
+    } catch (const InputError& e) {
+      throw InputError(path + ": " + e.what());
+    }
+  }
+  return file;
+}
+
+WeightsFile read_weights(const std::string& path) { return parse_weights(read_text_file(path), path); }
+
+}  // namespace resnet

@@ -1,0 +1,63 @@
+#pragma once
+// Weight files the PyTorch ecosystem reads: a named list of tensors plus our metadata.
+//
+//   .pt           PyTorch's zip format (torch.save) holding a plain state_dict: a dict of
+//                 name -> tensor that torch.load(path, weights_only=True) accepts (1.13 and 2.x).
+//                 Metadata: the zip record "<archive>/extra/resnet_train.json", which torch.load
+//                 ignores; the state_dict stays exactly what load_state_dict(strict=True) wants.
+//   .safetensors  8-byte little-endian header length N, N bytes of JSON
+//                 {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}},
+//                 then the raw little-endian data. Metadata: __metadata__["resnet_train"] (JSON text).
+//
+// Readers never execute anything from a file: the .pt pickle is read by our own restricted
+// unpickler (pickle_reader.h), which knows tensors, dicts, lists, tuples, numbers and strings.
+// Tensors are float32, bfloat16, float16 or int64, little-endian. Every reader error is an
+// InputError whose one line names the file.
+#include <ATen/core/Tensor.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace resnet {
+
+enum class WeightsFormat { kPt, kSafetensors };
+
+// A state_dict: names in file order, tensors dense and contiguous on the CPU.
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+struct WeightsFile {
+  NamedTensors tensors;
+  nlohmann::json metadata = nlohmann::json::object();  // ours (see weights_metadata.h), or {}
+  WeightsFormat format = WeightsFormat::kPt;
+};
+
+// ".pt"/".pth"/".bin" -> kPt, ".safetensors" -> kSafetensors; `flag` ("pt"|"safetensors") wins
+// when not empty. InputError naming the path or the flag otherwise.
+WeightsFormat format_for(const std::string& path, const std::string& flag = "");
+const char* format_name(WeightsFormat format);
+
+// Writes atomically (never a half-written file). Tensors: float32/bfloat16/float16/int64, any
+// device and layout (each is written as a contiguous CPU copy). std::runtime_error on I/O errors.
+void write_weights(const std::string& path, WeightsFormat format, const NamedTensors& tensors,
+                   const nlohmann::json& metadata);
+
+// Reads a .pt or .safetensors file (told apart by content, not by name).
+WeightsFile read_weights(const std::string& path);
+// The same from bytes already read; `path` only names the file in errors.
+WeightsFile parse_weights(const std::string& bytes, const std::string& path);
+
+// Per format (bytes -> tensors); InputError messages do not name the file, parse_weights adds it.
+std::string encode_pt(const NamedTensors& tensors, const nlohmann::json& metadata);
+WeightsFile decode_pt(const std::string& bytes);
+std::string encode_safetensors(const NamedTensors& tensors, const nlohmann::json& metadata);
+WeightsFile decode_safetensors(const std::string& bytes);
+
+// The dtypes a weight file may hold; InputError("<what>: dtype ... is not supported") otherwise.
+void check_weight_dtype(const at::Tensor& tensor, const std::string& what);
+
+// `name` as a one-line message may show it (control characters as \xNN, cut at 200), quoted.
+std::string quoted_name(const std::string& name);
+
+}  // namespace resnet

@@ -1,0 +1,262 @@
+// Weights between resnet-train and PyTorch, checked against PyTorch itself (Debian's
+// python3-torch and python3-torchvision, /usr/bin/python3): the same images through both
+// implementations give the same logits, in both directions. Skipped, with a message, where
+// that Python cannot import torch and torchvision (scripts/install_deps.sh --python installs them).
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <cstdio>
+#include <fstream>
+#include <regex>
+
+#include "interop/weights.h"
+#include "test_support.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+#include "util/errors.h"
+#include "util/json_io.h"
+#include "util/sha256.h"
+
+using namespace resnet;
+using resnet::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kPython = "/usr/bin/python3";
+const std::string kScripts = std::string(RESNET_SOURCE_DIR) + "/tests/interop/";
+
+// Runs a command; returns (exit code, stdout + stderr).
+std::pair<int, std::string> run(const std::string& cmd, const TempDir& tmp) {
+  const std::string log = tmp / "cmd.log";
+  const int status = std::system((cmd + " > " + log + " 2>&1").c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_text_file(log)};
+}
+
+double max_abs_diff(const std::string& text) {
+  std::smatch m;
+  if (!std::regex_search(text, m, std::regex("max_abs_diff ([0-9.e+-]+)"))) return 1e9;
+  return std::stod(m[1]);
+}
+
+class InteropPython : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::system((kPython + " -c 'import torch, torchvision' > /dev/null 2>&1").c_str()) != 0)
+      GTEST_SKIP() << kPython << " cannot import torch and torchvision: run scripts/install_deps.sh --python";
+    data = tmp / "data";
+    resnet::testing::write_synthetic_cifar(data, 20, 64);  // 100 training images, 64 test images
+  }
+
+  // A few SGD steps on the synthetic set: BN statistics and weights that are not the init.
+  std::string trained_run(ModelConfig model, const std::string& name, int64_t steps = 3) {
+    ExperimentConfig c;
+    c.name = name;
+    c.model = model;
+    c.data.dir = data;
+    c.train.batch_size = 16;
+    c.train.iterations = steps;
+    c.train.lr = 0.01;  // gentle: larger steps on 100 images blow the logits up to 1e3
+    c.train.eval_every = steps;
+    c.train.eval_batch_size = 64;
+    c.runtime.threads = 1;
+    c.runtime.seed = 5;
+    validate(c);
+    TrainOptions o;
+    o.out_dir = tmp / name;
+    o.progress = false;
+    o.console = false;
+    EXPECT_EQ(train(c, o), 0);
+    return o.out_dir;
+  }
+
+  std::string python(const std::string& script, const std::string& args) {
+    // No __pycache__ folders in the source tree.
+    return "cd " + kScripts + " && PYTHONDONTWRITEBYTECODE=1 " + kPython + " " + script + " " + args;
+  }
+
+  TempDir tmp;
+  std::string data;
+};
+
+ModelConfig model_of(const std::string& family, int depth, const std::string& stem = "auto") {
+  ModelConfig m;
+  m.family = family;
+  m.depth = depth;
+  m.stem = stem;
+  validate_model(m);
+  return m;
+}
+
+}  // namespace
+
+// (1) C++ -> Python: exported weights load with torch.load(weights_only=True) and strict=True
+// into python/cifar_resnet.py or torchvision, and give resnet-eval's logits to 1e-4.
+TEST_F(InteropPython, ExportsLoadIntoPyTorchAndGiveTheSameLogits) {
+  struct Case {
+    ModelConfig model;
+    std::string name, names, ext;
+  };
+  const std::vector<Case> cases = {
+      {model_of("cifar", 20), "resnet20", "native", ".pt"},
+      {model_of("cifar", 20), "resnet20", "native", ".safetensors"},
+      {model_of("imagenet", 18), "resnet18", "torchvision", ".pt"},
+      {model_of("imagenet", 18), "resnet18", "torchvision", ".safetensors"},
+  };
+  for (const auto& c : cases) {
+    // 30 steps: BN's running statistics (momentum 0.1) are then close to the activations' own, so
+    // eval-mode logits have a sane scale (after 3 steps ResNet-18's reach 1e5, where fp32 rounding
+    // alone exceeds 1e-4).
+    const std::string run_dir = fs::exists(tmp / c.name) ? tmp / c.name : trained_run(c.model, c.name, 30);
+    const std::string out = tmp / (c.name + c.ext), logits = tmp / (c.name + "_logits.pt");
+    auto [rc, text] = run(std::string(RESNET_EXPORT_BIN) + " --checkpoint " + run_dir + " --out " + out +
+                              " --names " + c.names, tmp);
+    ASSERT_EQ(rc, 0) << text;
+    std::tie(rc, text) = run(std::string(RESNET_EVAL_BIN) + " --checkpoint " + run_dir + " --logits " + logits +
+                                 " --limit 64", tmp);
+    ASSERT_EQ(rc, 0) << text;
+    std::tie(rc, text) = run(python("check_export.py", "--weights " + out + " --arch " + c.names + " --data " + data +
+                                                           " --logits " + logits), tmp);
+    EXPECT_EQ(rc, 0) << c.name << c.ext << ": " << text;
+    const double diff = max_abs_diff(text);
+    EXPECT_LE(diff, 1e-4) << text;
+    std::printf("%s%s (%s names): %s", c.name.c_str(), c.ext.c_str(), c.names.c_str(), text.c_str());
+  }
+}
+
+// (2) Python -> C++: torchvision ResNet-18/50 and python/cifar_resnet.py's ResNet-56, saved by
+// torch.save (OrderedDict and plain dict), give Python's logits and test error in resnet-eval.
+TEST_F(InteropPython, PythonWeightsGiveTheSameLogitsInResnetEval) {
+  auto [rc, text] = run(python("make_python_weights.py", "--out " + (tmp / "py") + " --data " + data +
+                                                             " --only tv_resnet18 tv_resnet50 cifar_resnet56 evil"), tmp);
+  ASSERT_EQ(rc, 0) << text;
+  const std::map<std::string, std::string> configs = {
+      {"tv_resnet18", R"({"model": {"family": "imagenet", "depth": 18}})"},
+      {"tv_resnet50", R"({"model": {"family": "imagenet", "depth": 50}})"},
+      {"cifar_resnet56", R"({"model": {"depth": 56}})"}};
+  for (const auto& [name, config] : configs) {
+    const std::string cfg = tmp / (name + ".json"), logits = tmp / (name + "_cpp.safetensors");
+    write_file_atomic(cfg, config);
+    std::tie(rc, text) = run(std::string(RESNET_EVAL_BIN) + " --weights " + (tmp / "py/") + name + ".pt --config " +
+                                 cfg + " --data-dir " + data + " --limit 64 --logits " + logits + " --json " +
+                                 (tmp / "eval.json"), tmp);
+    ASSERT_EQ(rc, 0) << text;
+    EXPECT_NE(text.find("normaliser fitted on the training images"), std::string::npos) << text;
+    const at::Tensor ours = read_weights(logits).tensors.at(0).second;
+    const at::Tensor theirs = read_weights(tmp / ("py/" + name) + "_logits.pt").tensors.at(0).second;
+    ASSERT_EQ(ours.sizes(), theirs.sizes());
+    const double diff = (ours - theirs).abs().max().item<double>();
+    EXPECT_LE(diff, 1e-4) << name;
+    EXPECT_DOUBLE_EQ(read_json_file(tmp / "eval.json")["error"].get<double>(),
+                     read_json_file(tmp / ("py/" + name) + ".json")["error"].get<double>())
+        << name;
+    std::printf("%s: max |logit diff| %.3g (|logit| up to %.3g)\n", name.c_str(), diff,
+                theirs.abs().max().item<double>());
+  }
+  // A pickle that would run os.system when unpickled by pickle.load: refused by name, nothing run.
+  std::tie(rc, text) = run("cd " + tmp.path() + " && " + RESNET_EVAL_BIN + " --weights py/evil.pt --config " +
+                               (tmp / "cifar_resnet56.json") + " --data-dir " + data, tmp);
+  EXPECT_EQ(rc, 2) << text;
+  EXPECT_NE(text.find("resnet-eval: error: py/evil.pt: data.pkl: refers to posix.system"), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists(tmp / "PWNED"));
+}
+
+// (3) C++ -> Python -> C++: what PyTorch saves back (an OrderedDict) is bit for bit what we exported.
+TEST_F(InteropPython, RoundTripThroughPyTorchIsBitIdentical) {
+  const std::string run_dir = trained_run(model_of("cifar", 20), "resnet20");
+  const std::string out = tmp / "r20.pt", back = tmp / "r20_back.pt", logits = tmp / "logits.pt";
+  ASSERT_EQ(run(std::string(RESNET_EXPORT_BIN) + " --checkpoint " + run_dir + " --out " + out, tmp).first, 0);
+  ASSERT_EQ(run(std::string(RESNET_EVAL_BIN) + " --checkpoint " + run_dir + " --logits " + logits, tmp).first, 0);
+  auto [rc, text] = run(python("check_export.py", "--weights " + out + " --arch native --data " + data + " --logits " +
+                                                      logits + " --resave " + back), tmp);
+  ASSERT_EQ(rc, 0) << text;
+  const WeightsFile a = read_weights(out), b = read_weights(back);
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    EXPECT_EQ(a.tensors[i].first, b.tensors[i].first);
+    EXPECT_EQ(a.tensors[i].second.scalar_type(), b.tensors[i].second.scalar_type());
+    EXPECT_TRUE(at::equal(a.tensors[i].second, b.tensors[i].second)) << a.tensors[i].first;
+  }
+  // And into a model: the checkpoint's weights exactly.
+  CheckpointReader reader(run_dir + "/checkpoints/last.ckpt");
+  auto original = make_model(reader.config().model);
+  reader.load_model(*original);
+  auto loaded = make_model(reader.config().model);
+  load_weights_into(*loaded, back);
+  const auto x = model_state(*original), y = model_state(*loaded);
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(at::equal(x[i].second, y[i].second)) << x[i].first;
+}
+
+// (4) Fine-tuning: a 1000-class torchvision ResNet-18 starts a 10-class CIFAR run (cifar stem)
+// once its head and stem are skipped; the run records the file and learns.
+TEST_F(InteropPython, FineTuneFromA1000ClassTorchvisionCheckpoint) {
+  auto [rc, text] = run(python("make_python_weights.py", "--out " + (tmp / "py") + " --data " + data +
+                                                             " --only tv_resnet18_imagenet"), tmp);
+  ASSERT_EQ(rc, 0) << text;
+  const std::string weights = tmp / "py/tv_resnet18_imagenet.pt";
+  ExperimentConfig c;
+  c.model = model_of("imagenet", 18, "cifar");
+  c.data.dir = data;
+  c.train.batch_size = 20;
+  c.train.iterations = 10;
+  c.train.eval_every = 5;
+  c.train.lr = 0.02;
+  c.train.eval_batch_size = 64;
+  c.runtime.threads = 1;
+  write_file_atomic(tmp / "cfg.json", to_json(c).dump());
+  const std::string train_cmd = std::string(RESNET_TRAIN_BIN) + " --config " + (tmp / "cfg.json") +
+                                " --no-progress --set model.init_from=" + weights;
+  // Without init_skip: the ImageNet stem and head do not fit, and the message lists them.
+  std::tie(rc, text) = run(train_cmd + " --out " + (tmp / "refused"), tmp);
+  EXPECT_EQ(rc, 2) << text;
+  EXPECT_NE(text.find("resnet-train: error: model.init_from: " + weights + ": does not fit resnet-18-imagenet "
+                      "(torchvision names): 3 mis-shaped (conv1.weight [64, 3, 7, 7] in the file, [64, 3, 3, 3] in "
+                      "the model, fc.weight [1000, 512] in the file, [10, 512] in the model, fc.bias [1000] in the "
+                      "file, [10] in the model)"), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists(tmp / "refused"));
+
+  std::tie(rc, text) = run(train_cmd + " --set 'model.init_skip=[\"fc\", \"conv1\"]' --out " + (tmp / "run"), tmp);
+  ASSERT_EQ(rc, 0) << text;
+  const nlohmann::json config = read_json_file(tmp / "run/config.json");
+  EXPECT_EQ(config["model"]["init_from"], fs::absolute(weights).lexically_normal().string());
+  EXPECT_EQ(config["model"]["init_sha256"], sha256_hex(read_text_file(weights)));
+  std::vector<double> losses;
+  std::ifstream metrics(tmp / "run/metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) losses.push_back(nlohmann::json::parse(line)["train_loss"]);
+  ASSERT_EQ(losses.size(), 2u);
+  EXPECT_LT(losses[1], losses[0]) << "the fine-tune did not learn";
+  // The body started from the file: 10 small steps later it is still close to it.
+  CheckpointReader reader(tmp / "run/checkpoints/last.ckpt");
+  auto model = make_model(reader.config().model);
+  reader.load_model(*model);
+  at::Tensor start;
+  for (const auto& [name, t] : read_weights(weights).tensors)
+    if (name == "layer3.0.conv1.weight") start = t;
+  ASSERT_TRUE(start.defined());
+  const at::Tensor now = model->named_parameters()["block4.conv1.weight"];
+  EXPECT_LT((now - start).norm().item<double>(), 0.2 * start.norm().item<double>());
+}
+
+// The README's "Using the weights in Python" snippets, run as written next to the files its
+// commands produce.
+TEST_F(InteropPython, ReadmeSnippetsRunAsWritten) {
+  const std::string readme = read_text_file(std::string(RESNET_SOURCE_DIR) + "/README.md");
+  const size_t start = readme.find("## Using the weights in Python");
+  ASSERT_NE(start, std::string::npos);
+  const size_t end = readme.find("\n## ", start + 3);
+  const std::string section = readme.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  std::string code;
+  std::regex block("```python\n([\\s\\S]*?)```");
+  for (std::sregex_iterator it(section.begin(), section.end(), block), last; it != last; ++it) code += (*it)[1].str();
+  ASSERT_FALSE(code.empty());
+  // The files the section's shell commands make: resnet56.pt (native) and r18.pt (torchvision).
+  auto r56 = make_model(model_of("cifar", 56));
+  export_weights(*r56, tmp / "resnet56.pt", WeightsFormat::kPt, Names::kNative, {});
+  auto r18 = make_model(model_of("imagenet", 18));
+  export_weights(*r18, tmp / "r18.pt", WeightsFormat::kPt, Names::kTorchvision, {});
+  write_file_atomic(tmp / "snippet.py", code);
+  auto [rc, text] = run("cd " + tmp.path() + " && PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=" + RESNET_SOURCE_DIR + "/python " + kPython +
+                            " snippet.py", tmp);
+  EXPECT_EQ(rc, 0) << code << "\n" << text;
+}
