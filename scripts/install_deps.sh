@@ -29,8 +29,9 @@ packages=(
 if [ "$want_python" = 1 ]; then
   packages+=(python3 python3-torch python3-torchvision)
 fi
-# The distributed tests launch ranks once through Debian's torchrun (python3-torch).
-packages+=(python3-torch)
+# The tests use Debian's PyTorch: torchrun launches ranks (test_dist) and the weight files are
+# checked against torch/torchvision themselves (test_interop_python).
+packages+=(python3-torch python3-torchvision)
 
 missing=()
 for p in "${packages[@]}"; do
