@@ -22,6 +22,10 @@ packages=(
   googletest libgtest-dev libbenchmark-dev
   clang                   # the libFuzzer targets (scripts/fuzz.sh, run by scripts/test.sh)
   gnuplot-nox             # plots for sweeps and analyses
+  parallel                # GNU parallel: depth_sweep.sh --jobs N runs N trainings at once
+  python3                 # depth_sweep.sh's summary over seeds (scripts/sweep_report.py, stdlib only)
+  chromium                # headless: the test that opens the sweep's report.html and checks its images
+  slurm-wlm munge         # a one-node Slurm cluster for the test of depth_sweep.sh --slurm
   xz-utils ca-certificates curl
 )
 if [ "$want_python" = 1 ]; then
