@@ -200,10 +200,13 @@ analyse() {
 }
 
 # The arguments a child (a parallel job, a Slurm task or the summary job) needs to see this sweep.
-common=(--bin "$bin" --recipe "$recipe" --out "$out" --depths "$depths")
-[ -z "$seeds_opt" ] || common+=(--seeds "$seeds_opt")
-common+=("${data_args[@]}" "${sets[@]}")
-[ $analyze = 0 ] || common+=(--analyze)
+set_common() {
+  common=(--bin "$bin" --recipe "$recipe" --out "$out" --depths "$depths")
+  [ -z "$seeds_opt" ] || common+=(--seeds "$seeds_opt")
+  common+=("${data_args[@]}" "${sets[@]}")
+  [ $analyze = 0 ] || common+=(--analyze)
+}
+set_common
 
 if [ $summary_only = 1 ]; then mkdir -p "$out"; summarize; exit; fi
 
@@ -213,10 +216,7 @@ if [ $slurm_given = 1 ]; then
   abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
   out=$(abs "$out") bin=$(abs "$bin") recipe=$(abs "$recipe")
   [ ${#data_args[@]} = 0 ] || data_args=(--data-dir "$(abs "${data_args[1]}")")
-  common=(--bin "$bin" --recipe "$recipe" --out "$out" --depths "$depths")
-  [ -z "$seeds_opt" ] || common+=(--seeds "$seeds_opt")
-  common+=("${data_args[@]}" "${sets[@]}")
-  [ $analyze = 0 ] || common+=(--analyze)
+  set_common
   todo=()
   for r in "${runs[@]}"; do [ -f "$(run_dir "$r")/summary.json" ] || todo+=("$r"); done
   read -ra sbatch_args <<<"$slurm"

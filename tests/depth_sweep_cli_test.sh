@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # scripts/depth_sweep.sh's command line: every mistake is one line on stderr and exit 2, with
-# nothing written; --slurm --dry-run prints job scripts that bash accepts and submits nothing.
+# nothing written; --slurm --dry-run prints job scripts that bash accepts and submits nothing;
+# --jobs on a machine with GPUs gives each running job its own CUDA_VISIBLE_DEVICES (checked without
+# a GPU: a stand-in nvidia-smi lists two, a stand-in resnet-train records the device of each run).
 #   depth_sweep_cli_test.sh SWEEP_SCRIPT BIN_DIR
 set -uo pipefail
 sweep=$1
@@ -62,4 +64,52 @@ grep -q -- '--summary-only$' "$tmp/job2.sh" || { echo "     the second script is
 for j in job1 job2; do bash -n "$tmp/$j.sh" || { echo "     $j.sh is not valid bash"; ok=0; }; done
 if [ $ok = 1 ]; then echo "ok   --slurm --dry-run prints the array and summary scripts"; else
   echo "FAIL --slurm --dry-run"; cat "$tmp/dry.txt"; fail=1; fi
+
+# ---- --jobs with GPUs ------------------------------------------------------------------------
+mkdir -p "$tmp/fake"
+cat >"$tmp/fake/nvidia-smi" <<'END'
+#!/bin/bash
+printf 'GPU 0: Stand-in GPU (UUID: GPU-0000)\nGPU 1: Stand-in GPU (UUID: GPU-0001)\n'
+END
+# A run: holds its GPU (mkdir fails if another run holds it), records it, leaves a finished run.
+cat >"$tmp/fake/resnet-train" <<END
+#!/bin/bash
+out=""
+while [ \$# -gt 0 ]; do case \$1 in --dry-run) exit 0 ;; --out) out=\$2; shift ;; esac; shift; done
+gpu=\${CUDA_VISIBLE_DEVICES:-none}
+if mkdir "$tmp/fake/busy-\$gpu" 2>/dev/null; then held=1; else held=0; echo "shared \$gpu" >>"$tmp/fake/log"; fi
+echo "run \$gpu \$(ls -d "$tmp"/fake/busy-* | wc -l) \$(basename "\$out") \$*" >>"$tmp/fake/log"
+mkdir -p "\$out"
+sleep 0.4
+echo '{"runtime": {"seed": 0, "threads": 0}, "train": {"iterations": 1, "batch_size": 1}}' >"\$out/config.json"
+printf 'step,epoch,lr,train_loss,train_error,test_loss,test_error\n1,1,0.1,1,0.5,1,0.5\n' >"\$out/metrics.csv"
+echo '{"parameters": 1, "steps": 1, "final_test_error": 0.5}' >"\$out/summary.json"
+[ \$held = 0 ] || rmdir "$tmp/fake/busy-\$gpu"
+END
+chmod +x "$tmp/fake/nvidia-smi" "$tmp/fake/resnet-train"
+# gpu_sweep NAME CUDA_VISIBLE_DEVICES [ARGS...]: a 2-seed sweep of depth 8 with --jobs 2 on the
+# stand-ins (CUDA_VISIBLE_DEVICES unset when empty); prints the GPUs its runs got.
+gpu_sweep() {
+  local name=$1 cvd=$2; shift 2
+  local env_args=(-u CUDA_VISIBLE_DEVICES)
+  [ -z "$cvd" ] || env_args=(CUDA_VISIBLE_DEVICES="$cvd")
+  rm -f "$tmp/fake/log"
+  env "${env_args[@]}" PATH="$tmp/fake:$PATH" bash "$sweep" --bin "$tmp/fake" --out "$tmp/$name" \
+    --depths 8 --seeds 0,1 --jobs 2 "$@" >"$tmp/$name.log" 2>&1 || { echo "     $name: exit $?" >&2; tail -n 5 "$tmp/$name.log" >&2; }
+  awk '$1 == "run" {print $2}' "$tmp/fake/log" | sort -u | paste -sd,
+}
+ok=1
+used=$(gpu_sweep gpus "")
+[ "$used" = 0,1 ] || { echo "     nvidia-smi's GPUs 0,1: the runs used '$used'"; ok=0; }
+! grep -q '^shared' "$tmp/fake/log" || { echo "     two runs shared a GPU: $(grep '^shared' "$tmp/fake/log")"; ok=0; }
+awk '$1 == "run" && $3 == 2 {found = 1} END {exit !found}' "$tmp/fake/log" || { echo "     never two runs at once"; ok=0; }
+! grep -q 'runtime.threads' "$tmp/fake/log" || { echo "     a GPU run got runtime.threads"; ok=0; }
+[ "$(grep -c '^run' "$tmp/fake/log")" = 4 ] || { echo "     not 4 runs"; ok=0; }
+grep -q "^\[plain-8-s0\] train  $tmp/gpus/plain-8-s0 on GPU [01]$" "$tmp/gpus.log" || { echo "     no tagged 'on GPU' line"; ok=0; }
+used=$(gpu_sweep dev5 "" --devices 5)
+[ "$used" = 5 ] || { echo "     --devices 5: the runs used '$used'"; ok=0; }
+used=$(gpu_sweep cvd 3,4)
+[ "$used" = 3,4 ] || { echo "     CUDA_VISIBLE_DEVICES=3,4: the runs used '$used'"; ok=0; }
+if [ $ok = 1 ]; then echo "ok   --jobs 2 gives each running job its own GPU (nvidia-smi -L, --devices, CUDA_VISIBLE_DEVICES)"; else
+  echo "FAIL --jobs with GPUs"; cat "$tmp/gpus.log"; fail=1; fi
 exit $fail
