@@ -38,6 +38,7 @@ slurm=""
 slurm_given=0
 dry_run=0
 analyze=0
+run_one=0
 run_one_spec=""   # internal: --run-one KIND:DEPTH:SEED [SLOT], one run (a parallel job or a Slurm task)
 run_slot=1
 run_threads=""    # internal: threads for --run-one
@@ -60,7 +61,7 @@ while [ $# -gt 0 ]; do
     --slurm) need "$@"; slurm=$2; slurm_given=1; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
     --analyze) analyze=1; shift ;;
-    --run-one) need "$@"; run_one_spec=$2; shift 2
+    --run-one) need "$@"; run_one=1; run_one_spec=$2; shift 2
                if [ $# -gt 0 ] && [[ $1 =~ ^[0-9]+$ ]]; then run_slot=$1; shift; fi ;;
     --run-threads) need "$@"; run_threads=$2; shift 2 ;;
     --run-tag) run_tag=1; shift ;;
@@ -89,7 +90,9 @@ fi
 [ -f "$recipe" ] || die "recipe $recipe not found"
 python=$(command -v python3 || true)
 [ -x /usr/bin/python3 ] && python=/usr/bin/python3  # the system one: the summary needs only its stdlib
-if [ -z "$run_one_spec" ] && [ $slurm_given = 0 ]; then  # what this host runs itself
+[ $run_one = 0 ] || [[ $run_one_spec =~ ^(plain|resnet):[1-9][0-9]*:[0-9]*$ ]] ||
+  die "--run-one: '$run_one_spec' is not KIND:DEPTH:SEED (outside a Slurm array task?)"
+if [ $run_one = 0 ] && [ $slurm_given = 0 ]; then  # what this host runs itself
   [ -n "$python" ] || die "python3 not found (scripts/install_deps.sh)"
   command -v gnuplot >/dev/null || die "gnuplot not found (scripts/install_deps.sh)"
   [ $summary_only = 1 ] || command -v parallel >/dev/null || die "GNU parallel not found (scripts/install_deps.sh)"
@@ -127,7 +130,7 @@ for x in "${sets[@]}"; do [[ $x == runtime.threads=* ]] && user_sets_threads=1; 
 # ---- one run: skip it, resume it, or start it ----------------------------------------------
 # A parallel job and a Slurm task both come here; `exec` leaves resnet-train as the process that
 # the scheduler signals, so SIGINT/SIGTERM reach it and it checkpoints (exit 130/143).
-if [ -n "$run_one_spec" ]; then
+if [ $run_one = 1 ]; then
   IFS=: read -r kind d s <<<"$run_one_spec"
   run=$(run_dir "$run_one_spec")
   if [ -f "$run/summary.json" ]; then echo "skip   $run (finished)"; exit 0; fi
@@ -229,6 +232,7 @@ if [ $slurm_given = 1 ]; then
 # One task per unfinished (kind, depth, seed) of scripts/depth_sweep.sh; a task that finds its run
 # folder resumes it, so a preempted or requeued task continues from its last checkpoint.
 runs=(${todo[*]})
+: \"\${SLURM_ARRAY_TASK_ID:?is not set: submit this script with sbatch --array}\"
 exec bash $(printf '%q ' "$self" "${common[@]}")--run-one \"\${runs[\$SLURM_ARRAY_TASK_ID]}\""
   summary_script="#!/bin/bash
 #SBATCH --job-name=depth_sweep-summary
