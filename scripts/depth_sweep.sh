@@ -77,9 +77,12 @@ for d in $depths; do [[ $d =~ ^[1-9][0-9]*$ ]] || die "--depths: '$d' is not a d
 [ -n "${depths// /}" ] || die "--depths: no depth given"
 seeds=()
 if [ -n "$seeds_opt" ]; then
-  [[ $seeds_opt =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--seeds: '$seeds_opt' is not a comma list of seeds (e.g. --seeds 0,1,2)"
+  [[ $seeds_opt =~ ^(0|[1-9][0-9]*)(,(0|[1-9][0-9]*))*$ ]] || die "--seeds: '$seeds_opt' is not a comma list of seeds (e.g. --seeds 0,1,2)"
   IFS=, read -ra seeds <<<"$seeds_opt"
 fi
+# The same run twice would be two trainings in one folder (the second fails on its lock).
+[ -z "$(tr ' ' '\n' <<<"$depths" | grep . | sort | uniq -d)" ] || die "--depths: '$depths' names a depth twice"
+[ -z "$(printf '%s\n' "${seeds[@]}" | sort | uniq -d)" ] || die "--seeds: '$seeds_opt' names a seed twice"
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || die "--jobs: '$jobs' is not a positive number"
 [ -z "$devices_opt" ] || [[ $devices_opt =~ ^[0-9A-Za-z-]+(,[0-9A-Za-z-]+)*$ ]] ||
   die "--devices: '$devices_opt' is not a comma list of GPUs (e.g. --devices 0,1)"
@@ -125,7 +128,7 @@ run_dir() {  # run_dir KIND:DEPTH:SEED
   if [ -z "$s" ]; then echo "$out/$kind-$d"; else echo "$out/$kind-$d-s$s"; fi
 }
 user_sets_threads=0
-for x in "${sets[@]}"; do [[ $x == runtime.threads=* ]] && user_sets_threads=1; done
+for x in "${sets[@]}"; do if [[ $x == runtime.threads=* ]]; then user_sets_threads=1; fi; done
 
 # ---- one run: skip it, resume it, or start it ----------------------------------------------
 # A parallel job and a Slurm task both come here; `exec` leaves resnet-train as the process that
@@ -139,16 +142,16 @@ if [ $run_one = 1 ]; then
     # reading (a dead reader would make resnet-train die of SIGPIPE before its checkpoint).
     exec > >(trap '' INT TERM; exec sed -u "s/^/[$(basename "$run")] /") 2>&1
   fi
-  extra=()
+  extra=() where=""
   [ -n "$run_threads" ] || [ -z "${SLURM_CPUS_PER_TASK:-}" ] || run_threads=$SLURM_CPUS_PER_TASK
-  [ -z "$run_threads" ] || [ $user_sets_threads = 1 ] || extra+=(--set "runtime.threads=$run_threads")
-  where=""
+  if [ -n "$run_threads" ] && [ $user_sets_threads = 0 ]; then
+    extra+=(--set "runtime.threads=$run_threads")
+    where=" (runtime.threads=$run_threads)"
+  fi
   if [ -n "$devices_opt" ]; then
     IFS=, read -ra devs <<<"$devices_opt"
     export CUDA_VISIBLE_DEVICES=${devs[$(( (run_slot - 1) % ${#devs[@]} ))]}
-    where=" on GPU $CUDA_VISIBLE_DEVICES"
-  elif [ -n "$run_threads" ]; then
-    where=" (runtime.threads=$run_threads)"
+    where=" on GPU $CUDA_VISIBLE_DEVICES$where"
   fi
   if [ -f "$run/config.json" ]; then
     echo "resume $run$where"
@@ -164,42 +167,44 @@ if [ $run_one = 1 ]; then
 fi
 
 # ---- the summary: analyses, tables, plots, report.html -------------------------------------
+# A failed analysis does not cost the summary: the tables and plots are written first-class, the
+# analysis is left out of the report, and the exit status says so.
 summarize() {
-  local analysis=()
-  if [ $analyze = 1 ]; then analyse || return 1; fi
+  local analysis=() failed=0 a rc
   if [ $analyze = 1 ]; then
     for a in responses lesion; do
-      if [ -d "$out/analysis/$a" ]; then analysis+=(--analysis "$out/analysis/$a"); fi
+      rc=0; analyse "$a" || rc=$?
+      if [ $rc = 0 ]; then analysis+=(--analysis "$out/analysis/$a"); elif [ $rc = 1 ]; then failed=1; fi
     done
   fi
-  local specs=() r rc=0
+  local specs=() r
   for r in "${runs[@]}"; do specs+=(--run "$r:$(run_dir "$r")"); done
+  rc=0
   "$python" "$root/scripts/sweep_report.py" --out "$out" "${specs[@]}" "${analysis[@]}" || rc=$?
   [ $rc = 0 ] || [ $rc = 3 ] || { echo "depth_sweep.sh: the summary failed (exit $rc)" >&2; return 1; }
   echo "wrote $out/summary.md $out/summary.csv $out/summary.json $out/training_error.png $out/test_error.png $out/report.html"
   cat "$out/summary.md"
   [ $rc = 0 ] || { echo "depth_sweep.sh: some runs did not finish (listed above); re-run to resume them" >&2; return 1; }
+  return $failed
 }
-# Fig. 7 needs the responses of shallow and deep nets of both kinds; the lesion study the deepest.
+# analyse NAME: resnet-analyze on the first seed's nets. Fig. 7 (responses) needs shallow and deep
+# nets of both kinds, the lesion study the deepest. 0 done or up to date, 1 failed, 2 runs missing.
 analyse() {
-  local shallow deep first=${seeds[0]:-}
+  local a=$1 shallow deep first=${seeds[0]:-} nets m r fresh=1 dir="$out/analysis/$1" ckpts=()
   shallow=$(tr ' ' '\n' <<<"$depths" | grep . | sort -n | head -1)
   deep=$(tr ' ' '\n' <<<"$depths" | grep . | sort -n | tail -1)
-  local -A which=([responses]="plain:$shallow plain:$deep resnet:$shallow resnet:$deep" [lesion]="plain:$deep resnet:$deep")
-  local a m ckpts dir fresh
-  for a in responses lesion; do
-    ckpts=() fresh=1 dir="$out/analysis/$a"
-    for m in $(tr ' ' '\n' <<<"${which[$a]}" | awk '!seen[$0]++'); do
-      local r; r=$(run_dir "$m:$first")
-      [ -f "$r/summary.json" ] || { echo "skip   analysis $a: $r is not finished"; continue 2; }
-      ckpts+=(--checkpoint "$r")
-      [ "$dir/$a.json" -nt "$r/summary.json" ] || fresh=0
-    done
-    if [ $fresh = 1 ]; then echo "skip   analysis $a (up to date)"; continue; fi
-    echo "analyse $a -> $dir"
-    "$bin/resnet-analyze" "$a" "${ckpts[@]}" "${data_args[@]}" --out "$dir" >"$out/analysis-$a.log" 2>&1 ||
-      { echo "depth_sweep.sh: resnet-analyze $a failed; see $out/analysis-$a.log" >&2; return 1; }
+  if [ "$a" = responses ]; then nets="plain:$shallow plain:$deep resnet:$shallow resnet:$deep"; else nets="plain:$deep resnet:$deep"; fi
+  for m in $(tr ' ' '\n' <<<"$nets" | awk '!seen[$0]++'); do
+    r=$(run_dir "$m:$first")
+    [ -f "$r/summary.json" ] || { echo "skip   analysis $a: $r is not finished"; return 2; }
+    ckpts+=(--checkpoint "$r")
+    [ "$dir/$a.json" -nt "$r/summary.json" ] || fresh=0
   done
+  if [ $fresh = 1 ]; then echo "skip   analysis $a (up to date)"; return 0; fi
+  echo "analyse $a -> $dir"
+  "$bin/resnet-analyze" "$a" "${ckpts[@]}" "${data_args[@]}" --out "$dir" >"$out/analysis-$a.log" 2>&1 && return 0
+  echo "depth_sweep.sh: resnet-analyze $a failed (see $out/analysis-$a.log); the report goes without it" >&2
+  return 1
 }
 
 # The arguments a child (a parallel job, a Slurm task or the summary job) needs to see this sweep.

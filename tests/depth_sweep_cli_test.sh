@@ -76,6 +76,7 @@ cat >"$tmp/fake/resnet-train" <<END
 #!/bin/bash
 out=""
 while [ \$# -gt 0 ]; do case \$1 in --dry-run) exit 0 ;; --out) out=\$2; shift ;; esac; shift; done
+[ "\$(basename "\$out")" != "\${FAIL_RUN:-}" ] || { echo "\$FAIL_RUN: diverged" >&2; exit 1; }
 gpu=\${CUDA_VISIBLE_DEVICES:-none}
 if mkdir "$tmp/fake/busy-\$gpu" 2>/dev/null; then held=1; else held=0; echo "shared \$gpu" >>"$tmp/fake/log"; fi
 echo "run \$gpu \$(ls -d "$tmp"/fake/busy-* | wc -l) \$(basename "\$out") \$*" >>"$tmp/fake/log"
@@ -110,6 +111,17 @@ used=$(gpu_sweep dev5 "" --devices 5)
 [ "$used" = 5 ] || { echo "     --devices 5: the runs used '$used'"; ok=0; }
 used=$(gpu_sweep cvd 3,4)
 [ "$used" = 3,4 ] || { echo "     CUDA_VISIBLE_DEVICES=3,4: the runs used '$used'"; ok=0; }
+# A run that fails costs only itself: the others finish, the summary lists it, exit 1.
+FAIL_RUN=resnet-8-s1 gpu_sweep failing "" >/dev/null 2>&1
+okf=1
+for r in plain-8-s0 plain-8-s1 resnet-8-s0; do [ -f "$tmp/failing/$r/summary.json" ] || okf=0; done
+grep -q "^Missing .*$tmp/failing/resnet-8-s1" "$tmp/failing/summary.md" || okf=0
+grep -q '^depth_sweep.sh: 1 run(s) failed' "$tmp/failing.log" || okf=0
+FAIL_RUN=resnet-8-s1 env -u CUDA_VISIBLE_DEVICES PATH="$tmp/fake:$PATH" bash "$sweep" --bin "$tmp/fake" \
+  --out "$tmp/failing" --depths 8 --seeds 0,1 --jobs 2 >/dev/null 2>&1
+[ $? = 1 ] || okf=0
+if [ $okf = 1 ]; then echo "ok   a failed run: the others finish, summary.md lists it as missing, exit 1"; else
+  echo "FAIL a failed run"; cat "$tmp/failing.log"; fail=1; fi
 if [ $ok = 1 ]; then echo "ok   --jobs 2 gives each running job its own GPU (nvidia-smi -L, --devices, CUDA_VISIBLE_DEVICES)"; else
   echo "FAIL --jobs with GPUs"; cat "$tmp/gpus.log"; fail=1; fi
 exit $fail
