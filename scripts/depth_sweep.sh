@@ -180,7 +180,8 @@ summarize() {
   local specs=() r
   for r in "${runs[@]}"; do specs+=(--run "$r:$(run_dir "$r")"); done
   rc=0
-  "$python" "$root/scripts/sweep_report.py" --out "$out" "${specs[@]}" "${analysis[@]}" || rc=$?
+  "$python" "$root/scripts/sweep_report.py" --out "$out" "${specs[@]}" "${analysis[@]}" \
+    --recipe "$recipe${sets[*]:+ with ${sets[*]}}" || rc=$?
   [ $rc = 0 ] || [ $rc = 3 ] || { echo "depth_sweep.sh: the summary failed (exit $rc)" >&2; return 1; }
   echo "wrote $out/summary.md $out/summary.csv $out/summary.json $out/training_error.png $out/test_error.png $out/report.html"
   cat "$out/summary.md"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The report of a depth sweep (scripts/depth_sweep.sh): one table over seeds, plots, one HTML page.
 
-    sweep_report.py --out DIR --run KIND:DEPTH:SEED:RUN_DIR ... [--analysis PNG_DIR ...]
+    sweep_report.py --out DIR --run KIND:DEPTH:SEED:RUN_DIR ... [--analysis PNG_DIR ...] [--recipe TEXT]
 
 Reads each run's config.json, summary.json and metrics.csv, groups the runs by (kind, depth) and
 writes into DIR:
@@ -199,7 +199,7 @@ def plot(out, groups, column, what):
     return os.path.basename(png)
 
 
-def blocks(groups, runs, images):
+def blocks(groups, runs, images, recipe):
     """The report as a list of blocks that both summary.md and report.html render."""
     done = [r for r in runs if r["finished"]]
     seeds = sorted({r["seed"] for r in done if r["seed"] is not None})
@@ -210,6 +210,8 @@ def blocks(groups, runs, images):
                f"{'/'.join(map(str, iters)) or '—'} iterations at batch {'/'.join(map(str, batches)) or '—'} "
                "(the paper: 64,000 at batch 128). Errors in %: mean ± sample std over seeds (— for one seed), "
                "min – max, final evaluation of each run.")]
+    if recipe:
+        b.append(("p", f"Recipe: {recipe}"))
     header = ["model", "parameters", "steps", "seeds", "test error", "test min – max", "training error",
               "training min – max", "paper test error", "difference"]
     rows = []
@@ -279,6 +281,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--run", action="append", default=[], help="KIND:DEPTH:SEED:RUN_DIR (SEED may be empty)")
     ap.add_argument("--analysis", action="append", default=[], help="a folder of resnet-analyze PNGs")
+    ap.add_argument("--recipe", default="", help="how the runs were made, for the report's first lines")
     a = ap.parse_args()
     runs = [load_run(s) for s in a.run]
     groups = summarize(runs)
@@ -291,7 +294,7 @@ def main():
             if name.endswith(".png"):
                 rel = os.path.relpath(os.path.join(d, name), a.out)
                 images.append((f"resnet-analyze {os.path.basename(d)}: {name}", rel))
-    bl = blocks(groups, runs, images)
+    bl = blocks(groups, runs, images, a.recipe)
     with open(os.path.join(a.out, "summary.md"), "w") as f:
         f.write(render_md(bl))
     tmp = os.path.join(a.out, "report.html.partial")
