@@ -40,9 +40,14 @@ expect_usage_error "missing recipe" "${base[@]}" --recipe "$tmp/nothing.json"
 # A bad depth or --set is found by resnet-train --dry-run once, before anything runs.
 expect_usage_error "a depth resnet-train rejects" "${base[@]}" --depths "20 21"
 expect_usage_error "a --set resnet-train rejects" "${base[@]}" --set train.lr=-1
-# No Slurm client on this host: a PATH with only what the script needs before it looks for sbatch.
+# No Slurm client on this host: a PATH with every command of ours but sbatch.
 mkdir "$tmp/path"
-for c in dirname basename; do ln -s "$(command -v $c)" "$tmp/path/$c"; done
+IFS=: read -ra dirs <<<"$PATH"
+for d in "${dirs[@]}"; do
+  for c in "$d"/*; do
+    [ -x "$c" ] && [ "${c##*/}" != sbatch ] && [ ! -e "$tmp/path/${c##*/}" ] && ln -s "$c" "$tmp/path/${c##*/}"
+  done
+done
 runner=(env PATH="$tmp/path" "$(command -v bash)")
 expect_usage_error "--slurm without sbatch" "${base[@]}" --slurm "--partition=gpu"
 runner=(bash)
