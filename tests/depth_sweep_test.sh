@@ -131,7 +131,7 @@ done
 browse() {  # browse PAGE -> "images N loaded M"
   sed 's#</body>#<script>window.addEventListener("load",function(){var a=Array.from(document.images);var ok=a.filter(function(i){return i.complete\&\&i.naturalWidth>0});document.body.insertAdjacentHTML("beforeend","<pre id=\\"imgcheck\\">images "+a.length+" loaded "+ok.length+"</pre>")});</script></body>#' \
     "$1" >"$tmp/browse.html"
-  timeout 60 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$tmp/chromium" \
+  timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --user-data-dir="$tmp/chromium" \
     --virtual-time-budget=10000 --dump-dom "file://$tmp/browse.html" 2>"$tmp/chromium.err" |
     sed -n 's#.*<pre id="imgcheck">\([^<]*\)</pre>.*#\1#p'
 }
