@@ -73,11 +73,14 @@ done
 
 # ---- checks: one line and exit 2 before anything is written --------------------------------
 [ -n "$out" ] || out="sweeps/$([ $quick = 1 ] && echo quick || echo paper)"
-for d in $depths; do [[ $d =~ ^[1-9][0-9]*$ ]] || die "--depths: '$d' is not a depth (e.g. --depths \"20 32\")"; done
+for d in $depths; do
+  [[ $d =~ ^[1-9][0-9]*$ ]] || die "--depths: '$d' is not a depth (e.g. --depths \"20 32\")"
+done
 [ -n "${depths// /}" ] || die "--depths: no depth given"
 seeds=()
 if [ -n "$seeds_opt" ]; then
-  [[ $seeds_opt =~ ^(0|[1-9][0-9]*)(,(0|[1-9][0-9]*))*$ ]] || die "--seeds: '$seeds_opt' is not a comma list of seeds (e.g. --seeds 0,1,2)"
+  [[ $seeds_opt =~ ^(0|[1-9][0-9]*)(,(0|[1-9][0-9]*))*$ ]] ||
+    die "--seeds: '$seeds_opt' is not a comma list of seeds (e.g. --seeds 0,1,2)"
   IFS=, read -ra seeds <<<"$seeds_opt"
 fi
 # The same run twice would be two trainings in one folder (the second fails on its lock).
@@ -119,13 +122,23 @@ fi
 runs=()
 for kind in plain resnet; do
   for d in $depths; do
-    if [ ${#seeds[@]} -eq 0 ]; then runs+=("$kind:$d:"); else for s in "${seeds[@]}"; do runs+=("$kind:$d:$s"); done; fi
+    if [ ${#seeds[@]} -eq 0 ]; then runs+=("$kind:$d:"); continue; fi
+    for s in "${seeds[@]}"; do runs+=("$kind:$d:$s"); done
   done
 done
 run_dir() {  # run_dir KIND:DEPTH:SEED
   local kind d s
   IFS=: read -r kind d s <<<"$1"
   if [ -z "$s" ]; then echo "$out/$kind-$d"; else echo "$out/$kind-$d-s$s"; fi
+}
+# check_recipe RUN...: resnet-train --dry-run for each depth among the runs; a bad recipe, depth
+# or --set is exit 2 with resnet-train's own line, before anything is written.
+check_recipe() {
+  local d err
+  for d in $(for r in "$@"; do IFS=: read -r _ d _ <<<"$r"; echo "$d"; done | sort -un); do
+    err=$("$bin/resnet-train" --config "$recipe" --set model.depth="$d" "${sets[@]}" "${data_args[@]}" \
+            --dry-run 2>&1 >/dev/null) || die "depth $d: $(tail -n 1 <<<"$err")"
+  done
 }
 user_sets_threads=0
 for x in "${sets[@]}"; do if [[ $x == runtime.threads=* ]]; then user_sets_threads=1; fi; done
@@ -194,7 +207,8 @@ analyse() {
   local a=$1 shallow deep first=${seeds[0]:-} nets m r fresh=1 dir="$out/analysis/$1" ckpts=()
   shallow=$(tr ' ' '\n' <<<"$depths" | grep . | sort -n | head -1)
   deep=$(tr ' ' '\n' <<<"$depths" | grep . | sort -n | tail -1)
-  if [ "$a" = responses ]; then nets="plain:$shallow plain:$deep resnet:$shallow resnet:$deep"; else nets="plain:$deep resnet:$deep"; fi
+  nets="plain:$deep resnet:$deep"
+  [ "$a" != responses ] || nets="plain:$shallow plain:$deep resnet:$shallow resnet:$deep"
   for m in $(tr ' ' '\n' <<<"$nets" | awk '!seen[$0]++'); do
     r=$(run_dir "$m:$first")
     [ -f "$r/summary.json" ] || { echo "skip   analysis $a: $r is not finished"; return 2; }
@@ -258,11 +272,7 @@ exec bash $(printf '%q ' "$self" "${common[@]}")--summary-only"
     echo "$summary_script"
     exit 0
   fi
-  # Submitting needs the recipe to be valid for every depth: one dry run each, here, not K failed tasks.
-  for d in $depths; do
-    err=$("$bin/resnet-train" --config "$recipe" --set model.depth="$d" "${sets[@]}" "${data_args[@]}" --dry-run 2>&1 >/dev/null) ||
-      die "depth $d: $(tail -n 1 <<<"$err")"
-  done
+  check_recipe "${todo[@]}"  # here, not in K failed tasks
   mkdir -p "$out/slurm"
   printf '%s\n' "$array_script" >"$out/slurm/array.sbatch"
   printf '%s\n' "$summary_script" >"$out/slurm/summary.sbatch"
@@ -286,11 +296,7 @@ for r in "${runs[@]}"; do
   if [ -f "$(run_dir "$r")/summary.json" ]; then echo "skip   $(run_dir "$r") (finished)"; else todo+=("$r"); fi
 done
 if [ ${#todo[@]} -gt 0 ]; then
-  # A bad recipe or --set fails here, once, with resnet-train's one line, instead of in every job.
-  for d in $(for r in "${todo[@]}"; do IFS=: read -r _ d _ <<<"$r"; echo "$d"; done | sort -un); do
-    err=$("$bin/resnet-train" --config "$recipe" --set model.depth="$d" "${sets[@]}" "${data_args[@]}" --dry-run 2>&1 >/dev/null) ||
-      die "depth $d: $(tail -n 1 <<<"$err")"
-  done
+  check_recipe "${todo[@]}"  # here, once, not in every job
   mkdir -p "$out"
   child=("${common[@]}")
   if [ -n "$devices_opt" ]; then
