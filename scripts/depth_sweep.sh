@@ -1,39 +1,111 @@
 #!/usr/bin/env bash
-# Degradation of plain nets vs residual nets with depth (He et al. 2015, Fig. 6).
-#   scripts/depth_sweep.sh [--quick] [--depths "20 32 44 56"] [--out DIR] [--recipe FILE]
-#                          [--data-dir DIR] [--bin DIR] [--set key=value]...
-# Trains plain-D and resnet-D for each depth with one recipe (default: the paper's, from
+# Degradation of plain nets vs residual nets with depth (He et al. 2015, Fig. 6 and Table 6).
+#   scripts/depth_sweep.sh [--quick] [--depths "20 32 44 56"] [--seeds 0,1,2] [--out DIR] [--recipe FILE]
+#                          [--data-dir DIR] [--bin DIR] [--set key=value]... [--analyze]
+#                          [--jobs N] [--devices 0,1,...] | [--slurm "SBATCH ARGS" [--dry-run]]
+# Trains plain-D and resnet-D for each depth and seed with one recipe (default: the paper's, from
 # configs/cifar_resnet20.json; --quick: 400 iterations, about 25 minutes in all on a 2-core CPU for
-# the default depths), then writes into DIR: training_error.png, test_error.png (plain left,
-# ResNet right, one curve per depth), summary.csv and summary.md.
-# Re-running skips finished runs and resumes interrupted ones.
+# the default depths and one seed). Each (kind, depth, seed) is one run folder, DIR/resnet-20-s1;
+# without --seeds, DIR/resnet-20 with the recipe's seed. Re-running skips finished runs and resumes
+# interrupted ones.
+#   --jobs N     N runs at once (GNU parallel): each on its own GPU, CUDA_VISIBLE_DEVICES round-robin
+#                over --devices (default: $CUDA_VISIBLE_DEVICES, else every GPU of nvidia-smi -L), or
+#                on the CPU with cores/N threads each (unless --set runtime.threads=...). Ctrl-C stops
+#                every run at a checkpoint (exit 130); re-running resumes them.
+#   --slurm ARGS one Slurm job array (sbatch ARGS --array=0-K, a task per unfinished run; a requeued
+#                task resumes its folder) and a job that writes the summary after it (afterany).
+#                Scripts and logs go to DIR/slurm/; --dry-run prints them instead of submitting.
+#   --analyze    also resnet-analyze the deepest nets: responses (Fig. 7, shallowest and deepest of
+#                each kind) and lesions (Veit et al.), into DIR/analysis/.
+# Writes into DIR: summary.md, summary.csv, summary.json (mean ± std, min, max of the final test and
+# training error over seeds, against the paper's Table 6), runs.csv, training_error.png and
+# test_error.png (plain left, ResNet right, mean curve and min-max band per depth), and report.html
+# (summary.md with the pictures inline). Exit: 0 done, 2 bad usage, 1 a run failed, 130 interrupted.
 set -euo pipefail
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 root=$(cd "$(dirname "$0")/.." && pwd)
 depths="20 32 44 56"
+seeds_opt=""
 quick=0
 out=""
 recipe="$root/configs/cifar_resnet20.json"
 bin="$root/build"
 data_args=()
 sets=()
+jobs=1
+devices_opt=""
+slurm=""
+slurm_given=0
+dry_run=0
+analyze=0
+run_one=0
+run_one_spec=""   # internal: --run-one KIND:DEPTH:SEED [SLOT], one run (a parallel job or a Slurm task)
+run_slot=1
+run_threads=""    # internal: threads for --run-one
+run_tag=0         # internal: --run-one prefixes its output lines with the run's name
+summary_only=0    # internal: the summary step alone (the Slurm summary job)
+die() { echo "depth_sweep.sh: $*" >&2; exit 2; }
+need() { [ $# -ge 2 ] || die "$1 needs a value (see --help)"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; shift ;;
-    --depths) depths=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
-    --recipe) recipe=$2; shift 2 ;;
-    --data-dir) data_args=(--data-dir "$2"); shift 2 ;;
-    --bin) bin=$2; shift 2 ;;
-    --set) sets+=(--set "$2"); shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    *) echo "depth_sweep.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    --depths) need "$@"; depths=$2; shift 2 ;;
+    --seeds) need "$@"; seeds_opt=$2; shift 2 ;;
+    --out) need "$@"; out=$2; shift 2 ;;
+    --recipe) need "$@"; recipe=$2; shift 2 ;;
+    --data-dir) need "$@"; data_args=(--data-dir "$2"); shift 2 ;;
+    --bin) need "$@"; bin=$2; shift 2 ;;
+    --set) need "$@"; sets+=(--set "$2"); shift 2 ;;
+    --jobs) need "$@"; jobs=$2; shift 2 ;;
+    --devices) need "$@"; devices_opt=$2; shift 2 ;;
+    --slurm) need "$@"; slurm=$2; slurm_given=1; shift 2 ;;
+    --dry-run) dry_run=1; shift ;;
+    --analyze) analyze=1; shift ;;
+    --run-one) need "$@"; run_one=1; run_one_spec=$2; shift 2
+               if [ $# -gt 0 ] && [[ $1 =~ ^[0-9]+$ ]]; then run_slot=$1; shift; fi ;;
+    --run-threads) need "$@"; run_threads=$2; shift 2 ;;
+    --run-tag) run_tag=1; shift ;;
+    --summary-only) summary_only=1; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    *) die "unknown option '$1' (see --help)" ;;
   esac
 done
+
+# ---- checks: one line and exit 2 before anything is written --------------------------------
 [ -n "$out" ] || out="sweeps/$([ $quick = 1 ] && echo quick || echo paper)"
-[ -x "$bin/resnet-train" ] || { echo "depth_sweep.sh: $bin/resnet-train not found (run scripts/build.sh)" >&2; exit 2; }
-[ -f "$recipe" ] || { echo "depth_sweep.sh: recipe $recipe not found" >&2; exit 2; }
-command -v gnuplot >/dev/null || { echo "depth_sweep.sh: gnuplot not found (scripts/install_deps.sh)" >&2; exit 2; }
-mkdir -p "$out"
+for d in $depths; do
+  [[ $d =~ ^[1-9][0-9]*$ ]] || die "--depths: '$d' is not a depth (e.g. --depths \"20 32\")"
+done
+[ -n "${depths// /}" ] || die "--depths: no depth given"
+seeds=()
+if [ -n "$seeds_opt" ]; then
+  [[ $seeds_opt =~ ^(0|[1-9][0-9]*)(,(0|[1-9][0-9]*))*$ ]] ||
+    die "--seeds: '$seeds_opt' is not a comma list of seeds (e.g. --seeds 0,1,2)"
+  IFS=, read -ra seeds <<<"$seeds_opt"
+fi
+# The same run twice would be two trainings in one folder (the second fails on its lock).
+[ -z "$(tr ' ' '\n' <<<"$depths" | grep . | sort | uniq -d)" ] || die "--depths: '$depths' names a depth twice"
+[ -z "$(printf '%s\n' "${seeds[@]}" | sort | uniq -d)" ] || die "--seeds: '$seeds_opt' names a seed twice"
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || die "--jobs: '$jobs' is not a positive number"
+[ -z "$devices_opt" ] || [[ $devices_opt =~ ^[0-9A-Za-z-]+(,[0-9A-Za-z-]+)*$ ]] ||
+  die "--devices: '$devices_opt' is not a comma list of GPUs (e.g. --devices 0,1)"
+[ $slurm_given = 0 ] || [ $jobs = 1 ] || die "--jobs and --slurm exclude each other (Slurm schedules the runs)"
+[ $dry_run = 0 ] || [ $slurm_given = 1 ] || die "--dry-run prints the Slurm scripts: it needs --slurm"
+[ -x "$bin/resnet-train" ] || die "$bin/resnet-train not found (run scripts/build.sh, or pass --bin DIR)"
+[ $analyze = 0 ] || [ -x "$bin/resnet-analyze" ] || die "$bin/resnet-analyze not found (run scripts/build.sh)"
+[ -f "$recipe" ] || die "recipe $recipe not found"
+python=$(command -v python3 || true)
+[ -x /usr/bin/python3 ] && python=/usr/bin/python3  # the system one: the summary needs only its stdlib
+[ $run_one = 0 ] || [[ $run_one_spec =~ ^(plain|resnet):[1-9][0-9]*:[0-9]*$ ]] ||
+  die "--run-one: '$run_one_spec' is not KIND:DEPTH:SEED (outside a Slurm array task?)"
+if [ $run_one = 0 ] && [ $slurm_given = 0 ]; then  # what this host runs itself
+  [ -n "$python" ] || die "python3 not found (scripts/install_deps.sh)"
+  command -v gnuplot >/dev/null || die "gnuplot not found (scripts/install_deps.sh)"
+  [ $summary_only = 1 ] || command -v parallel >/dev/null || die "GNU parallel not found (scripts/install_deps.sh)"
+fi
+if [ $slurm_given = 1 ] && [ $dry_run = 0 ]; then
+  command -v sbatch >/dev/null || die "--slurm: sbatch not found (no Slurm client on this host; --dry-run prints the scripts)"
+fi
 
 if [ $quick = 1 ]; then
   # Short schedule: long enough for the ordering to show, short enough for a laptop CPU.
@@ -46,70 +118,221 @@ if [ $quick = 1 ]; then
         --set data.test_limit=2000 "${sets[@]}")
 fi
 
+# The runs, as KIND:DEPTH:SEED (SEED empty: the recipe's seed, the single-seed layout of old).
+runs=()
 for kind in plain resnet; do
   for d in $depths; do
-    run="$out/$kind-$d"
-    residual=$([ $kind = resnet ] && echo true || echo false)
-    if [ -f "$run/summary.json" ]; then
-      echo "skip   $run (finished)"
-    elif [ -f "$run/checkpoints/last.ckpt" ]; then
-      echo "resume $run"
-      "$bin/resnet-train" --resume "$run" "${data_args[@]}" --no-progress
-    else
-      echo "train  $run"
-      "$bin/resnet-train" --config "$recipe" --set model.depth="$d" --set model.residual=$residual \
-        --set name="\"$kind-$d\"" "${sets[@]}" "${data_args[@]}" --out "$run" --force --no-progress
-    fi
+    if [ ${#seeds[@]} -eq 0 ]; then runs+=("$kind:$d:"); continue; fi
+    for s in "${seeds[@]}"; do runs+=("$kind:$d:$s"); done
   done
 done
-
-# summary.csv / summary.md from each run's summary.json and last metrics row.
-{
-  echo "model,kind,depth,parameters,steps,final_train_error,final_test_error"
-  for kind in plain resnet; do
-    for d in $depths; do
-      run="$out/$kind-$d"
-      last=$(tail -n 1 "$run/metrics.csv")
-      params=$(grep -o '"parameters": *[0-9]*' "$run/summary.json" | grep -o '[0-9]*$')
-      IFS=, read -r step _ _ _ train_err _ test_err _ <<<"$last"
-      echo "$kind-$d,$kind,$d,$params,$step,$train_err,$test_err"
-    done
-  done
-} >"$out/summary.csv"
-{
-  echo "| model | parameters | steps | final training error | final test error |"
-  echo "|---|---|---|---|---|"
-  tail -n +2 "$out/summary.csv" | while IFS=, read -r model _ _ params steps train test; do
-    printf '| %s | %s | %s | %.2f%% | %.2f%% |\n' "$model" "$params" "$steps" \
-      "$(awk "BEGIN{print 100*$train}")" "$(awk "BEGIN{print 100*$test}")"
-  done
-} >"$out/summary.md"
-
-# Plots: He et al. Fig. 6 layout, plain nets left, ResNets right, one curve per depth.
-plot() {  # plot <png> <csv column> <what>
-  local png=$1 col=$2 what=$3 gp="$out/${1%.png}.gp"
-  {
-    echo "set terminal pngcairo size 1400,540 noenhanced font 'Sans,11'"
-    echo "set output '$out/$png'"
-    echo "set datafile separator ','"
-    echo "set grid; set key top right box opaque"
-    echo "set multiplot layout 1,2 title '$what error vs iterations (He et al. 2015, Fig. 6)' font 'Sans,14'"
-    for kind in plain resnet; do
-      echo "set title '$([ $kind = plain ] && echo 'plain networks' || echo 'ResNets')'"
-      echo "set xlabel 'iterations'; set ylabel '$what error (%)'; set yrange [0:*]"
-      local items=()
-      for d in $depths; do
-        items+=("'$out/$kind-$d/metrics.csv' skip 1 using 1:(100*\$$col) with linespoints lw 2 title '$kind-$d'")
-      done
-      local joined
-      joined=$(printf '%s, ' "${items[@]}")
-      echo "plot ${joined%, }"
-    done
-    echo "unset multiplot"
-  } >"$gp"
-  gnuplot "$gp"
+run_dir() {  # run_dir KIND:DEPTH:SEED
+  local kind d s
+  IFS=: read -r kind d s <<<"$1"
+  if [ -z "$s" ]; then echo "$out/$kind-$d"; else echo "$out/$kind-$d-s$s"; fi
 }
-plot training_error.png 5 training
-plot test_error.png 7 test
-echo "wrote $out/training_error.png $out/test_error.png $out/summary.csv $out/summary.md"
-cat "$out/summary.md"
+# check_recipe RUN...: resnet-train --dry-run for each depth among the runs; a bad recipe, depth
+# or --set is exit 2 with resnet-train's own line, before anything is written.
+check_recipe() {
+  local d err
+  for d in $(for r in "$@"; do IFS=: read -r _ d _ <<<"$r"; echo "$d"; done | sort -un); do
+    err=$("$bin/resnet-train" --config "$recipe" --set model.depth="$d" "${sets[@]}" "${data_args[@]}" \
+            --dry-run 2>&1 >/dev/null) || die "depth $d: $(tail -n 1 <<<"$err")"
+  done
+}
+user_sets_threads=0
+for x in "${sets[@]}"; do if [[ $x == runtime.threads=* ]]; then user_sets_threads=1; fi; done
+
+# ---- one run: skip it, resume it, or start it ----------------------------------------------
+# A parallel job and a Slurm task both come here; `exec` leaves resnet-train as the process that
+# the scheduler signals, so SIGINT/SIGTERM reach it and it checkpoints (exit 130/143).
+if [ $run_one = 1 ]; then
+  IFS=: read -r kind d s <<<"$run_one_spec"
+  run=$(run_dir "$run_one_spec")
+  if [ -f "$run/summary.json" ]; then echo "skip   $run (finished)"; exit 0; fi
+  if [ $run_tag = 1 ]; then
+    # Several runs share the terminal: tag each line. sed ignores SIGINT/SIGTERM so that it keeps
+    # reading (a dead reader would make resnet-train die of SIGPIPE before its checkpoint).
+    exec > >(trap '' INT TERM; exec sed -u "s/^/[$(basename "$run")] /") 2>&1
+  fi
+  extra=() where=""
+  [ -n "$run_threads" ] || [ -z "${SLURM_CPUS_PER_TASK:-}" ] || run_threads=$SLURM_CPUS_PER_TASK
+  if [ -n "$run_threads" ] && [ $user_sets_threads = 0 ]; then
+    extra+=(--set "runtime.threads=$run_threads")
+    where=" (runtime.threads=$run_threads)"
+  fi
+  if [ -n "$devices_opt" ]; then
+    IFS=, read -ra devs <<<"$devices_opt"
+    export CUDA_VISIBLE_DEVICES=${devs[$(( (run_slot - 1) % ${#devs[@]} ))]}
+    where=" on GPU $CUDA_VISIBLE_DEVICES$where"
+  fi
+  if [ -f "$run/config.json" ]; then
+    echo "resume $run$where"
+    exec "$bin/resnet-train" --resume "$run" "${data_args[@]}" "${extra[@]}" --no-progress
+  fi
+  echo "train  $run$where"
+  seed_set=()
+  [ -z "$s" ] || seed_set=(--set "runtime.seed=$s")
+  name=$(basename "$run")
+  exec "$bin/resnet-train" --config "$recipe" --set model.depth="$d" \
+    --set model.residual="$([ "$kind" = resnet ] && echo true || echo false)" --set name="\"$name\"" \
+    "${seed_set[@]}" "${extra[@]}" "${sets[@]}" "${data_args[@]}" --out "$run" --force --no-progress
+fi
+
+# ---- the summary: analyses, tables, plots, report.html -------------------------------------
+# A failed analysis does not cost the summary: the tables and plots are written first-class, the
+# analysis is left out of the report, and the exit status says so.
+summarize() {
+  local analysis=() failed=0 a rc
+  if [ $analyze = 1 ]; then
+    for a in responses lesion; do
+      rc=0; analyse "$a" || rc=$?
+      if [ $rc = 0 ]; then analysis+=(--analysis "$out/analysis/$a"); elif [ $rc = 1 ]; then failed=1; fi
+    done
+  fi
+  local specs=() r
+  for r in "${runs[@]}"; do specs+=(--run "$r:$(run_dir "$r")"); done
+  rc=0
+  "$python" "$root/scripts/sweep_report.py" --out "$out" "${specs[@]}" "${analysis[@]}" \
+    --recipe "$recipe${sets[*]:+ with ${sets[*]}}" || rc=$?
+  [ $rc = 0 ] || [ $rc = 3 ] || { echo "depth_sweep.sh: the summary failed (exit $rc)" >&2; return 1; }
+  echo "wrote $out/summary.md $out/summary.csv $out/summary.json $out/training_error.png $out/test_error.png $out/report.html"
+  cat "$out/summary.md"
+  [ $rc = 0 ] || { echo "depth_sweep.sh: some runs did not finish (listed above); re-run to resume them" >&2; return 1; }
+  return $failed
+}
+# analyse NAME: resnet-analyze on the first seed's nets. Fig. 7 (responses) needs shallow and deep
+# nets of both kinds, the lesion study the deepest. 0 done or up to date, 1 failed, 2 runs missing.
+analyse() {
+  local a=$1 shallow deep first=${seeds[0]:-} nets m r fresh=1 dir="$out/analysis/$1" ckpts=()
+  shallow=$(tr ' ' '\n' <<<"$depths" | grep . | sort -n | head -1)
+  deep=$(tr ' ' '\n' <<<"$depths" | grep . | sort -n | tail -1)
+  nets="plain:$deep resnet:$deep"
+  [ "$a" != responses ] || nets="plain:$shallow plain:$deep resnet:$shallow resnet:$deep"
+  for m in $(tr ' ' '\n' <<<"$nets" | awk '!seen[$0]++'); do
+    r=$(run_dir "$m:$first")
+    [ -f "$r/summary.json" ] || { echo "skip   analysis $a: $r is not finished"; return 2; }
+    ckpts+=(--checkpoint "$r")
+    [ "$dir/$a.json" -nt "$r/summary.json" ] || fresh=0
+  done
+  if [ $fresh = 1 ]; then echo "skip   analysis $a (up to date)"; return 0; fi
+  echo "analyse $a -> $dir"
+  "$bin/resnet-analyze" "$a" "${ckpts[@]}" "${data_args[@]}" --out "$dir" >"$out/analysis-$a.log" 2>&1 && return 0
+  echo "depth_sweep.sh: resnet-analyze $a failed (see $out/analysis-$a.log); the report goes without it" >&2
+  return 1
+}
+
+# The arguments a child (a parallel job, a Slurm task or the summary job) needs to see this sweep.
+set_common() {
+  common=(--bin "$bin" --recipe "$recipe" --out "$out" --depths "$depths")
+  [ -z "$seeds_opt" ] || common+=(--seeds "$seeds_opt")
+  common+=("${data_args[@]}" "${sets[@]}")
+  [ $analyze = 0 ] || common+=(--analyze)
+}
+set_common
+
+if [ $summary_only = 1 ]; then mkdir -p "$out"; summarize; exit; fi
+
+# ---- Slurm: one job array for the runs, one dependent job for the summary ------------------
+if [ $slurm_given = 1 ]; then
+  # Absolute paths: the jobs run on other hosts and from other folders.
+  abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+  out=$(abs "$out") bin=$(abs "$bin") recipe=$(abs "$recipe")
+  [ ${#data_args[@]} = 0 ] || data_args=(--data-dir "$(abs "${data_args[1]}")")
+  set_common
+  todo=()
+  for r in "${runs[@]}"; do [ -f "$(run_dir "$r")/summary.json" ] || todo+=("$r"); done
+  read -ra sbatch_args <<<"$slurm"
+  array_script="#!/bin/bash
+#SBATCH --job-name=depth_sweep
+#SBATCH --array=0-$(( ${#todo[@]} - 1 ))
+#SBATCH --output=$out/slurm/%A_%a.out
+#SBATCH --open-mode=append
+#SBATCH --requeue
+# One task per unfinished (kind, depth, seed) of scripts/depth_sweep.sh; a task that finds its run
+# folder resumes it, so a preempted or requeued task continues from its last checkpoint.
+runs=(${todo[*]})
+: \"\${SLURM_ARRAY_TASK_ID:?is not set: submit this script with sbatch --array}\"
+exec bash $(printf '%q ' "$self" "${common[@]}")--run-one \"\${runs[\$SLURM_ARRAY_TASK_ID]}\""
+  summary_script="#!/bin/bash
+#SBATCH --job-name=depth_sweep-summary
+#SBATCH --output=$out/slurm/summary_%j.out
+# The tables, plots and report.html of the sweep, once the array has ended (whatever its outcome).
+exec bash $(printf '%q ' "$self" "${common[@]}")--summary-only"
+  if [ $dry_run = 1 ]; then
+    if [ ${#todo[@]} -gt 0 ]; then
+      echo "# sbatch --parsable ${sbatch_args[*]} $out/slurm/array.sbatch"
+      echo "$array_script"
+      echo
+      echo "# sbatch --parsable ${sbatch_args[*]} --dependency=afterany:<array job id> $out/slurm/summary.sbatch"
+    else
+      echo "# every run is finished; only the summary job:"
+      echo "# sbatch --parsable ${sbatch_args[*]} $out/slurm/summary.sbatch"
+    fi
+    echo "$summary_script"
+    exit 0
+  fi
+  check_recipe "${todo[@]}"  # here, not in K failed tasks
+  mkdir -p "$out/slurm"
+  printf '%s\n' "$array_script" >"$out/slurm/array.sbatch"
+  printf '%s\n' "$summary_script" >"$out/slurm/summary.sbatch"
+  dep=()
+  if [ ${#todo[@]} -gt 0 ]; then
+    array_id=$(sbatch --parsable "${sbatch_args[@]}" "$out/slurm/array.sbatch") ||
+      { echo "depth_sweep.sh: sbatch refused the job array (see above)" >&2; exit 1; }
+    array_id=${array_id%%;*}
+    echo "submitted job array $array_id: ${#todo[@]} runs (${todo[*]})"
+    dep=(--dependency="afterany:$array_id")
+  fi
+  summary_id=$(sbatch --parsable "${sbatch_args[@]}" "${dep[@]}" "$out/slurm/summary.sbatch") ||
+    { echo "depth_sweep.sh: sbatch refused the summary job (see above)" >&2; exit 1; }
+  echo "submitted summary job ${summary_id%%;*}${dep:+ (after $array_id)}; logs in $out/slurm/"
+  exit 0
+fi
+
+# ---- on this host: GNU parallel runs the unfinished runs, --jobs at a time -----------------
+todo=()
+for r in "${runs[@]}"; do
+  if [ -f "$(run_dir "$r")/summary.json" ]; then echo "skip   $(run_dir "$r") (finished)"; else todo+=("$r"); fi
+done
+if [ ${#todo[@]} -gt 0 ]; then
+  check_recipe "${todo[@]}"  # here, once, not in every job
+  mkdir -p "$out"
+  child=("${common[@]}")
+  if [ -n "$devices_opt" ]; then
+    child+=(--devices "$devices_opt")
+  elif [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
+    child+=(--devices "$CUDA_VISIBLE_DEVICES")
+  elif command -v nvidia-smi >/dev/null && gpus=$(nvidia-smi -L 2>/dev/null | sed -n 's/^GPU \([0-9]*\):.*/\1/p' | paste -sd,) &&
+       [ -n "$gpus" ]; then
+    child+=(--devices "$gpus")
+  elif [ "$jobs" -gt 1 ]; then
+    child+=(--run-threads "$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))")
+  fi
+  # parallel starts each job in its own process group, so it relays Ctrl-C itself: SIGINT to every
+  # running resnet-train (which finishes its step, checkpoints and exits 130), no new job, and it
+  # waits up to 10 minutes for them before SIGKILL (its default TERM..KILL within 0.4 s would kill
+  # a run mid-step). A SIGINT or SIGTERM to this script alone is passed on the same way.
+  interrupted=0
+  set +e
+  # --ungroup: the jobs write straight to our output (parallel stops relaying buffered output once
+  # it is interrupted, which would swallow each run's "interrupted ... resume with" lines).
+  [ "$jobs" = 1 ] || child+=(--run-tag)
+  printf '%s\n' "${todo[@]}" |
+    parallel --jobs "$jobs" --ungroup --quote --termseq INT,600000,KILL,25 \
+      bash "$self" "${child[@]}" --run-one '{}' '{%}' &
+  pp=$!
+  trap 'interrupted=1; kill -INT $pp 2>/dev/null' INT TERM
+  while true; do
+    wait $pp; rc=$?
+    kill -0 $pp 2>/dev/null || break  # wait returned for a trapped signal: keep waiting for parallel
+  done
+  trap - INT TERM
+  set -e
+  if [ $interrupted = 1 ]; then
+    echo "depth_sweep.sh: interrupted; the runs stopped at a checkpoint: run the same command again to resume them" >&2
+    exit 130
+  fi
+  [ $rc = 0 ] || echo "depth_sweep.sh: $rc run(s) failed (their train.log says why)" >&2
+fi
+summarize || exit 1

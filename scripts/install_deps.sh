@@ -24,6 +24,11 @@ packages=(
   gnuplot-nox             # plots for sweeps and analyses
   protobuf-compiler libprotobuf-dev libboost-dev   # TensorBoard event files (event.proto, CRC-32C)
   python3-protobuf python3-crc32c                  # the tests' independent reader of those files
+  parallel                # GNU parallel: depth_sweep.sh --jobs N runs N trainings at once
+  python3                 # depth_sweep.sh's summary over seeds (scripts/sweep_report.py, stdlib only)
+  chromium                # headless: the test that opens the sweep's report.html and checks its images
+  slurm-wlm munge         # a one-node Slurm for the test of depth_sweep.sh --slurm (the test starts its own
+                          # daemons with their own config; where systemd runs, apt also enables the services)
   xz-utils ca-certificates curl
 )
 if [ "$want_python" = 1 ]; then

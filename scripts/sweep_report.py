@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""The report of a depth sweep (scripts/depth_sweep.sh): one table over seeds, plots, one HTML page.
+
+    sweep_report.py --out DIR --run KIND:DEPTH:SEED:RUN_DIR ... [--analysis PNG_DIR ...] [--recipe TEXT]
+
+Reads each run's config.json, summary.json and metrics.csv, groups the runs by (kind, depth) and
+writes into DIR:
+  summary.csv, summary.md, summary.json  mean ± sample std, min and max over seeds of the final test
+                                         and training error (%), next to He et al. 2015, Table 6
+  runs.csv                               one row per run
+  curves/<kind>-<depth>.csv              per evaluation step: mean, min, max over seeds (%)
+  training_error.png, test_error.png     He et al. Fig. 6 layout: plain left, ResNets right, the
+                                         mean curve and a min-max band per depth (gnuplot)
+  report.html                            summary.md with every picture inline (data: URIs), so the
+                                         one file can be mailed or opened offline
+A run without summary.json is missing: it is listed as such and left out of the statistics; the
+exit status is then 3 (the other outputs are still written). Standard library only.
+"""
+import argparse
+import base64
+import csv
+import html
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+# He et al. 2015, Table 6: CIFAR-10 test error (%) with the paper's recipe (64k iterations,
+# batch 128, lr 0.1 divided by 10 at 32k and 48k). ResNet-110 is reported as the best of 5 runs,
+# 6.43, with the mean ± std of those runs, 6.61 ± 0.16: our mean is compared with the mean.
+TABLE6_RESNET = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
+RESNET_110_MEAN_STD = (6.61, 0.16)
+PAPER_RESNET = {**TABLE6_RESNET, 110: RESNET_110_MEAN_STD[0]}  # what our mean is compared with
+PAPER_NOTE = {110: "6.61 ± 0.16 (mean of 5 runs; best 6.43)"}
+PLAIN_NOTE = ("The paper gives the plain nets' errors only as curves (Fig. 6, left), not in a table, "
+              "so their paper column is empty.")
+KINDS = ("plain", "resnet")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_curve(path):
+    """[(step, train_error %, test_error %)] from a run's metrics.csv (errors stored as fractions)."""
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r.get("train_error") and r.get("test_error"):
+                rows.append((int(r["step"]), 100 * float(r["train_error"]), 100 * float(r["test_error"])))
+    return rows
+
+
+def load_run(spec):
+    kind, depth, seed, run_dir = spec.split(":", 3)
+    run = {"kind": kind, "depth": int(depth), "seed": int(seed) if seed else None, "run": run_dir,
+           "finished": os.path.isfile(os.path.join(run_dir, "summary.json"))}
+    if not run["finished"]:
+        return run
+    summary = read_json(os.path.join(run_dir, "summary.json"))
+    config = read_json(os.path.join(run_dir, "config.json"))
+    curve = read_curve(os.path.join(run_dir, "metrics.csv"))
+    run.update(seed=config["runtime"]["seed"], parameters=summary["parameters"], steps=summary["steps"],
+               iterations=config["train"]["iterations"], batch_size=config["train"]["batch_size"],
+               final_test_error=100 * summary["final_test_error"],
+               final_train_error=curve[-1][1] if curve else None, curve=curve)
+    return run
+
+
+def stats(values):
+    """mean, sample std (None for one value), min, max."""
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "min": min(values), "max": max(values)}
+
+
+def summarize(runs):
+    groups = []
+    depths = sorted({r["depth"] for r in runs})
+    for kind in KINDS:
+        for depth in depths:
+            members = [r for r in runs if r["kind"] == kind and r["depth"] == depth]
+            if not members:
+                continue
+            done = [r for r in members if r["finished"]]
+            g = {"model": f"{kind}-{depth}", "kind": kind, "depth": depth, "n": len(done),
+                 "seeds": [r["seed"] for r in done], "missing": [r["run"] for r in members if not r["finished"]]}
+            if done:
+                g.update(parameters=done[0]["parameters"], steps=sorted({r["steps"] for r in done}),
+                         test_error=stats([r["final_test_error"] for r in done]))
+                trains = [r["final_train_error"] for r in done if r["final_train_error"] is not None]
+                g["train_error"] = stats(trains) if trains else None
+            paper = PAPER_RESNET.get(depth) if kind == "resnet" else None
+            g["paper_test_error"] = paper
+            g["difference"] = g["test_error"]["mean"] - paper if paper is not None and done else None
+            g["curve"] = mean_curve(done)
+            groups.append(g)
+    return groups
+
+
+def mean_curve(done):
+    """Per step that every run of the group evaluated: mean, min, max of the training and test error."""
+    if not done:
+        return []
+    by_run = [{s: (tr, te) for s, tr, te in r["curve"]} for r in done]
+    steps = sorted(set.intersection(*(set(c) for c in by_run)))
+    out = []
+    for s in steps:
+        tr = [c[s][0] for c in by_run]
+        te = [c[s][1] for c in by_run]
+        out.append((s, statistics.mean(tr), min(tr), max(tr), statistics.mean(te), min(te), max(te)))
+    return out
+
+
+def pct(x):
+    return "" if x is None else f"{x:.2f}"
+
+
+def mean_std(s):
+    if s is None:
+        return "—"
+    return f"{s['mean']:.2f} ± {s['std']:.2f}" if s["std"] is not None else f"{s['mean']:.2f} ± —"
+
+
+def min_max(s):
+    return "—" if s is None else f"{s['min']:.2f} – {s['max']:.2f}"
+
+
+def write_csvs(out, groups, runs):
+    with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "kind", "depth", "parameters", "steps", "seeds",
+                    "test_error_mean_pct", "test_error_std_pct", "test_error_min_pct", "test_error_max_pct",
+                    "train_error_mean_pct", "train_error_std_pct", "train_error_min_pct", "train_error_max_pct",
+                    "paper_test_error_pct", "difference_pct"])
+        for g in groups:
+            te, tr = g.get("test_error") or {}, g.get("train_error") or {}
+            w.writerow([g["model"], g["kind"], g["depth"], g.get("parameters", ""),
+                        "/".join(map(str, g.get("steps", []))), g["n"],
+                        pct(te.get("mean")), pct(te.get("std")), pct(te.get("min")), pct(te.get("max")),
+                        pct(tr.get("mean")), pct(tr.get("std")), pct(tr.get("min")), pct(tr.get("max")),
+                        pct(g["paper_test_error"]), pct(g["difference"])])
+    with open(os.path.join(out, "runs.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "kind", "depth", "seed", "run", "finished", "parameters", "steps",
+                    "final_train_error_pct", "final_test_error_pct"])
+        for r in runs:
+            w.writerow([f"{r['kind']}-{r['depth']}", r["kind"], r["depth"], "" if r["seed"] is None else r["seed"],
+                        r["run"], int(r["finished"]), r.get("parameters", ""), r.get("steps", ""),
+                        pct(r.get("final_train_error")), pct(r.get("final_test_error"))])
+    os.makedirs(os.path.join(out, "curves"), exist_ok=True)
+    for g in groups:
+        with open(os.path.join(out, "curves", g["model"] + ".csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", "train_mean", "train_min", "train_max", "test_mean", "test_min", "test_max"])
+            for row in g["curve"]:
+                w.writerow([row[0]] + [f"{v:.4f}" for v in row[1:]])
+
+
+def write_json(out, groups, runs):
+    doc = {"paper": {"source": "He et al. 2015, Table 6 (CIFAR-10 test error %)",
+                     "resnet": TABLE6_RESNET, "resnet_110_mean": RESNET_110_MEAN_STD[0],
+                     "resnet_110_std": RESNET_110_MEAN_STD[1],
+                     "compared_with": "Table 6; for ResNet-110 the mean of its 5 runs",
+                     "plain": None, "plain_note": PLAIN_NOTE},
+           "groups": [{k: v for k, v in g.items() if k != "curve"} for g in groups],
+           "runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs]}
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+
+
+def plot(out, groups, column, what):
+    """He et al. Fig. 6 layout: plain nets left, ResNets right; per depth a min-max band and the mean."""
+    png, gp = os.path.join(out, f"{what}_error.png"), os.path.join(out, f"{what}_error.gp")
+    lo = {"train": 3, "test": 6}[column]
+    lines = ["set terminal pngcairo size 1400,540 noenhanced font 'Sans,11'", f"set output '{png}'",
+             "set datafile separator ','", "set grid; set key top right box opaque",
+             f"set multiplot layout 1,2 title '{what} error vs iterations (He et al. 2015, Fig. 6): "
+             "mean over seeds, band = min to max' font 'Sans,14'"]
+    for kind in KINDS:
+        mine = [g for g in groups if g["kind"] == kind and g["curve"]]
+        lines += [f"set title '{'plain networks' if kind == 'plain' else 'ResNets'}'",
+                  f"set xlabel 'iterations'; set ylabel '{what} error (%)'; set yrange [0:*]"]
+        items = []
+        for i, g in enumerate(mine, start=1):
+            data = os.path.join(out, "curves", g["model"] + ".csv")
+            items.append(f"'{data}' skip 1 using 1:{lo}:{lo + 1} with filledcurves "
+                         f"fs transparent solid 0.2 noborder lc {i} notitle")
+            items.append(f"'{data}' skip 1 using 1:{lo - 1} with linespoints lw 2 lc {i} "
+                         f"title '{g['model']} (n={g['n']})'")
+        # An empty panel still needs a plot command for the layout to stay plain-left, ResNet-right.
+        lines.append("plot " + ", ".join(items) if items else "plot [0:1] NaN notitle")
+    lines.append("unset multiplot")
+    with open(gp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    subprocess.run(["gnuplot", gp], check=True)
+    return os.path.basename(png)
+
+
+def blocks(groups, runs, images, recipe):
+    """The report as a list of blocks that both summary.md and report.html render."""
+    done = [r for r in runs if r["finished"]]
+    seeds = sorted({r["seed"] for r in done if r["seed"] is not None})
+    iters = sorted({r["iterations"] for r in done})
+    batches = sorted({r["batch_size"] for r in done})
+    b = [("h1", "Depth sweep: plain vs residual networks on CIFAR-10"),
+         ("p", f"{len(done)} finished runs of {len(runs)}; seeds {', '.join(map(str, seeds)) or '—'}; "
+               f"{'/'.join(map(str, iters)) or '—'} iterations at batch {'/'.join(map(str, batches)) or '—'} "
+               "(the paper: 64,000 at batch 128). Errors in %: mean ± sample std over seeds (— for one seed), "
+               "min – max, final evaluation of each run.")]
+    if recipe:
+        b.append(("p", f"Recipe: {recipe}"))
+    header = ["model", "parameters", "steps", "seeds", "test error", "test min – max", "training error",
+              "training min – max", "paper test error", "difference"]
+    rows = []
+    for g in groups:
+        paper = PAPER_NOTE.get(g["depth"], pct(g["paper_test_error"])) if g["kind"] == "resnet" else ""
+        diff = g["difference"]
+        rows.append([g["model"], f"{g['parameters']:,}" if "parameters" in g else "—",
+                     "/".join(map(str, g.get("steps", []))) or "—", str(g["n"]),
+                     mean_std(g.get("test_error")), min_max(g.get("test_error")),
+                     mean_std(g.get("train_error")), min_max(g.get("train_error")),
+                     paper or "—", "—" if diff is None else f"{diff:+.2f}"])
+    b.append(("table", (header, rows)))
+    b.append(("p", "Paper: He et al. 2015, Table 6 (ResNet-20/32/44/56/110/1202: 8.75/7.51/7.17/6.97/6.43/7.93 "
+                   "with the full recipe); difference = our mean − the paper's. " + PLAIN_NOTE))
+    missing = [r["run"] for r in runs if not r["finished"]]
+    if missing:
+        b.append(("p", f"Missing (no summary.json; re-run the sweep to resume them): {', '.join(missing)}"))
+    for title, rel in images:
+        b.append(("img", (title, rel)))
+    return b
+
+
+def render_md(bl):
+    out = []
+    for kind, x in bl:
+        if kind == "h1":
+            out.append(f"# {x}")
+        elif kind == "h2":
+            out.append(f"## {x}")
+        elif kind == "p":
+            out.append(x)
+        elif kind == "table":
+            header, rows = x
+            out.append("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+            out[-1] += "".join("\n| " + " | ".join(r) + " |" for r in rows)
+        elif kind == "img":
+            out.append(f"![{x[0]}]({x[1]})")
+    return "\n\n".join(out) + "\n"
+
+
+def render_html(bl, out_dir):
+    e = html.escape
+    body = []
+    for kind, x in bl:
+        if kind in ("h1", "h2", "p"):
+            body.append(f"<{kind}>{e(x)}</{kind}>")
+        elif kind == "table":
+            header, rows = x
+            body.append("<table>\n<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>\n" +
+                        "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>\n" for r in rows) +
+                        "</table>")
+        elif kind == "img":
+            with open(os.path.join(out_dir, x[1]), "rb") as f:
+                data = base64.b64encode(f.read()).decode("ascii")
+            body.append(f'<figure><img alt="{e(x[0])}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{e(x[0])} ({e(x[1])})</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1450px;margin:1em auto;padding:0 1em}"
+             "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+             "td:first-child,th{text-align:left}img{max-width:100%}figure{margin:1em 0}")
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
+            f"<title>{e(bl[0][1])}</title><style>{style}</style></head>\n<body>\n" + "\n".join(body) +
+            "\n</body>\n</html>\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--run", action="append", default=[], help="KIND:DEPTH:SEED:RUN_DIR (SEED may be empty)")
+    ap.add_argument("--analysis", action="append", default=[], help="a folder of resnet-analyze PNGs")
+    ap.add_argument("--recipe", default="", help="how the runs were made, for the report's first lines")
+    a = ap.parse_args()
+    runs = [load_run(s) for s in a.run]
+    groups = summarize(runs)
+    write_csvs(a.out, groups, runs)
+    write_json(a.out, groups, runs)
+    images = [("training error (Fig. 6)", plot(a.out, groups, "train", "training")),
+              ("test error (Fig. 6)", plot(a.out, groups, "test", "test"))]
+    for d in a.analysis:
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".png"):
+                rel = os.path.relpath(os.path.join(d, name), a.out)
+                images.append((f"resnet-analyze {os.path.basename(d)}: {name}", rel))
+    bl = blocks(groups, runs, images, a.recipe)
+    with open(os.path.join(a.out, "summary.md"), "w") as f:
+        f.write(render_md(bl))
+    tmp = os.path.join(a.out, "report.html.partial")
+    with open(tmp, "w") as f:
+        f.write(render_html(bl, a.out))
+    os.replace(tmp, os.path.join(a.out, "report.html"))
+    return 3 if any(not r["finished"] for r in runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

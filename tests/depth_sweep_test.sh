@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# scripts/depth_sweep.sh on the CPU, as a lab would run it, on tiny synthetic CIFAR-10 files:
+#   depth_sweep_test.sh SWEEP_SCRIPT BIN_DIR
+# 2 depths (8, 14) x 2 seeds x {plain, resnet} with --jobs 2 --analyze gives 8 run folders that
+# trained side by side with cores/2 threads each; summary.csv/json hold mean ± std, min, max that
+# equal the values recomputed here from each run's own summary.json and metrics.csv; the plots
+# exist; report.html renders in headless chromium with every image loaded; a re-run starts no
+# resnet-train at all; Ctrl-C (SIGINT to the sweep's process group) stops the runs at a checkpoint
+# and a re-run resumes and finishes them.
+set -uo pipefail
+sweep=$1
+real_bin=$2
+py=/usr/bin/python3
+[ -x $py ] || py=$(command -v python3)
+fail=0
+check() {  # check DESCRIPTION COMMAND...: run the command, report and remember a failure
+  local what=$1; shift
+  if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fail=1; fi
+}
+for tool in parallel gnuplot chromium; do
+  command -v $tool >/dev/null || { echo "FAIL $tool not found: a test dependency (scripts/install_deps.sh)"; exit 1; }
+done
+tmp=$(mktemp -d)
+sweep_pid=""
+cleanup() {
+  # A sweep left running by a failed check: stop its process group the way Ctrl-C does.
+  [ -z "$sweep_pid" ] || kill -INT -- -"$sweep_pid" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# Synthetic CIFAR-10 (1 label byte + 3072 pixel bytes per record): 40 training and 40 test images
+# whose pixels depend on the label, so the nets learn something and the seeds give different runs.
+$py - "$tmp/data" <<'EOF'
+import os, random, sys
+d = sys.argv[1]; os.makedirs(d)
+rng = random.Random(7)
+def write(name, n):
+    with open(os.path.join(d, name), "wb") as f:
+        for i in range(n):
+            label = i % 10
+            f.write(bytes([label]) + bytes((25 * label + rng.randrange(60)) % 256 for _ in range(3072)))
+for b in range(1, 6): write(f"data_batch_{b}.bin", 8)
+write("test_batch.bin", 40)
+EOF
+# The binaries, with resnet-train behind a wrapper that logs each start (to prove a re-run starts none).
+mkdir -p "$tmp/bin"
+ln -s "$real_bin/resnet-analyze" "$tmp/bin/resnet-analyze"
+cat >"$tmp/bin/resnet-train" <<EOF
+#!/bin/bash
+echo "\$*" >>"$tmp/train_calls.log"
+exec "$real_bin/resnet-train" "\$@"
+EOF
+chmod +x "$tmp/bin/resnet-train"
+cat >"$tmp/recipe.json" <<'EOF'
+{"train": {"batch_size": 20, "iterations": 20, "eval_every": 10, "checkpoint_every": 2, "log_every": 5,
+           "lr_schedule": {"milestones": [15]}}}
+EOF
+out=$tmp/sweep
+args=(--depths "8 14" --seeds 0,1 --jobs 2 --analyze --recipe "$tmp/recipe.json" --data-dir "$tmp/data"
+      --bin "$tmp/bin" --out "$out")
+runs=(plain-8-s0 plain-8-s1 plain-14-s0 plain-14-s1 resnet-8-s0 resnet-8-s1 resnet-14-s0 resnet-14-s1)
+
+# ---- 1. the sweep -------------------------------------------------------------------------
+t0=$(date +%s.%N)
+bash "$sweep" "${args[@]}" >"$tmp/first.log" 2>&1
+rc=$?
+echo "first sweep: exit $rc in $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t0}") s"
+[ $rc = 0 ] || { echo "FAIL the sweep exited $rc:"; tail -n 30 "$tmp/first.log"; exit 1; }
+n=0
+for r in "${runs[@]}"; do [ -f "$out/$r/summary.json" ] && n=$((n + 1)); done
+check "8 finished run folders" [ $n = 8 ]
+check "no other run folder" [ "$(find "$out" -maxdepth 2 -name config.json | wc -l)" = 8 ]
+check "8 resnet-train runs started" [ "$(grep -c -- '--out' "$tmp/train_calls.log")" = 8 ]
+# Each run got its seed and, with 2 jobs on the CPU, cores/2 threads (at least 1).
+want_threads=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))
+check "seeds and threads in each config.json" $py - "$out" "$want_threads" "${runs[@]}" <<'EOF'
+import json, sys
+out, threads, runs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+for r in runs:
+    c = json.load(open(f"{out}/{r}/config.json"))
+    assert c["runtime"]["seed"] == int(r[-1]), (r, c["runtime"]["seed"])
+    assert c["runtime"]["threads"] == threads, (r, c["runtime"]["threads"])
+    assert c["model"]["residual"] == r.startswith("resnet") and c["model"]["depth"] == int(r.split("-")[1]), r
+EOF
+# --jobs 2 ran runs side by side: some two runs' [start, end] intervals overlap (config.json is
+# written when a run starts, summary.json when it ends).
+check "two runs overlapped in time" $py - "$out" "${runs[@]}" <<'EOF'
+import os, sys
+out, runs = sys.argv[1], sys.argv[2:]
+iv = [(os.stat(f"{out}/{r}/config.json").st_mtime, os.stat(f"{out}/{r}/summary.json").st_mtime) for r in runs]
+assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(iv) for b in iv[i + 1:]), iv
+EOF
+# The statistics, recomputed here from each run's own files and compared with the sweep's.
+check "summary mean/std/min/max equal the per-run values" $py - "$out" <<'EOF'
+import csv, json, math, statistics, sys
+out = sys.argv[1]
+rows = {r["model"]: r for r in csv.DictReader(open(f"{out}/summary.csv"))}
+groups = {g["model"]: g for g in json.load(open(f"{out}/summary.json"))["groups"]}
+assert sorted(rows) == sorted(groups) == sorted(["plain-8", "plain-14", "resnet-8", "resnet-14"]), sorted(rows)
+seeds_differ = False
+for model in rows:
+    test = [100 * json.load(open(f"{out}/{model}-s{s}/summary.json"))["final_test_error"] for s in (0, 1)]
+    train = [100 * float(list(csv.DictReader(open(f"{out}/{model}-s{s}/metrics.csv")))[-1]["train_error"])
+             for s in (0, 1)]
+    seeds_differ |= test[0] != test[1] or train[0] != train[1]
+    for name, v in (("test", test), ("train", train)):
+        want = {"mean": sum(v) / 2, "std": abs(v[0] - v[1]) / math.sqrt(2), "min": min(v), "max": max(v)}
+        for k, x in want.items():
+            got_csv = float(rows[model][f"{name}_error_{k}_pct"])
+            got_json = groups[model][f"{name}_error"][k]
+            assert abs(got_csv - x) < 0.006, (model, name, k, got_csv, x)
+            assert abs(got_json - x) < 1e-9, (model, name, k, got_json, x)
+    assert rows[model]["seeds"] == "2", rows[model]
+    assert rows[model]["paper_test_error_pct"] == "", rows[model]  # no ResNet-8/14 in Table 6
+# Two seeds that gave bit-identical runs everywhere would mean the seed was not applied.
+assert seeds_differ, "seed 0 and seed 1 gave the same errors in every group"
+md = open(f"{out}/summary.md").read()
+for model, r in rows.items():
+    cell = f"{float(r['test_error_mean_pct']):.2f} ± {float(r['test_error_std_pct']):.2f}"
+    assert f"| {model} |" in md and cell in md, (model, cell)
+EOF
+for f in training_error.png test_error.png analysis/responses/responses.png analysis/lesion/lesion_single.png \
+         analysis/lesion/lesion_random.png; do
+  check "$f is a picture" [ "$(head -c 4 "$out/$f" 2>/dev/null | od -An -c | tr -d ' ')" = "211PNG" ]
+done
+
+# ---- 2. report.html in a real browser -----------------------------------------------------
+# A copy of the page gets a script that, once the page has loaded, writes how many <img> there are
+# and how many decoded (complete, naturalWidth > 0) into the DOM that chromium dumps.
+browse() {  # browse PAGE -> "images N loaded M"
+  sed 's#</body>#<script>window.addEventListener("load",function(){var a=Array.from(document.images);var ok=a.filter(function(i){return i.complete\&\&i.naturalWidth>0});document.body.insertAdjacentHTML("beforeend","<pre id=\\"imgcheck\\">images "+a.length+" loaded "+ok.length+"</pre>")});</script></body>#' \
+    "$1" >"$tmp/browse.html"
+  timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --user-data-dir="$tmp/chromium" \
+    --virtual-time-budget=10000 --dump-dom "file://$tmp/browse.html" 2>"$tmp/chromium.err" |
+    sed -n 's#.*<pre id="imgcheck">\([^<]*\)</pre>.*#\1#p'
+}
+check "report.html is self-contained (no script, no external reference)" \
+  bash -c "! grep -Eq '<script|src=\"(https?:|file:|[^d])' '$out/report.html'"
+seen=$(browse "$out/report.html")
+echo "     chromium: $seen"
+check "chromium loads all 5 images of report.html" [ "$seen" = "images 5 loaded 5" ]
+# The check can fail: a page with one damaged image reports it.
+$py - "$out/report.html" "$tmp/damaged.html" <<'EOF'
+import sys
+page = open(sys.argv[1]).read()
+i = page.index("data:image/png;base64,") + len("data:image/png;base64,")
+open(sys.argv[2], "w").write(page[:i] + "AAAA" + page[i + 40:])
+EOF
+check "chromium reports a damaged image" [ "$(browse "$tmp/damaged.html")" = "images 5 loaded 4" ]
+
+# ---- 3. a re-run skips everything ---------------------------------------------------------
+: >"$tmp/train_calls.log"
+bash "$sweep" "${args[@]}" >"$tmp/second.log" 2>&1
+check "the re-run exits 0" [ $? = 0 ]
+check "the re-run starts no resnet-train" [ ! -s "$tmp/train_calls.log" ]
+check "the re-run skips all 8 runs" [ "$(grep -c '^skip   .* (finished)$' "$tmp/second.log")" = 8 ]
+check "the re-run skips both analyses" [ "$(grep -c '^skip   analysis .* (up to date)$' "$tmp/second.log")" = 2 ]
+
+# ---- 4. Ctrl-C mid-sweep, then resume -----------------------------------------------------
+# Three runs to redo: two start at once, the third waits for a free job slot.
+again=(plain-14-s1 resnet-14-s0 resnet-14-s1)
+for r in "${again[@]}"; do rm -rf "${out:?}/$r"; done
+set -m  # the sweep gets its own process group, as a shell's foreground job does
+bash "$sweep" "${args[@]}" >"$tmp/third.log" 2>&1 &
+sweep_pid=$!
+set +m
+ckpts=0
+for _ in $(seq 3000); do  # up to 60 s for two runs to write a checkpoint
+  ckpts=0
+  for r in "${again[@]}"; do [ -f "$out/$r/checkpoints/last.ckpt" ] && ckpts=$((ckpts + 1)); done
+  [ $ckpts -ge 2 ] && break
+  sleep 0.02
+done
+kill -INT -- -"$sweep_pid"  # what Ctrl-C in a terminal does
+wait "$sweep_pid"
+rc=$?
+sweep_pid=""
+check "two runs had checkpointed before the interrupt" [ $ckpts -ge 2 ]
+check "the interrupted sweep exits 130" [ $rc = 130 ]
+interrupted=0 resumable=1
+for r in "${again[@]}"; do
+  if [ -f "$out/$r/summary.json" ] || [ ! -e "$out/$r" ]; then continue; fi
+  if [ -f "$out/$r/checkpoints/last.ckpt" ] && grep -q 'interrupted (SIGINT)' "$out/$r/train.log"; then
+    interrupted=$((interrupted + 1))
+  else
+    resumable=0; echo "     $r: neither finished, nor unstarted, nor stopped at a checkpoint"
+  fi
+done
+check "every run finished, unstarted or stopped at a checkpoint by SIGINT" [ $resumable = 1 ]
+check "at least one run was stopped mid-way" [ $interrupted -ge 1 ]
+check "the console shows each interrupted run's own message" \
+  [ "$(grep -c '^\[[a-z0-9-]*\] .*interrupted (SIGINT)' "$tmp/third.log")" = $interrupted ]
+no_trainer_left() { ! pgrep -f "resnet-train --(config|resume) .*$tmp" >/dev/null; }
+check "no resnet-train left running" no_trainer_left
+bash "$sweep" "${args[@]}" >"$tmp/fourth.log" 2>&1
+check "the re-run after Ctrl-C exits 0" [ $? = 0 ]
+check "it resumes the interrupted runs" [ "$(grep -c "resume $out/" "$tmp/fourth.log")" -ge $interrupted ]
+steps_ok=1
+for r in "${runs[@]}"; do
+  grep -q '"steps": 20' "$out/$r/summary.json" 2>/dev/null || { steps_ok=0; echo "     $r: not finished at step 20"; }
+done
+check "all 8 runs finished their 20 steps" [ $steps_ok = 1 ]
+if [ $fail != 0 ]; then
+  for f in first second third fourth; do echo "---- $f.log"; tail -n 20 "$tmp/$f.log"; done
+fi
+exit $fail
