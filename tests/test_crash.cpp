@@ -118,11 +118,32 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& out, const 
   return pid;
 }
 
-int wait_exit(pid_t pid) {
+// The exit code of `pid`; one still running after `limit` is killed and gives -1 (a broken
+// lock must fail the test, not leave a 100,000-step trainer running).
+int wait_exit(pid_t pid, std::chrono::seconds limit = std::chrono::seconds(300)) {
+  const auto deadline = Clock::now() + limit;
   int status = 0;
-  waitpid(pid, &status, 0);
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (Clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+// Kills a spawned trainer when the test leaves early (a failed ASSERT).
+struct KillOnExit {
+  pid_t pid;
+  ~KillOnExit() {
+    if (pid > 0 && kill(pid, 0) == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
 
 class Crash : public ::testing::Test {
  protected:
@@ -328,6 +349,7 @@ TEST_F(Crash, SecondTrainerOnTheSameFolderIsRefused) {
   const std::string run = tmp / "run";
   const pid_t first = spawn({"--config", tmp / "long.json", "--out", run, "--no-progress"}, tmp / "out1.txt",
                             tmp / "err1.txt");
+  KillOnExit guard{first};
   const auto deadline = Clock::now() + std::chrono::seconds(60);
   while (Clock::now() < deadline && read_all(run + "/train.log").find("step 3/") == std::string::npos)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -337,7 +359,7 @@ TEST_F(Crash, SecondTrainerOnTheSameFolderIsRefused) {
   for (const auto& args : {std::vector<std::string>{"--resume", run},
                            std::vector<std::string>{"--config", tmp / "long.json", "--out", run, "--force"}}) {
     const pid_t second = spawn(args, tmp / "out2.txt", tmp / "err2.txt");
-    EXPECT_EQ(wait_exit(second), 2);
+    EXPECT_EQ(wait_exit(second, std::chrono::seconds(60)), 2) << "the second trainer was not refused";
     const std::string err = read_all(tmp / "err2.txt");
     EXPECT_NE(err.find(pid_text), std::string::npos) << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
@@ -349,7 +371,8 @@ TEST_F(Crash, SecondTrainerOnTheSameFolderIsRefused) {
     EXPECT_NE(std::string(e.what()).find(pid_text), std::string::npos) << e.what();
   }
   kill(first, SIGINT);
-  EXPECT_EQ(wait_exit(first), 130);
+  EXPECT_EQ(wait_exit(first, std::chrono::seconds(60)), 130);
+  guard.pid = -1;
   int64_t stopped = 0;
   EXPECT_NO_THROW(weights_of(run, &stopped));
   // Free again once the first one has gone.
