@@ -395,7 +395,7 @@ TEST_F(Dist, InterruptedAndResumedTwoRankRunEqualsAStraightOne) {
   const auto deadline = Clock::now() + std::chrono::seconds(60);
   while (!fs::exists(tmp / "cut/checkpoints/last.ckpt") && Clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  for (pid_t p : pids) kill(p, SIGTERM);
+  kill(pids[1], SIGTERM);  // one rank only: the ranks agree on it and stop together
   const int c0 = wait_exit(pids[0]), c1 = wait_exit(pids[1]);
   EXPECT_EQ(c0, c1) << "the ranks stopped differently";
   ASSERT_EQ(c0, 143) << read_all(tmp / "cut.err0");  // SIGTERM: checkpoint, exit 143 on every rank
@@ -478,6 +478,27 @@ TEST_F(Dist, ARefusalOnRankZeroStopsEveryRank) {
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 15.0);
   EXPECT_NE(read_all(tmp / "taken.err1").find("another rank failed while creating the run folder"), std::string::npos)
       << read_all(tmp / "taken.err1");
+  // A refusal inside the start-up on rank 0 alone: the folder is locked by another trainer, which
+  // only rank 0 (the one that opens it) finds out. Both ranks stop with exit 2, promptly.
+  ASSERT_EQ(run_two({"--config", tmp / "tiny.json", "--set", "train.iterations=2", "--out", tmp / "busy",
+                     "--no-progress"}, tmp / "prep"), (std::vector<int>{0, 0}));
+  {
+    const std::string other = std::string(RESNET_TRAIN_BIN) + " --resume " + (tmp / "busy") +
+                              " --set train.iterations=100000 --no-progress > " + (tmp / "holder.out") + " 2>&1 & echo $! > " + (tmp / "holder.pid");
+    ASSERT_EQ(std::system(other.c_str()), 0);
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (read_all(tmp / "holder.out").find("continuing at step") == std::string::npos && Clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const pid_t holder = std::stoi(read_all(tmp / "holder.pid"));
+    const auto t1 = Clock::now();
+    const auto busy = run_two({"--resume", tmp / "busy", "--no-progress"}, tmp / "busy2");
+    const double waited = std::chrono::duration<double>(Clock::now() - t1).count();
+    kill(holder, SIGKILL);
+    EXPECT_EQ(busy, (std::vector<int>{2, 2})) << read_all(tmp / "busy2.err0") << read_all(tmp / "busy2.err1");
+    EXPECT_NE(read_all(tmp / "busy2.err0").find("pid " + std::to_string(holder)), std::string::npos)
+        << read_all(tmp / "busy2.err0");
+    EXPECT_LT(waited, 15.0);
+  }
   // A global batch the ranks cannot share is refused on every rank.
   const auto odd = run_two({"--config", tmp / "tiny.json", "--set", "train.batch_size=31", "--out", tmp / "odd",
                             "--no-progress"}, tmp / "odd");
@@ -518,6 +539,18 @@ TEST_F(Dist, TorchrunLaunchesAndRestartsTheJob) {
   const auto a = weights_of(tmp / "plain"), b = weights_of(tmp / "restarted");
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i], b[i])) << "tensor " << i;
+
+  // A restart never resumes a run the command did not start: --out names another run (here one
+  // with 12 iterations, the command asks for 13). Both attempts are refused; that run is untouched.
+  const std::string summary_before = read_all(tmp / "plain/summary.json");
+  const std::string other = fmt::format("/usr/bin/python3 -m torch.distributed.run --nproc_per_node=2 --master_port={} "
+                                        "--no_python --redirects=1 --tee=1 --max_restarts=1 {} --config {} --set "
+                                        "train.iterations=13 --out {} --no-progress > {} 2>&1",
+                                        free_port(), RESNET_TRAIN_BIN, tmp / "tiny.json", tmp / "plain",
+                                        tmp / "other.log");
+  EXPECT_NE(std::system(other.c_str()), 0) << read_all(tmp / "other.log");
+  EXPECT_NE(read_all(tmp / "other.log").find("run folder exists"), std::string::npos) << read_all(tmp / "other.log");
+  EXPECT_EQ(read_all(tmp / "plain/summary.json"), summary_before);
 }
 
 int main(int argc, char** argv) {

@@ -168,3 +168,30 @@ TEST(TensorBoard, ARunsEventsMatchItsMetricsAcrossAResume) {
   ASSERT_EQ(train(tiny(tmp / "data", 5), [&] { auto o = quiet(tmp / "run"); o.force = true; return o; }()), 0);
   EXPECT_EQ(read_events(tmp, tensorboard::event_files(tmp / "run").at(0)).size(), 2u);
 }
+
+// The Event's wire bytes carry TensorFlow's field numbers (event.proto: wall_time 1 double,
+// step 2 varint, file_version 3, summary 5; summary.proto: Value 1, tag 1, simple_value 2): checked
+// on the bytes, since the Python reader is generated from our own .proto.
+TEST(TensorBoard, EventBytesUseTensorFlowsFieldNumbers) {
+  TempDir tmp;
+  { tensorboard::EventWriter(tmp.path()).scalars(7, {{"lr", 0.5}}, 2.0); }
+  const std::string bytes = read_all(tensorboard::event_files(tmp.path()).at(0));
+  auto record = [&](size_t at, size_t& next) {
+    uint64_t len = 0;
+    for (int i = 7; i >= 0; --i) len = (len << 8) | static_cast<unsigned char>(bytes[at + i]);
+    next = at + 16 + len;
+    return bytes.substr(at + 12, len);
+  };
+  size_t next = 0;
+  const std::string first = record(0, next);
+  ASSERT_GE(first.size(), 9u);
+  EXPECT_EQ(static_cast<unsigned char>(first[0]), 0x09);  // field 1, 64-bit: wall_time
+  EXPECT_EQ(static_cast<unsigned char>(first[9]), 0x1a);  // field 3, length-delimited: file_version
+  EXPECT_EQ(first.substr(11), "brain.Event:2");
+  const std::string second = record(next, next);
+  EXPECT_EQ(next, bytes.size());
+  // 09 <2.0 as a little-endian double> 10 07 2a <len> 0a <len> 0a 02 "lr" 15 <0.5f>
+  const std::string expected = std::string("\x09\x00\x00\x00\x00\x00\x00\x00\x40\x10\x07\x2a\x0b\x0a\x09\x0a\x02lr\x15"
+                                           "\x00\x00\x00\x3f", 24);
+  EXPECT_TRUE(second == expected) << "event bytes differ from TensorFlow's layout";
+}

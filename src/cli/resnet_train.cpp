@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
     resnet::ExperimentConfig config = resnet::cli::resolve_config(config_path, sets);
     // torchrun --max_restarts: a restarted job continues the run its first attempt started.
     const std::string out = options.out_dir.empty() ? "runs/" + config.name : options.out_dir;
-    if (!dry_run && resnet::restarted_run(out)) return resnet::resume(out, sets, options);
+    if (!dry_run && resnet::restarted_run(out, config)) return resnet::resume(out, sets, options);
     if (dry_run) {
       auto model = resnet::make_model(config.model);
       nlohmann::json out{{"parameters", resnet::count_parameters(*model)},

@@ -291,7 +291,13 @@ void ProcessGroup::together(const char* what, const std::function<void()>& body)
     error = std::current_exception();
     code = kExitFailure;
   }
-  const int64_t worst = max(code, what);
+  int64_t worst = code;
+  try {
+    worst = max(code, what);
+  } catch (const DistError&) {
+    if (error) std::rethrow_exception(error);  // our own failure says more than the lost peer
+    throw;
+  }
   if (error) std::rethrow_exception(error);
   if (worst != 0)
     throw PeerFailed(static_cast<int>(worst),

@@ -55,7 +55,8 @@ std::string host_name() {
 }  // namespace
 
 uint32_t crc32c(const void* data, size_t size) {
-  // Castagnoli: reflected polynomial 0x1EDC6F41, init and final xor all ones.
+  // CRC-32C (Castagnoli): polynomial 0x1EDC6F41, reflected input and output, init and final
+  // xor all ones.
   boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> crc;
   crc.process_bytes(data, size);
   return crc.checksum();
@@ -135,7 +136,7 @@ void trim_events(const std::string& folder, int64_t step) {
       // A record that is short or fails its CRCs ends the file (a torn write): dropped.
       if (bytes.size() - at < 12) { changed = true; break; }
       const uint64_t len = get_le(bytes, at, 8);
-      if (static_cast<uint32_t>(get_le(bytes, at + 8, 4)) != masked_crc32c(bytes.data() + at, 8) ||
+      if (bytes.size() - at < 16 || static_cast<uint32_t>(get_le(bytes, at + 8, 4)) != masked_crc32c(bytes.data() + at, 8) ||
           len > bytes.size() - at - 16) { changed = true; break; }
       const std::string data = bytes.substr(at + 12, len);
       if (static_cast<uint32_t>(get_le(bytes, at + 12 + len, 4)) != masked_crc32c(data.data(), data.size())) {

@@ -211,14 +211,18 @@ void prepare(Session& s, CheckpointReader* from) {
                                            static_cast<uint64_t>(s.config.runtime.seed),
                                            s.runtime.device, shard);
   s.total = total_steps(t, s.source->steps_per_epoch());
-  if (s.pg) {
-    // Every rank starts from rank 0's weights, BN statistics and momentum (after a resume too).
-    std::vector<at::Tensor> state = s.model->parameters();
-    for (const auto& b : s.model->buffers()) state.push_back(b);
-    for (const auto& m : s.sgd->momentum_buffers()) state.push_back(m);
-    s.pg->broadcast(state, "the start-up broadcast of the weights");
-    s.grads = std::make_unique<GradAllReduce>(*s.pg, s.model->parameters());
-  }
+}
+
+// After prepare() succeeded on every rank (never inside a together() body: a collective there
+// would meet another rank's agreement): every rank takes rank 0's weights, BN statistics and
+// momentum (after a resume too), and the gradient exchange is set up.
+void join_ranks(Session& s) {
+  if (!s.pg) return;
+  std::vector<at::Tensor> state = s.model->parameters();
+  for (const auto& b : s.model->buffers()) state.push_back(b);
+  for (const auto& m : s.sgd->momentum_buffers()) state.push_back(m);
+  s.pg->broadcast(state, "the start-up broadcast of the weights");
+  s.grads = std::make_unique<GradAllReduce>(*s.pg, s.model->parameters());
 }
 
 bool parameters_finite(ResNetImpl& model) {
@@ -593,6 +597,7 @@ int train(const ExperimentConfig& config, const TrainOptions& options) {
   start(s);
   // Every input is checked before the run folder is touched.
   together(s, "checking the inputs", [&] { prepare(s, nullptr); });
+  join_ranks(s);
   std::optional<RunDir> dir;
   together(s, "creating the run folder", [&] {
     if (!s.rank0()) return;
@@ -657,6 +662,7 @@ int resume(const std::string& run_dir, const std::vector<std::string>& sets, con
     if (s.pg && s.rank0()) dir.emplace(RunDir::open(run_dir));
     prepare(s, reader.get());
   });
+  join_ranks(s);
   // Complete only with its summary: a run stopped between its last checkpoint and summary.json
   // goes on to its final evaluation and summary (the training loop has nothing left to do).
   if (s.state.step >= s.total && std::filesystem::exists(folder / "summary.json")) {
@@ -676,9 +682,25 @@ int resume(const std::string& run_dir, const std::vector<std::string>& sets, con
   return run_session(s, dir ? &*dir : nullptr, true);
 }
 
-bool restarted_run(const std::string& out_dir) {
+bool restarted_run(const std::string& out_dir, const ExperimentConfig& config) {
   const DistEnv env = read_dist_env();
-  return env.active() && env.restart_count > 0 && std::filesystem::exists(std::filesystem::path(out_dir) / "config.json");
+  const std::filesystem::path stored_path = std::filesystem::path(out_dir) / "config.json";
+  if (!env.active() || env.restart_count == 0 || !std::filesystem::exists(stored_path)) return false;
+  // Only the run this command started: its stored config is this config (the data folder aside,
+  // which the run stores resolved). Anything else there (another run the first attempt was
+  // refused for) is not resumed by a restart: train() refuses it again.
+  try {
+    nlohmann::json stored = read_json_file(stored_path.string());
+    if (stored.is_object()) stored.erase("resume_changes");
+    nlohmann::json mine = to_json(config);
+    ExperimentConfig theirs = config_from_json(stored);
+    nlohmann::json theirs_json = to_json(theirs);
+    mine["data"]["dir"] = "";
+    theirs_json["data"]["dir"] = "";
+    return mine == theirs_json;
+  } catch (const std::exception&) {
+    return false;
+  }
 }
 
 }  // namespace resnet

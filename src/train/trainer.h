@@ -44,6 +44,8 @@ int resume(const std::string& run_dir, const std::vector<std::string>& sets,
 // with the same arguments; rank 0 alone writes the run folder. True when torchrun restarted the
 // job (TORCHELASTIC_RESTART_COUNT > 0) and `out_dir` holds the run it started: the command that
 // started it should then resume it.
-bool restarted_run(const std::string& out_dir);
+// Only when that run's stored config is `config` (the data folder aside): a restart never
+// resumes a different run that happens to be in `out_dir`.
+bool restarted_run(const std::string& out_dir, const ExperimentConfig& config);
 
 }  // namespace resnet
