@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "models/resnet.h"
+#include "run_support.h"
 #include "test_support.h"
 #include "train/checkpoint.h"
 #include "train/sgd.h"
@@ -26,6 +27,7 @@
 
 using namespace resnet;
 using resnet::testing::TempDir;
+using namespace resnet::testing;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -49,50 +51,14 @@ ExperimentConfig tiny_config(const std::string& data_dir, int64_t iterations) {
   return c;
 }
 
-TrainOptions quiet(const std::string& out = "") {
-  TrainOptions o;
-  o.out_dir = out;
-  o.progress = false;
-  o.console = false;
-  return o;
-}
 
-std::vector<at::Tensor> weights_of(const std::string& run, int64_t* step = nullptr) {
-  CheckpointReader r(run + "/checkpoints/last.ckpt");
-  auto model = make_model(r.config().model);
-  r.load_model(*model);
-  Sgd sgd(model->parameters(), {});
-  r.load_optimizer(sgd);
-  std::vector<at::Tensor> out;
-  for (const auto& p : model->parameters()) out.push_back(p.detach().clone());
-  for (const auto& b : model->buffers()) out.push_back(b.detach().clone());
-  for (const auto& m : sgd.momentum_buffers()) out.push_back(m.clone());
-  if (step) *step = r.contents().state.step;
-  return out;
-}
 
 void expect_identical(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i], b[i])) << "tensor " << i;
 }
 
-// The metrics rows without the columns that measure time.
-std::vector<nlohmann::json> metric_rows(const std::string& run) {
-  std::vector<nlohmann::json> rows;
-  std::ifstream in(run + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    nlohmann::json row = nlohmann::json::parse(line);
-    row.erase("images_per_sec");
-    row.erase("elapsed_s");
-    rows.push_back(row);
-  }
-  return rows;
-}
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
 
 // Starts resnet-train with `args`; stdout and stderr go to files in `dir`.
 pid_t spawn(const std::vector<std::string>& args, const std::string& out, const std::string& err,
@@ -118,21 +84,6 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& out, const 
   return pid;
 }
 
-// The exit code of `pid`; one still running after `limit` is killed and gives -1 (a broken
-// lock must fail the test, not leave a 100,000-step trainer running).
-int wait_exit(pid_t pid, std::chrono::seconds limit = std::chrono::seconds(300)) {
-  const auto deadline = Clock::now() + limit;
-  int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (Clock::now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 // Kills a spawned trainer when the test leaves early (a failed ASSERT).
 struct KillOnExit {

@@ -26,6 +26,7 @@
 #include "dist/dist.h"
 #include "eval/evaluate.h"
 #include "models/resnet.h"
+#include "run_support.h"
 #include "test_support.h"
 #include "train/checkpoint.h"
 #include "train/runtime.h"
@@ -36,6 +37,7 @@
 
 using namespace resnet;
 using resnet::testing::TempDir;
+using namespace resnet::testing;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -91,10 +93,6 @@ void dump(const std::string& path, const std::vector<at::Tensor>& tensors) {
   }
 }
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
 
 std::vector<at::Tensor> grads_of(ResNetImpl& model) {
   std::vector<at::Tensor> out;
@@ -181,20 +179,6 @@ pid_t spawn_rank(const std::string& bin, const std::vector<std::string>& args, i
   return pid;
 }
 
-// Waits for `pid` at most `limit`; on timeout kills it and returns -1.
-int wait_exit(pid_t pid, std::chrono::seconds limit = std::chrono::seconds(120)) {
-  const auto deadline = Clock::now() + limit;
-  int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (Clock::now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 // Both ranks of a resnet-train job; returns their exit codes.
 std::vector<int> run_two(const std::vector<std::string>& args, const std::string& log_prefix) {
@@ -206,31 +190,7 @@ std::vector<int> run_two(const std::vector<std::string>& args, const std::string
   return codes;
 }
 
-std::vector<at::Tensor> weights_of(const std::string& run, int64_t* step = nullptr) {
-  CheckpointReader r(run + "/checkpoints/last.ckpt");
-  auto model = make_model(r.config().model);
-  r.load_model(*model);
-  Sgd sgd(model->parameters(), {});
-  r.load_optimizer(sgd);
-  std::vector<at::Tensor> out;
-  for (const auto& p : model->parameters()) out.push_back(p.detach().clone());
-  for (const auto& b : model->buffers()) out.push_back(b.detach().clone());
-  for (const auto& m : sgd.momentum_buffers()) out.push_back(m.clone());
-  if (step) *step = r.contents().state.step;
-  return out;
-}
 
-std::vector<nlohmann::json> metric_rows(const std::string& run) {
-  std::vector<nlohmann::json> rows;
-  std::ifstream in(run + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    nlohmann::json row = nlohmann::json::parse(line);
-    row.erase("images_per_sec");
-    row.erase("elapsed_s");
-    rows.push_back(row);
-  }
-  return rows;
-}
 
 class Dist : public ::testing::Test {
  protected:

@@ -10,12 +10,14 @@
 #include <nlohmann/json.hpp>
 
 #include "tensorboard/event_writer.h"
+#include "run_support.h"
 #include "test_support.h"
 #include "train/trainer.h"
 #include "util/json_io.h"
 
 using namespace resnet;
 using resnet::testing::TempDir;
+using namespace resnet::testing;
 namespace fs = std::filesystem;
 
 namespace {
@@ -25,10 +27,6 @@ bool have_reader() {
                      ">/dev/null 2>&1") == 0;
 }
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
 
 // event_pb2.py from our event.proto, by protoc, into tmp/gen.
 std::string generate_python(const TempDir& tmp) {
@@ -52,13 +50,6 @@ std::vector<nlohmann::json> read_events(const TempDir& tmp, const std::string& f
   return out;
 }
 
-TrainOptions quiet(const std::string& out) {
-  TrainOptions o;
-  o.out_dir = out;
-  o.progress = false;
-  o.console = false;
-  return o;
-}
 
 ExperimentConfig tiny(const std::string& data, int64_t iterations) {
   ExperimentConfig c;
