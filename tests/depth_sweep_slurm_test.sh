@@ -108,18 +108,7 @@ check() {
   local what=$1; shift
   if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fail=1; fi
 }
-$py - "$tmp/data" <<'EOF'
-import os, random, sys
-d = sys.argv[1]; os.makedirs(d)
-rng = random.Random(7)
-def write(name, n):
-    with open(os.path.join(d, name), "wb") as f:
-        for i in range(n):
-            label = i % 10
-            f.write(bytes([label]) + bytes((25 * label + rng.randrange(60)) % 256 for _ in range(3072)))
-for b in range(1, 6): write(f"data_batch_{b}.bin", 8)
-write("test_batch.bin", 40)
-EOF
+$py "$(dirname "$0")/tools/write_synthetic_cifar.py" "$tmp/data" 8 40
 cat >"$tmp/recipe.json" <<'EOF'
 {"train": {"batch_size": 20, "iterations": 20, "eval_every": 10, "checkpoint_every": 2, "log_every": 5,
            "lr_schedule": {"milestones": [15]}}, "runtime": {"threads": 1}}

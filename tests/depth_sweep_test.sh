@@ -31,18 +31,7 @@ trap cleanup EXIT
 
 # Synthetic CIFAR-10 (1 label byte + 3072 pixel bytes per record): 40 training and 40 test images
 # whose pixels depend on the label, so the nets learn something and the seeds give different runs.
-$py - "$tmp/data" <<'EOF'
-import os, random, sys
-d = sys.argv[1]; os.makedirs(d)
-rng = random.Random(7)
-def write(name, n):
-    with open(os.path.join(d, name), "wb") as f:
-        for i in range(n):
-            label = i % 10
-            f.write(bytes([label]) + bytes((25 * label + rng.randrange(60)) % 256 for _ in range(3072)))
-for b in range(1, 6): write(f"data_batch_{b}.bin", 8)
-write("test_batch.bin", 40)
-EOF
+$py "$(dirname "$0")/tools/write_synthetic_cifar.py" "$tmp/data" 8 40
 # The binaries, with resnet-train behind a wrapper that logs each start (to prove a re-run starts none).
 mkdir -p "$tmp/bin"
 ln -s "$real_bin/resnet-analyze" "$tmp/bin/resnet-analyze"

@@ -19,17 +19,7 @@ bool ends_with(const std::string& s, const std::string& tail) {
 }  // namespace
 
 std::string quoted_name(const std::string& name) {
-  std::string out = "'";
-  for (const char ch : name.substr(0, 200)) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c >= 0x20 && c != 0x7f) {
-      out += ch;
-    } else {
-      const char* hex = "0123456789abcdef";
-      out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
-    }
-  }
-  return out + (name.size() > 200 ? "...'" : "'");
+  return "'" + printable(name.substr(0, 200)) + (name.size() > 200 ? "...'" : "'");
 }
 
 WeightsFormat format_for(const std::string& path, const std::string& flag) {

@@ -29,6 +29,10 @@ class PeerFailed : public std::runtime_error {
   int exit_code;
 };
 
+// `text` as it may appear in a one-line message: control characters (a JSON key may hold any)
+// are written as \xNN.
+std::string printable(const std::string& text);
+
 // First line of a (possibly multi-line, c10-decorated) error message, for one-line reports.
 std::string first_line(const std::string& message);
 
