@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <chrono>
 #include <unistd.h>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include "data/cifar10.h"
 #include "eval/evaluate.h"
 #include "models/resnet.h"
+#include "train/checkpoint.h"
 #include "train/runtime.h"
 #include "train/sgd.h"
 #include "train/step.h"
@@ -58,6 +60,47 @@ double time_per_call(const c10::Device& device, int64_t warmup, int64_t steps, F
   for (int64_t i = 0; i < steps; ++i) fn(warmup + i);
   device_sync(device);
   return std::chrono::duration<double>(Clock::now() - start).count() / static_cast<double>(steps);
+}
+
+// Checkpoint write and read (resnet-bench --mode checkpoint): `steps` saves of the model with its
+// momentum and a normaliser, then `steps` reads of the file with the weights loaded into a model
+// and the momentum into an optimizer, as resume does. The median of each, and the file's size.
+nlohmann::json time_checkpoints(const ExperimentConfig& c, const Runtime& rt, int64_t steps) {
+  ResNet model = build(c, rt);
+  Sgd sgd(model->parameters(), SgdOptions{c.train.momentum, c.train.weight_decay, c.train.nesterov});
+  for (auto& m : sgd.momentum_buffers()) m.normal_();
+  const ImageSet images = random_images(64);
+  CheckpointContents contents{to_json(c), TrainState{}, fit_normalizer(images.images, "channel"), "bench",
+                              nlohmann::json::array()};
+  const auto dir = std::filesystem::temp_directory_path() / ("resnet-bench-ckpt-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "last.ckpt").string();
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::vector<double> writes, reads;
+  try {
+    for (int64_t i = 0; i < steps; ++i) {
+      const auto start = Clock::now();
+      save_checkpoint(path, contents, *model, &sgd);
+      writes.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    }
+    for (int64_t i = 0; i < steps; ++i) {
+      const auto start = Clock::now();
+      CheckpointReader reader(path);
+      reader.load_model(*model);
+      reader.load_optimizer(sgd);
+      reads.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    }
+  } catch (...) {
+    std::filesystem::remove_all(dir);
+    throw;
+  }
+  const auto bytes = static_cast<int64_t>(std::filesystem::file_size(path));
+  std::filesystem::remove_all(dir);
+  return {{"parameters", count_parameters(*model)}, {"bytes", bytes}, {"repeats", steps},
+          {"write_s", median(writes)}, {"read_s", median(reads)}};
 }
 
 }  // namespace
@@ -182,7 +225,11 @@ nlohmann::json run_bench(const ExperimentConfig& c, const BenchOptions& o) {
     }
     return out;
   }
-  throw InputError("--mode: '" + o.mode + "' is not one of bare|step|eval|train|verify");
+  if (o.mode == "checkpoint") {
+    out.update(time_checkpoints(c, rt, o.steps));
+    return out;
+  }
+  throw InputError("--mode: '" + o.mode + "' is not one of bare|step|eval|train|verify|checkpoint");
 }
 
 }  // namespace resnet

@@ -6,6 +6,8 @@
 //   eval   evaluation throughput on the test set (or a synthetic one)
 //   train  a whole run of the config through the trainer, wall clock end to end
 //          (data loading, augmentation, steps, evaluations, checkpoints)
+//   checkpoint  writing and reading a checkpoint (model, momentum, normaliser) as the trainer and
+//          resume do: median seconds of --steps repeats, and the file's size
 //   verify the fast path's correctness proof (train/verify.h): "passed" false is exit 1
 #include <nlohmann/json.hpp>
 #include <string>
