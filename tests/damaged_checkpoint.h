@@ -1,6 +1,8 @@
 #pragma once
-// Checkpoint archives with one key damaged, for the reader's tests (test_untrusted_input) and the
-// fuzzer's seeds (tests/fuzz/fuzz_checkpoint_seed).
+// Version-1 checkpoints (TorchScript archives, as builds before the safetensors format wrote them)
+// with one key damaged, for the reader's tests (test_checkpoint) and the fuzzer's seeds
+// (tests/fuzz/fuzz_checkpoint_seed). Written by LibTorch's own OutputArchive, the old writer, the
+// same way: tensors as the module's parameters, everything else as attributes, in its order.
 #include <ATen/ATen.h>
 #include <torch/serialize/output-archive.h>
 
@@ -33,31 +35,37 @@ inline ExperimentConfig resnet8_config() {
 inline void write_damaged_checkpoint(const std::string& path, const std::map<std::string, c10::IValue>& damaged) {
   const std::vector<std::pair<std::string, c10::IValue>> good = {
       {"format", c10::IValue(std::string("resnet-train-checkpoint"))},
-      {"version", c10::IValue(kCheckpointVersion)},
+      {"version", c10::IValue(int64_t{1})},
       {"config", c10::IValue(to_json(resnet8_config()).dump())},
       {"state", c10::IValue(std::string(
                     R"({"step":3,"train_loss_sum":1.5,"train_correct":2,"train_seen":9,"train_seconds":0.5,)"
                     R"("eval_seconds":0.1,"elapsed_seconds":1.0,"images_trained":96,"best_val_error":-1,)"
                     R"("best_val_step":-1})"))},
+      {"data_fingerprint", c10::IValue(std::string("fingerprint"))},
+      {"changes", c10::IValue(std::string(R"([{"step":3,"key":"train.lr","from":0.1,"to":0.2}])"))},
       {"model_names", c10::IValue(c10::List<std::string>{"stem_conv.weight"})},
       {"model_tensors", c10::IValue(c10::List<at::Tensor>{at::zeros({16, 3, 3, 3})})},
       {"momentum", c10::IValue(c10::List<at::Tensor>{at::zeros({16, 3, 3, 3})})},
       {"norm_mean", c10::IValue(at::full({1, 3, 1, 1}, 0.5f))},
       {"norm_std", c10::IValue(at::full({1, 3, 1, 1}, 0.25f))},
-      {"data_fingerprint", c10::IValue(std::string("fingerprint"))},
-      {"changes", c10::IValue(std::string(R"([{"step":3,"key":"train.lr","from":0.1,"to":0.2}])"))},
   };
   torch::serialize::OutputArchive archive;
+  auto write = [&](const std::string& key, const c10::IValue& value) {
+    if (value.isTensor())
+      archive.write(key, value.toTensor());  // a parameter, as the old writer's norm_mean and norm_std
+    else
+      archive.write(key, value);
+  };
   for (const auto& [key, value] : good) {
     const auto it = damaged.find(key);
     if (it == damaged.end())
-      archive.write(key, value);
+      write(key, value);
     else if (!it->second.isNone())
-      archive.write(key, it->second);
+      write(key, it->second);
   }
   for (const auto& extra : damaged)
     if (std::none_of(good.begin(), good.end(), [&](const auto& g) { return g.first == extra.first; }))
-      archive.write(extra.first, extra.second);
+      write(extra.first, extra.second);
   archive.save_to(path);
 }
 

@@ -36,7 +36,7 @@ inline std::vector<at::Tensor> weights_of(const std::string& run, int64_t* step 
   auto model = make_model(r.config().model);
   r.load_model(*model);
   Sgd sgd(model->parameters(), {});
-  r.load_optimizer(sgd);
+  r.load_optimizer(sgd, *model);
   std::vector<at::Tensor> out;
   for (const auto& p : model->parameters()) out.push_back(p.detach().clone());
   for (const auto& b : model->buffers()) out.push_back(b.detach().clone());

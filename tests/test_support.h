@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the tests: temporary folders and small synthetic CIFAR-10 sets.
 #include <ATen/ATen.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -8,6 +9,7 @@
 #include <string>
 
 #include "data/cifar10.h"
+#include "util/errors.h"
 
 namespace resnet::testing {
 
@@ -45,6 +47,20 @@ inline void write_synthetic_cifar(const std::string& dir, int64_t per_file, int6
   for (int i = 1; i <= 5; ++i)
     write_cifar10_file(dir + "/data_batch_" + std::to_string(i) + ".bin", synthetic_set(per_file, i));
   write_cifar10_file(dir + "/test_batch.bin", synthetic_set(test_n, 99));
+}
+
+// Expects `body` to throw a one-line InputError that starts with `prefix` and mentions `needle`.
+template <typename F>
+void expect_input_error(F&& body, const std::string& prefix, const std::string& needle = "") {
+  try {
+    body();
+    ADD_FAILURE() << "accepted (" << prefix << " ... " << needle << ")";
+  } catch (const InputError& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.rfind(prefix, 0), 0u) << msg;
+    EXPECT_NE(msg.find(needle), std::string::npos) << "wanted '" << needle << "' in: " << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
 }
 
 }  // namespace resnet::testing

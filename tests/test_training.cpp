@@ -65,7 +65,7 @@ Weights weights_of(const std::string& run) {
   auto model = make_model(c.model);
   r.load_model(*model);
   Sgd sgd(model->parameters(), {});
-  r.load_optimizer(sgd);
+  r.load_optimizer(sgd, *model);
   Weights w;
   for (const auto& p : model->parameters()) w.model.push_back(p.detach().clone());
   for (const auto& b : model->buffers()) w.model.push_back(b.detach().clone());

@@ -5,14 +5,14 @@
 // dict as Python's own pickler does; its tensors go out as torch.save's persistent ids
 // ("storage", torch.FloatStorage, key, "cpu", numel) whose bytes are the records data/<key>.
 #include <ATen/ATen.h>
-#include <caffe2/serialize/inline_container.h>
-#include <caffe2/serialize/read_adapter_interface.h>
+#include <caffe2/serialize/inline_container.h>  // PyTorchStreamWriter: writing only
 #include <torch/csrc/jit/serialization/pickler.h>
 
 #include <cstring>
 #include <limits>
 
-#include "interop/pickle_reader.h"
+#include "serialize/unpickler.h"
+#include "serialize/zip_reader.h"
 #include "interop/weights_file.h"
 #include "util/errors.h"
 
@@ -20,21 +20,6 @@ namespace resnet {
 namespace {
 
 constexpr const char* kMetadataRecord = "extra/resnet_train.json";
-
-class BytesAdapter : public caffe2::serialize::ReadAdapterInterface {
- public:
-  explicit BytesAdapter(const std::string& bytes) : bytes_(bytes) {}
-  size_t size() const override { return bytes_.size(); }
-  size_t read(uint64_t pos, void* buf, size_t n, const char* what) const override {
-    if (pos >= bytes_.size()) return 0;
-    n = std::min<size_t>(n, bytes_.size() - pos);
-    std::memcpy(buf, bytes_.data() + pos, n);
-    return n;
-  }
-
- private:
-  const std::string& bytes_;
-};
 
 }  // namespace
 
@@ -46,8 +31,8 @@ std::string encode_pt(const NamedTensors& tensors, const nlohmann::json& metadat
     // into a bigger buffer, or channels_last), so data/<key> holds nothing else.
     dict.insert(name, t.detach().to(at::kCPU).clone(at::MemoryFormat::Contiguous));
   }
-  std::string pickle;
-  torch::jit::Pickler pickler([&](const char* data, size_t size) { pickle.append(data, size); },
+  std::string pkl;
+  torch::jit::Pickler pickler([&](const char* data, size_t size) { pkl.append(data, size); },
                               /*tensor_table=*/nullptr, /*type_renamer=*/nullptr,
                               /*memoized_class_types=*/nullptr, /*get_tensor_id=*/nullptr,
                               /*tag_aggregates=*/false);
@@ -60,7 +45,7 @@ std::string encode_pt(const NamedTensors& tensors, const nlohmann::json& metadat
     out.append(static_cast<const char*>(data), size);
     return size;
   });
-  writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+  writer.writeRecord("data.pkl", pkl.data(), pkl.size());
   const auto& storages = pickler.tensorData();
   for (size_t i = 0; i < storages.size(); ++i) {
     const auto data = torch::jit::getWriteableTensorData(storages[i]);
@@ -74,52 +59,59 @@ std::string encode_pt(const NamedTensors& tensors, const nlohmann::json& metadat
   return out;
 }
 
+namespace {
+
+// The tensors of a state_dict: the top-level dict's tensor values, in order. Entries that are
+// not tensors (numbers, strings, an "epoch") are left out; a dict with no tensors but one entry
+// under a usual wrapping key holding them ({"epoch": 3, "state_dict": {...}}) is read through.
+NamedTensors state_dict_of(const pickle::Pickle& p) {
+  using pickle::Value;
+  auto has_tensors = [&](const Value& dict) {
+    for (size_t k = 1; k < dict.items.size(); k += 2)
+      if (p.at(dict.items[k]).kind == Value::kTensor) return true;
+    return false;
+  };
+  const Value* dict = &p.root();
+  if (dict->kind != Value::kDict)
+    throw InputError(std::string("data.pkl: holds ") + pickle::kind_name(dict->kind) + ", not a state_dict (a dict of tensors)");
+  if (!has_tensors(*dict)) {
+    for (const char* name : {"state_dict", "model_state_dict", "model", "net"}) {
+      const Value* inner = p.find(*dict, name);
+      if (inner && inner->kind == Value::kDict && has_tensors(*inner)) {
+        dict = inner;
+        break;
+      }
+    }
+  }
+  if (!has_tensors(*dict)) throw InputError("data.pkl: a dict without tensors, not a state_dict");
+  NamedTensors out;
+  for (size_t k = 0; k + 1 < dict->items.size(); k += 2) {
+    const Value& key = p.at(dict->items[k]);
+    const Value& value = p.at(dict->items[k + 1]);
+    if (value.kind != Value::kTensor) continue;
+    if (key.kind != Value::kString) throw InputError("data.pkl: a tensor under a key that is not a string");
+    out.emplace_back(key.s, value.tensor);
+  }
+  return out;
+}
+
+}  // namespace
+
 WeightsFile decode_pt(const std::string& bytes) {
   WeightsFile file;
   file.format = WeightsFormat::kPt;
-  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
-  try {
-    reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(std::make_shared<BytesAdapter>(bytes));
-  } catch (const c10::Error& e) {
-    throw InputError("not a readable PyTorch zip file (" + first_line(e.what_without_backtrace()) + ")");
-  }
-  auto record = [&](const std::string& name) {
-    try {
-      auto [data, size] = reader->getRecord(name);
-      return std::string(static_cast<const char*>(data.get()), size);
-    } catch (const c10::Error& e) {
-      throw InputError("record " + name + " is damaged (" + first_line(e.what_without_backtrace()) + ")");
-    }
-  };
-  auto has = [&](const std::string& name) {
-    try {
-      return reader->hasRecord(name);
-    } catch (const c10::Error& e) {
-      throw InputError("damaged zip directory (" + first_line(e.what_without_backtrace()) + ")");
-    }
-  };
-  if (!has("data.pkl"))
+  ZipReader zip(bytes);
+  if (!zip.has("data.pkl"))
     throw InputError("no data.pkl: not a torch.save file (a TorchScript archive? load it with torch.jit.load "
                      "and save its state_dict())");
-  if (has("byteorder") && record("byteorder") != "little")
+  if (zip.has("byteorder") && zip.read("byteorder") != "little")
     throw InputError("big-endian tensor data is not supported");
-
-  const StorageLoader load = [&](const std::string& key, at::ScalarType dtype, int64_t numel) {
-    const std::string name = "data/" + key;
-    if (!has(name)) throw InputError("data.pkl names storage " + key + " but the file has no record " + name);
-    const std::string data = record(name);
-    const auto item = static_cast<int64_t>(c10::elementSize(dtype));
-    if (numel > std::numeric_limits<int64_t>::max() / item || static_cast<uint64_t>(numel * item) != data.size())
-      throw InputError("record " + name + " holds " + std::to_string(data.size()) + " bytes, not " +
-                       std::to_string(numel) + " " + c10::toString(dtype) + " values");
-    at::Tensor t = at::empty({numel}, at::TensorOptions().dtype(dtype));
-    if (!data.empty()) std::memcpy(t.data_ptr(), data.data(), data.size());
-    return t;
-  };
-  file.tensors = unpickle_state_dict(record("data.pkl"), load);
-  if (has(kMetadataRecord)) {
+  pickle::Pickle p = pickle::unpickle(zip.read("data.pkl"), pickle::Rules{});
+  pickle::load_zip_tensors(p, zip);
+  file.tensors = state_dict_of(p);
+  if (zip.has(kMetadataRecord)) {
     try {
-      file.metadata = nlohmann::json::parse(record(kMetadataRecord));
+      file.metadata = nlohmann::json::parse(zip.read(kMetadataRecord));
     } catch (const nlohmann::json::exception& e) {
       throw InputError(std::string(kMetadataRecord) + ": invalid JSON (" + first_line(e.what()) + ")");
     }

@@ -10,7 +10,7 @@
 //                 then the raw little-endian data. Metadata: __metadata__["resnet_train"] (JSON text).
 //
 // Readers never execute anything from a file: the .pt pickle is read by our own restricted
-// unpickler (pickle_reader.h), which knows tensors, dicts, lists, tuples, numbers and strings.
+// unpickler (serialize/unpickler.h), which knows tensors, dicts, lists, tuples, numbers and strings.
 // Tensors are float32, bfloat16, float16 or int64, little-endian. Every reader error is an
 // InputError whose one line names the file.
 #include <ATen/core/Tensor.h>
@@ -20,12 +20,12 @@
 #include <utility>
 #include <vector>
 
+#include "serialize/safetensors.h"  // NamedTensors
+
 namespace resnet {
 
 enum class WeightsFormat { kPt, kSafetensors };
 
-// A state_dict: names in file order, tensors dense and contiguous on the CPU.
-using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
 struct WeightsFile {
   NamedTensors tensors;

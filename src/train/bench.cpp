@@ -90,7 +90,7 @@ nlohmann::json time_checkpoints(const ExperimentConfig& c, const Runtime& rt, in
       const auto start = Clock::now();
       CheckpointReader reader(path);
       reader.load_model(*model);
-      reader.load_optimizer(sgd);
+      reader.load_optimizer(sgd, *model);
       reads.push_back(std::chrono::duration<double>(Clock::now() - start).count());
     }
   } catch (...) {

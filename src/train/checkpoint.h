@@ -1,31 +1,40 @@
 #pragma once
-// Checkpoints: everything needed to continue a run bit for bit, written atomically.
+// Checkpoints: everything needed to continue a run bit for bit, written atomically, holding
+// tensors and JSON and nothing that runs.
 //
-// Contents (format "resnet-train-checkpoint", version kCheckpointVersion):
-//   config       resolved ExperimentConfig (JSON), so resnet-eval rebuilds the model unaided
-//   model        parameter and buffer tensors, by name (shapes checked on load)
-//   momentum     SGD momentum buffers, in parameter order
-//   normalizer   the mean/std the model was trained with
-//   state        step, running train metrics, elapsed time, best validation error
-//   data         a fingerprint of the CIFAR-10 files the run trained on (resume refuses others)
-//   changes      what `--resume --allow-change` let differ from the run's start, and when
+// Format (version kCheckpointVersion = 2): a safetensors file (serialize/safetensors.h).
+//   tensors   model.<name>      every parameter and buffer, under the model's own names
+//             momentum.<name>   the SGD momentum buffer of parameter <name>
+//             normalizer.mean, normalizer.std   what the inputs were normalised with
+//   __metadata__["resnet_train_checkpoint"]: one JSON document
+//             {"format": "resnet-train-checkpoint", "version": 2,
+//              "config": the resolved ExperimentConfig, so resnet-eval rebuilds the model unaided,
+//              "state": step, running train metrics, times, best validation error,
+//              "data_fingerprint": the CIFAR-10 files the run trained on (resume refuses others),
+//              "changes": what `--resume --allow-change` let differ from the run's start}
+// Python reads it with a few lines (python/cifar_resnet.py: read_checkpoint).
+//
+// Version 1, the TorchScript archives of earlier builds, is still read, without TorchScript
+// (checkpoint_v1.h): a resume of such a run writes version 2 from then on.
 // No random-generator state: nothing draws from a global generator after the weights are
-// initialised (the data order, crops and flips are pure functions of (seed, step), data/batches.h),
-// so a resume needs none. Checkpoints of earlier builds that hold one ("rng_cpu") still load.
+// initialised (the data order, crops and flips are pure functions of (seed, step), data/batches.h).
 #include <ATen/core/Tensor.h>
 
-#include <memory>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "data/batches.h"
 #include "models/resnet.h"
+#include "serialize/safetensors.h"  // NamedTensors
 
 namespace resnet {
 
 class Sgd;
 
-constexpr int64_t kCheckpointVersion = 1;
+constexpr int64_t kCheckpointVersion = 2;
 
 // The run's progress that a resume must restore.
 struct TrainState {
@@ -55,22 +64,33 @@ struct CheckpointContents {
 void save_checkpoint(const std::string& path, const CheckpointContents& contents, ResNetImpl& model,
                      Sgd* optimizer);
 
-// Opens a checkpoint. A missing, truncated or foreign file is an InputError naming it.
+// What a checkpoint file holds, whichever version wrote it; metadata not yet validated.
+struct StoredCheckpoint {
+  int64_t version = 0;
+  nlohmann::json metadata;  // {format, version, config, state, data_fingerprint, changes}
+  NamedTensors model;       // by the model's names
+  // Momentum buffers by parameter name (version 2), or in parameter order with empty names
+  // (version 1, which stored a list).
+  NamedTensors momentum;
+  at::Tensor mean, std;
+};
+
+// Opens a checkpoint. A missing, truncated, foreign or tampered file is an InputError naming it.
 class CheckpointReader {
  public:
   explicit CheckpointReader(const std::string& path);
-  ~CheckpointReader();
   const CheckpointContents& contents() const { return contents_; }
+  int64_t version() const { return stored_.version; }
   // The stored config, validated; an InputError naming the file if it no longer validates.
   ExperimentConfig config() const;
-  // Copies the weights into `model` (any device). Names and shapes must match exactly.
+  // Copies the weights into `model` (any device). Names, shapes and dtypes must match exactly.
   void load_model(ResNetImpl& model);
-  void load_optimizer(Sgd& optimizer);
+  // Copies the momentum buffers of `model`'s parameters into `optimizer` (made over them).
+  void load_optimizer(Sgd& optimizer, ResNetImpl& model);
 
  private:
-  struct Archive;
   std::string path_;
-  std::unique_ptr<Archive> archive_;
+  StoredCheckpoint stored_;
   CheckpointContents contents_;
 };
 

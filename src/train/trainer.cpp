@@ -202,7 +202,7 @@ void prepare(Session& s, CheckpointReader* from) {
   s.sgd = std::make_unique<Sgd>(s.model->parameters(), SgdOptions{t.momentum, t.weight_decay, t.nesterov});
   if (from) {
     from->load_model(*s.model);
-    from->load_optimizer(*s.sgd);
+    from->load_optimizer(*s.sgd, *s.model);
     s.state = from->contents().state;
   }
   const Shard shard = s.pg ? Shard{s.pg->rank(), s.pg->size()} : Shard{};

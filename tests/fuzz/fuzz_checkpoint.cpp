@@ -106,6 +106,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!expect_only_input_errors([&] { reader->load_model(*model); }, path)) return 0;
   const auto& t = config.train;
   resnet::Sgd sgd(model->parameters(), resnet::SgdOptions{t.momentum, t.weight_decay, t.nesterov});
-  expect_only_input_errors([&] { reader->load_optimizer(sgd); }, path);
+  expect_only_input_errors([&] { reader->load_optimizer(sgd, *model); }, path);
   return 0;
 }

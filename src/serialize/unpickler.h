@@ -1,0 +1,88 @@
+#pragma once
+// The project's one pickle reader: a restricted unpickler in the spirit of
+// torch.load(weights_only=True). It runs no code, imports nothing and calls nothing a file names:
+// it builds plain values (None, booleans, integers, floats, strings, tuples, lists, dicts) and
+// knows a fixed list of globals, each mapped to what it stands for:
+//   collections.OrderedDict                 -> a dict (what model.state_dict() is)
+//   torch._utils._rebuild_tensor_v2, _rebuild_parameter -> a tensor: a view of a storage
+//   torch.{Float,BFloat16,Half,Long}Storage -> a storage's dtype (Rules::dtypes; the persistent id
+//                                              ("storage", type, key, location, numel) names one)
+// With Rules::torchscript (the old TorchScript-archive checkpoints) also:
+//   __torch__.<class> for the classes listed -> an object: its attributes as a plain dict (BUILD);
+//                                              no __setstate__ or any other method is ever called
+//   torch.jit._pickle.restore_type_tag, build_{tensor,int,double,bool}list -> the value itself
+// Any other global (os.system, a class, another dtype's storage), opcode or structure is refused
+// with an InputError naming the byte and the reason.
+//
+// Nothing is read from storages while unpickling. Each tensor is a view (offset, sizes,
+// strides) checked against its storage's declared size with overflow-checked arithmetic; then
+// load_tensors() reads each storage once, through the caller's loader, and copies each view out.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace resnet {
+class ZipReader;
+}
+
+namespace resnet::pickle {
+
+struct Value {
+  enum Kind { kNone, kBool, kInt, kFloat, kString, kTuple, kList, kDict, kTensor, kGlobal, kStorage, kObject };
+  Kind kind = kNone;
+  int64_t i = 0;              // bool, int; storage: numel; tensor: storage offset
+  double f = 0;
+  std::string s;              // string; global "module.name"; storage: key; object: class
+  std::vector<size_t> items;  // tuple, list; dict: key, value, ...; object: {attribute dict} once built;
+                              // tensor: {storage}
+  std::vector<int64_t> sizes, strides;  // tensor
+  at::ScalarType dtype = at::kFloat;    // global (a storage class), storage, tensor
+  at::Tensor tensor;                    // tensor, after load_tensors(): a contiguous copy of the view
+};
+
+const char* kind_name(Value::Kind kind);
+
+struct Rules {
+  // Classes a TorchScript pickle may build ("__torch__.Module"); empty = no objects at all.
+  std::set<std::string> torchscript_classes;
+  // Storage dtypes read; any other storage class is refused by name.
+  std::set<at::ScalarType> dtypes = {at::kFloat, at::kBFloat16, at::kHalf, at::kLong};
+};
+
+class Pickle {
+ public:
+  const Value& root() const { return values_[root_]; }
+  const Value& at(size_t index) const { return values_[index]; }
+  // The entry of `dict` (a kDict) under a string key; nullptr if there is none.
+  const Value* find(const Value& dict, const std::string& key) const;
+  // The storages the pickle names, in the order it names them.
+  const std::vector<size_t>& storages() const { return storages_; }
+
+ private:
+  friend class Unpickler;
+  friend void load_tensors(Pickle&, const std::function<at::Tensor(const Value&)>&);
+  std::vector<Value> values_;
+  size_t root_ = 0;
+  std::vector<size_t> storages_;
+};
+
+// Parses `bytes` (one pickle, nothing after STOP). InputError("<what>: <why> (byte N)").
+Pickle unpickle(const std::string& bytes, const Rules& rules, const std::string& what = "data.pkl");
+
+// For each storage: `load(storage)` must return its `numel` elements of `dtype` as a 1-D CPU
+// tensor (the loader checks the bytes against that, and throws InputError otherwise); each
+// tensor view is then copied out of it. The views were checked against the declared sizes.
+void load_tensors(Pickle& pickle, const std::function<at::Tensor(const Value& storage)>& load);
+
+// load_tensors() for a PyTorch zip archive (torch.save, TorchScript): storage <key> is the
+// record data/<key>, whose size must be exactly numel x item size.
+void load_zip_tensors(Pickle& pickle, ZipReader& zip);
+
+// Bytes one file's tensors may take in all (views copied out of storages included): 16 GiB.
+constexpr int64_t kMaxTensorBytes = int64_t{16} << 30;
+
+}  // namespace resnet::pickle

@@ -1,0 +1,58 @@
+#pragma once
+// PyTorch's zip files (torch.save since 1.6, TorchScript archives), read through libzip with
+// every size bounded before anything is allocated.
+//
+// PyTorch keeps each record in one folder named after the archive ("archive/data.pkl",
+// "resnet56/data/0"); the reader strips that folder, so names() are "data.pkl", "data/0", ...
+// Refused (InputError, without the file's name: the caller adds it):
+//   - what libzip cannot open or finds inconsistent (central directory vs local headers),
+//   - records outside one common folder, duplicate names, methods other than stored/deflated,
+//   - a record whose uncompressed size exceeds the reader's byte budget (kMaxZipBytes in all),
+//     or, deflated, claims more than deflate can produce from its compressed size (1032:1):
+//     checked before inflation, so a small file cannot make the reader allocate gigabytes,
+//   - a record that does not inflate to exactly its size, or whose CRC-32 does not match.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace resnet {
+
+// The most bytes one archive may unpack, all records together: 16 GiB, far above any network
+// here (ResNet-152 with momentum is 0.5 GB) and a bound on what a lying file can cost.
+constexpr uint64_t kMaxZipBytes = uint64_t{16} << 30;
+
+class ZipReader {
+ public:
+  // `bytes` must outlive the reader.
+  explicit ZipReader(const std::string& bytes);
+  ~ZipReader();
+  ZipReader(const ZipReader&) = delete;
+  ZipReader& operator=(const ZipReader&) = delete;
+
+  // Record names without the archive folder, in the archive's order.
+  const std::vector<std::string>& names() const { return names_; }
+  const std::string& folder() const { return folder_; }
+  bool has(const std::string& name) const { return index_.count(name) != 0; }
+  // The uncompressed size of a record (InputError if there is none).
+  uint64_t size(const std::string& name) const;
+  // The record's bytes, checked as above. Each read counts against the budget.
+  std::string read(const std::string& name);
+
+ private:
+  struct Entry {
+    uint64_t index, size, compressed;
+    uint16_t method;
+  };
+  const Entry& entry(const std::string& name) const;
+
+  struct Archive;
+  std::unique_ptr<Archive> zip_;
+  std::string folder_;
+  std::vector<std::string> names_;
+  std::map<std::string, Entry> index_;
+  uint64_t budget_ = kMaxZipBytes;
+};
+
+}  // namespace resnet
