@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Unpacks Debian 12's CLI11, spdlog, fmt and nlohmann_json into a prefix (default
+# Unpacks Debian 12's CLI11, spdlog, fmt, nlohmann_json and libzip into a prefix (default
 # .deps/gpu-prefix, git-ignored) for a machine that has a CUDA LibTorch but not these libraries,
 # such as the lent GPU machine, which reaches no network. Run it here, carry the prefix there:
 #
@@ -15,7 +15,7 @@ work=$(mktemp -d)
 chmod 755 "$work"  # apt-get download drops privileges to _apt where it can
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && apt-get download -q libcli11-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 \
-  nlohmann-json3-dev >/dev/null) || {
+  nlohmann-json3-dev libzip-dev libzip4 >/dev/null) || {
   echo "gpu_prefix.sh: apt-get download failed (run apt-get update first?)" >&2; exit 1; }
 rm -rf "$prefix.partial"
 mkdir -p "$prefix.partial"
