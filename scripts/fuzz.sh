@@ -40,11 +40,15 @@ cmake --build "$build" --target fuzz -j "$(nproc)" >"$build/build.log" 2>&1 || {
   tail -n 40 "$build/build.log" >&2; echo "fuzz.sh: build failed (log: $build/build.log)" >&2; exit 1; }
 bin=$build/tests/fuzz
 
-# The checkpoint seed that is too big to commit: a real ResNet-8 checkpoint.
+# Checkpoint seeds too big to commit twice: a real ResNet-8 checkpoint in today's format (written
+# by fuzz_checkpoint_seed), the version-1 run kept as a test fixture, and the inputs that broke
+# LibTorch's reader before no user file went through it (tests/fuzz/libtorch_crashes/).
 seeds=$build/seeds
 if [ ! -s "$seeds/checkpoint/resnet8.ckpt" ] || [ "$bin/fuzz_checkpoint_seed" -nt "$seeds/checkpoint/resnet8.ckpt" ]; then
   "$bin/fuzz_checkpoint_seed" "$seeds/checkpoint" >/dev/null
 fi
+cp tests/fixtures/v1_run/checkpoints/last.ckpt "$seeds/checkpoint/resnet8_v1.ckpt"
+cp tests/fuzz/libtorch_crashes/*.ckpt "$seeds/checkpoint/"
 [ "$mode" = build ] && { echo "fuzz.sh: built $bin/fuzz_{config,cifar10,checkpoint,weights}"; exit 0; }
 
 # The sanitizer options are built into the targets (tests/fuzz/fuzz_runtime.cpp: no leak
