@@ -163,3 +163,40 @@ def read_metadata(path):
         header = json.loads(f.read(n))
     meta = header.get("__metadata__", {})
     return json.loads(meta["resnet_train"]) if "resnet_train" in meta else {}
+
+
+def read_checkpoint(path):
+    """A resnet-train checkpoint (RUN/checkpoints/last.ckpt, format version 2) in plain Python.
+
+    The file is safetensors: an 8-byte little-endian header length, a JSON header naming each
+    tensor's dtype, shape and byte range, then the raw data. Nothing in it is code. Returns a dict:
+      "model"      {name: tensor}: every parameter and buffer, ready for ResNet.load_state_dict
+      "momentum"   {parameter name: SGD momentum buffer}
+      "normalizer" {"mean": tensor, "std": tensor}: inputs are (x / 255 - mean) / std
+      "config", "state", "data_fingerprint", "changes", "format", "version": the run's JSON document
+
+        ckpt = read_checkpoint("runs/cifar_resnet56/checkpoints/last.ckpt")
+        model = ResNet(**ckpt["config"]["model"]); model.load_state_dict(ckpt["model"])
+    (The safetensors package reads it too: safetensors.torch.load_file(path) and
+    safe_open(path, "pt").metadata()["resnet_train_checkpoint"].)
+    """
+    import json
+    import struct
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        data = f.read()
+    meta = header.pop("__metadata__", {})
+    if "resnet_train_checkpoint" not in meta:
+        raise ValueError(f"{path}: not a resnet-train checkpoint (version 1 files are TorchScript archives: "
+                         "resume the run once with a current resnet-train to rewrite it)")
+    out = json.loads(meta["resnet_train_checkpoint"])
+    dtypes = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "I64": torch.int64}
+    out.update(model={}, momentum={}, normalizer={})
+    for name, entry in header.items():
+        begin, end = entry["data_offsets"]
+        dtype = dtypes[entry["dtype"]]
+        flat = torch.frombuffer(bytearray(data[begin:end]), dtype=dtype) if end > begin else torch.empty(0, dtype=dtype)
+        group, _, key = name.partition(".")
+        out[group][key] = flat.reshape(entry["shape"])
+    return out

@@ -260,3 +260,17 @@ TEST_F(InteropPython, ReadmeSnippetsRunAsWritten) {
                             " snippet.py", tmp);
   EXPECT_EQ(rc, 0) << code << "\n" << text;
 }
+
+// A checkpoint (format version 2) read in plain Python with cifar_resnet.read_checkpoint: the
+// weights load strictly, the momentum is one buffer per parameter, and the stored normaliser
+// gives resnet-eval's logits.
+TEST_F(InteropPython, CheckpointsReadInPlainPython) {
+  const std::string run_dir = trained_run(model_of("cifar", 20), "ckpt20");
+  const std::string logits = tmp / "logits.pt";
+  ASSERT_EQ(run(std::string(RESNET_EVAL_BIN) + " --checkpoint " + run_dir + " --logits " + logits, tmp).first, 0);
+  auto [rc, text] = run(python("check_checkpoint.py", "--checkpoint " + run_dir + "/checkpoints/last.ckpt --data " +
+                                                          data + " --logits " + logits),
+                        tmp);
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_LE(max_abs_diff(text), 1e-4) << text;
+}
