@@ -37,7 +37,7 @@ WeightsFile decode_safetensors(const std::string& bytes) {
     if (!file.metadata.is_object()) throw InputError("__metadata__.resnet_train is not a JSON object");
   }
   const char* data = bytes.data() + header.data_start;
-  for (const auto& e : header.entries) {  // header order
+  for (const auto& e : header.entries) {  // file order
     at::Tensor t = at::empty(e.sizes, at::TensorOptions().dtype(e.dtype));
     if (e.end > e.begin) std::memcpy(t.data_ptr(), data + e.begin, e.end - e.begin);
     file.tensors.emplace_back(e.name, t);

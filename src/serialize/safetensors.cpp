@@ -15,7 +15,9 @@
 namespace resnet::safetensors {
 namespace {
 
-using ojson = nlohmann::ordered_json;
+// std::map-backed JSON: a checkpoint's header has thousands of entries, and ordered_json's
+// insertion and lookup are linear. The entries are put in file order (by offset) afterwards.
+using ojson = nlohmann::json;
 
 struct DtypeName {
   at::ScalarType dtype;
@@ -131,6 +133,7 @@ Header parse_header(const std::string& head, uint64_t file_size) {
   if (!json.is_object()) throw InputError("safetensors header is not a JSON object");
   Header h;
   h.data_start = start;
+  h.entries.reserve(json.size());
   const uint64_t data_size = file_size - start;
   for (const auto& [name, entry] : json.items()) {
     if (name == "__metadata__")
@@ -139,6 +142,7 @@ Header parse_header(const std::string& head, uint64_t file_size) {
       h.entries.push_back(parse_entry(name, entry, data_size));
   }
   check_tiling(h.entries, data_size);
+  std::stable_sort(h.entries.begin(), h.entries.end(), [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
   return h;
 }
 

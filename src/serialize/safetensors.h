@@ -35,7 +35,7 @@ struct Entry {
 };
 
 struct Header {
-  std::vector<Entry> entries;                   // in header order
+  std::vector<Entry> entries;                   // in file order (by data offset)
   std::map<std::string, std::string> metadata;  // __metadata__
   uint64_t data_start = 0;                      // 8 + N
 };
