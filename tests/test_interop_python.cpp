@@ -13,6 +13,7 @@
 #include "interop/weights.h"
 #include "test_support.h"
 #include "train/checkpoint.h"
+#include "train/sgd.h"
 #include "train/trainer.h"
 #include "util/errors.h"
 #include "util/json_io.h"
@@ -273,4 +274,31 @@ TEST_F(InteropPython, CheckpointsReadInPlainPython) {
                         tmp);
   EXPECT_EQ(rc, 0) << text;
   EXPECT_LE(max_abs_diff(text), 1e-4) << text;
+}
+
+// README "Checkpoints: tensors and JSON, never code": its Python runs as written on a checkpoint
+// at the path it names.
+TEST_F(InteropPython, ReadmeCheckpointSnippetRunsAsWritten) {
+  const std::string readme = read_text_file(std::string(RESNET_SOURCE_DIR) + "/README.md");
+  const size_t start = readme.find("## Checkpoints: tensors and JSON, never code");
+  ASSERT_NE(start, std::string::npos);
+  const std::string section = readme.substr(start, readme.find("\n## ", start + 3) - start);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(section, m, std::regex("```python\n([\\s\\S]*?)```")));
+  ExperimentConfig c;
+  c.model = model_of("cifar", 56);
+  at::manual_seed(0);
+  auto model = make_model(c.model);
+  Sgd sgd(model->parameters(), SgdOptions{});
+  CheckpointContents contents;
+  contents.config = to_json(c);
+  contents.state.step = 123;
+  contents.normalizer = {at::rand({1, 3, 1, 1}), at::rand({1, 3, 1, 1}) + 0.5};
+  save_checkpoint(tmp / "runs/cifar_resnet56/checkpoints/last.ckpt", contents, *model, &sgd);
+  write_file_atomic(tmp / "snippet.py", m[1].str());
+  auto [rc, text] = run("cd " + tmp.path() + " && PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=" + RESNET_SOURCE_DIR +
+                            "/python " + kPython + " snippet.py",
+                        tmp);
+  EXPECT_EQ(rc, 0) << m[1].str() << "\n" << text;
+  EXPECT_NE(text.find("123 ['mean', 'std']"), std::string::npos) << text;
 }
