@@ -6,7 +6,9 @@
 # submits a 2-task job array (plain-8 and resnet-8, seed 0; plain-8 already interrupted at a
 # checkpoint, as a preempted task leaves it) and its summary job, and checks that the task resumed
 # plain-8, both runs finished, and the summary job wrote the report. The daemons are stopped by pid
-# when the test ends, whatever happens. Exit 77 (CTest: skipped) when a daemon cannot run here.
+# when the test ends, whatever happens. Exit 77 (CTest: skipped) only when it cannot be tried here:
+# not root, or slurm-wlm/munge not installed. Installed daemons that do not come up are a failure
+# (exit 1) that prints the last lines of their logs.
 set -uo pipefail
 sweep=$1
 real_bin=$2
@@ -22,6 +24,16 @@ tmp=$(mktemp -d)
 chmod 755 "$tmp"  # munged checks that its socket's folders are reachable by all
 pids=()
 slurm_up=0
+# broken WHAT: the daemons are installed but did not come up: a failure, with their logs.
+broken() {
+  echo "FAIL $*"
+  local f
+  for f in "$tmp/munged.out" "$tmp/munge/munged.log" "$tmp/slurmctld.out" "$tmp/slurmctld.log" \
+           "$tmp/slurmd.out" "$tmp/slurmd.log"; do
+    [ -s "$f" ] && { echo "---- ${f#$tmp/} (last lines)"; tail -n 15 "$f"; }
+  done
+  exit 1
+}
 cleanup() {
   # Jobs first (so no training outlives its slurmd), then the daemons, newest first, by pid.
   if [ $slurm_up = 1 ]; then  # our cluster's jobs only: SLURM_CONF names its config
@@ -49,8 +61,13 @@ $(command -v munged || echo /usr/sbin/munged) -F --force --socket="$sock" --key-
   --pid-file="$tmp/munge/munged.pid" --log-file="$tmp/munge/munged.log" --seed-file="$tmp/munge/seed" \
   >"$tmp/munged.out" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do munge -S "$sock" -n 2>/dev/null | unmunge -S "$sock" >/dev/null 2>&1 && break; sleep 0.1; done
-munge -S "$sock" -n | unmunge -S "$sock" >/dev/null 2>&1 || skip "munged did not start: $(tail -n 3 "$tmp/munged.out")"
+# alive: every daemon started so far still runs (one that exited fails the test at once, not after the wait).
+alive() {
+  local i names=(munged slurmctld slurmd)
+  for i in "${!pids[@]}"; do kill -0 "${pids[$i]}" 2>/dev/null || broken "${names[$i]} exited at start"; done
+}
+for _ in $(seq 50); do munge -S "$sock" -n 2>/dev/null | unmunge -S "$sock" >/dev/null 2>&1 && break; alive; sleep 0.1; done
+munge -S "$sock" -n | unmunge -S "$sock" >/dev/null 2>&1 || broken "munged did not start (munge -n | unmunge fails)"
 
 # ---- slurm.conf: this host as the one node, two free ports ------------------------------------
 read -r ctld_port d_port < <($py -c '
@@ -97,9 +114,10 @@ state=""
 for _ in $(seq 150); do
   state=$(sinfo -h -o %t 2>/dev/null)
   [ "$state" = idle ] && break
+  alive
   sleep 0.2
 done
-[ "$state" = idle ] || skip "the Slurm node did not come up (state '$state'): $(tail -n 2 "$tmp/slurmctld.log" "$tmp/slurmd.log" 2>&1 | tr '\n' ' ')"
+[ "$state" = idle ] || broken "the Slurm node did not come up within 30 s (sinfo state '$state')"
 echo "one-node Slurm up: $host, ports $ctld_port/$d_port"
 
 # ---- the sweep ----------------------------------------------------------------------------
