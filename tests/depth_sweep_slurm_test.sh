@@ -5,7 +5,9 @@
 # logs) in a temp folder and ports of its own, so nothing of the host's is used or changed;
 # submits a 2-task job array (plain-8 and resnet-8, seed 0; plain-8 already interrupted at a
 # checkpoint, as a preempted task leaves it) and its summary job, and checks that the task resumed
-# plain-8, both runs finished, and the summary job wrote the report. The daemons are stopped by pid
+# plain-8, both runs finished, and the summary job wrote the report. Then the same sweep without
+# CIFAR-10, one task at a time: the first task's failure cancels the other before it starts, and
+# the summary job ends with that task's reason. The daemons are stopped by pid
 # when the test ends, whatever happens. Exit 77 (CTest: skipped) only when it cannot be tried here:
 # not root, or slurm-wlm/munge not installed. Installed daemons that do not come up are a failure
 # (exit 1) that prints the last lines of their logs.
@@ -169,7 +171,24 @@ bash "$sweep" "${args[@]}" --slurm "--time=10" >"$tmp/submit2.log" 2>&1
 check "a finished sweep submits only the summary job" \
   bash -c "! grep -q 'job array' '$tmp/submit2.log' && grep -q '^submitted summary job' '$tmp/submit2.log'"
 for _ in $(seq 300); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.2; done
+
+# ---- no CIFAR-10: the first task that fails before training stops the array ----------------
+# --cpus-per-task=all of the node's: one task at a time, so the second is still pending when the
+# first fails.
+mkdir -p "$tmp/nodata"
+stop=$tmp/stop
+bash "$sweep" --depths 8 --seeds 0 --recipe "$tmp/recipe.json" --data-dir "$tmp/nodata" --bin "$real_bin" \
+  --out "$stop" --slurm "--time=10 --cpus-per-task=$(nproc)" >"$tmp/submit3.log" 2>&1
+array3=$(sed -n 's/^submitted job array \([0-9]*\): 2 runs.*/\1/p' "$tmp/submit3.log")
+summary3=$(sed -n 's/^submitted summary job \([0-9]*\) (after .*/\1/p' "$tmp/submit3.log")
+check "the sweep without CIFAR-10 was submitted" [ -n "$array3" -a -n "$summary3" ]
+for _ in $(seq 300); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.2; done
+check "only one of its 2 tasks ran" [ "$(ls "$stop/slurm/${array3}"_*.out 2>/dev/null | wc -l)" = 1 ]
+check "the summary job ends with that task's reason" grep -qE \
+  "^depth_sweep.sh: stopped: [a-z]+-8-s0 \(started\) failed before training: resnet-train: error: $tmp/nodata/data_batch_1.bin: missing CIFAR-10 file" \
+  <(tail -n 1 "$stop/slurm/summary_${summary3}.out" 2>/dev/null)
+check "and writes no summary" [ ! -e "$stop/summary.md" ]
 if [ $fail != 0 ]; then
-  for f in "$out"/slurm/*.out "$tmp/slurmctld.log" "$tmp/slurmd.log"; do echo "---- $f"; tail -n 15 "$f"; done
+  for f in "$out"/slurm/*.out "$stop"/slurm/*.out "$tmp/slurmctld.log" "$tmp/slurmd.log"; do echo "---- $f"; tail -n 15 "$f"; done
 fi
 exit $fail

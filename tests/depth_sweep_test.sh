@@ -6,7 +6,8 @@
 # equal the values recomputed here from each run's own summary.json and metrics.csv; the plots
 # exist; report.html renders in headless chromium with every image loaded; a re-run starts no
 # resnet-train at all; Ctrl-C (SIGINT to the sweep's process group) stops the runs at a checkpoint
-# and a re-run resumes and finishes them.
+# and a re-run resumes and finishes them. Before all that, the same sweep without CIFAR-10 stops after
+# the first run's failure with its reason.
 set -uo pipefail
 sweep=$1
 real_bin=$2
@@ -49,6 +50,19 @@ out=$tmp/sweep
 args=(--depths "8 14" --seeds 0,1 --jobs 2 --analyze --recipe "$tmp/recipe.json" --data-dir "$tmp/data"
       --bin "$tmp/bin" --out "$out")
 runs=(plain-8-s0 plain-8-s1 plain-14-s0 plain-14-s1 resnet-8-s0 resnet-8-s1 resnet-14-s0 resnet-14-s1)
+
+# ---- 0. no CIFAR-10 where it looks: the first failure stops the sweep -----------------------
+mkdir "$tmp/nodata"
+bash "$sweep" --depths 8 --seeds 0,1 --jobs 2 --recipe "$tmp/recipe.json" --data-dir "$tmp/nodata" \
+  --bin "$tmp/bin" --out "$tmp/nodata-sweep" >"$tmp/nodata.log" 2>&1
+rc=$?
+check "a sweep without CIFAR-10 exits 2" [ $rc = 2 ]
+check "its last line is the first run's reason" grep -qE \
+  "^depth_sweep.sh: stopped: [a-z]+-8-s[01] \(started\) failed before training: resnet-train: error: $tmp/nodata/data_batch_1.bin: missing CIFAR-10 file" \
+  <(tail -n 1 "$tmp/nodata.log")
+check "no run started after it (at most the first 2 of 4)" [ "$(grep -c -- '--out' "$tmp/train_calls.log")" -le 2 ]
+check "no summary, no traceback" bash -c "[ ! -e '$tmp/nodata-sweep/summary.md' ] && ! grep -q Traceback '$tmp/nodata.log'"
+: >"$tmp/train_calls.log"
 
 # ---- 1. the sweep -------------------------------------------------------------------------
 t0=$(date +%s.%N)
@@ -190,7 +204,8 @@ for r in "${runs[@]}"; do
   grep -q '"steps": 20' "$out/$r/summary.json" 2>/dev/null || { steps_ok=0; echo "     $r: not finished at step 20"; }
 done
 check "all 8 runs finished their 20 steps" [ $steps_ok = 1 ]
+
 if [ $fail != 0 ]; then
-  for f in first second third fourth; do echo "---- $f.log"; tail -n 20 "$tmp/$f.log"; done
+  for f in nodata first second third fourth; do echo "---- $f.log"; tail -n 20 "$tmp/$f.log"; done
 fi
 exit $fail
