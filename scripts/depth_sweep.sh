@@ -7,7 +7,10 @@
 # configs/cifar_resnet20.json; --quick: 400 iterations, about 25 minutes in all on a 2-core CPU for
 # the default depths and one seed). Each (kind, depth, seed) is one run folder, DIR/resnet-20-s1;
 # without --seeds, DIR/resnet-20 with the recipe's seed. Re-running skips finished runs and resumes
-# interrupted ones. The first run that fails before training (resnet-train exit 2, or no training
+# interrupted ones; a resumed run gets this sweep's --set values through resnet-train's resume rules
+# (a key a resume may change is changed and recorded in its config.json, any other is refused), and
+# a finished run whose config.json lacks one of them is resumed with it too (e.g. a raised
+# train.iterations). The first run that fails before training (resnet-train exit 2, or no training
 # started) stops the sweep with its one-line reason: no further run starts, running ones stop at a
 # checkpoint (Slurm: the array's pending tasks are cancelled), and no summary is written.
 #   --jobs N     N runs at once (GNU parallel): each on its own GPU, CUDA_VISIBLE_DEVICES round-robin
@@ -149,6 +152,38 @@ user_sets_threads=0
 for x in "${sets[@]}"; do if [[ $x == runtime.threads=* ]]; then user_sets_threads=1; fi; done
 
 # ---- one run: skip it, resume it, or start it ----------------------------------------------
+# set_differs RUN_DIR: this sweep's --set values that the run's config.json does not hold, as
+# "key=value" (nothing when it holds them all). Values are read as resnet-train reads them (JSON,
+# else a bare word); an object value is compared key by key.
+set_differs() {
+  [ ${#sets[@]} -gt 0 ] || return 0
+  "$python" - "$1/config.json" "${sets[@]}" <<'PY'
+import json, sys
+try:
+    config = json.load(open(sys.argv[1]))
+except (OSError, ValueError) as e:
+    sys.exit(print(f"its config.json is unreadable ({e})"))
+def same(have, want):
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(k in have and same(have[k], v) for k, v in want.items())
+    if isinstance(have, bool) or isinstance(want, bool):  # JSON true is not 1
+        return have is want
+    return have == want
+for a in sys.argv[2:]:
+    if a == "--set":
+        continue
+    key, _, text = a.partition("=")
+    try:
+        want = json.loads(text)
+    except ValueError:
+        want = text
+    node = config
+    for part in key.split("."):
+        node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+    if node is KeyError or not same(node, want):
+        print(a)
+PY
+}
 # stop_file: the first run that fails before training writes its exit code and its one-line reason
 # there; runs that would start after it do not, and the sweep (or the Slurm summary job) reports it.
 stop_file() { echo "$out/stopped.txt"; }
@@ -168,7 +203,7 @@ stop_sweep() {
 # parallel signals the job's process group, Slurm every process of the task); the traps only keep
 # this shell waiting until it has checkpointed. A failure before training (exit 2: bad input, which
 # resnet-train finds before it trains; or no "starting/resuming run" line added to train.log) stops
-# the sweep: the next runs would most likely fail the same way (no data, a bad input file).
+# the sweep: the next runs would most likely fail the same way (no data, a refused --set).
 run_trainer() {
   local run=$1 what=$2 err rc starts
   shift 2
@@ -197,6 +232,8 @@ run_trainer() {
   rm -f "$err"
   return $rc
 }
+# up_to_date RUN_DIR: finished, with every --set value of this sweep.
+up_to_date() { [ -f "$1/summary.json" ] && [ -z "$(set_differs "$1")" ]; }
 # count_starts RUN_DIR: how many times training started in the run (resnet-train logs "starting run"
 # or "resuming run" once its inputs are checked, before the first step).
 count_starts() { { grep -sE "(starting|resuming) run '" "$1/train.log" || true; } | wc -l; }
@@ -204,7 +241,11 @@ count_starts() { { grep -sE "(starting|resuming) run '" "$1/train.log" || true; 
 if [ $run_one = 1 ]; then
   IFS=: read -r kind d s <<<"$run_one_spec"
   run=$(run_dir "$run_one_spec")
-  if [ -f "$run/summary.json" ]; then echo "skip   $run (finished)"; exit 0; fi
+  differs=""
+  if [ -f "$run/summary.json" ]; then
+    differs=$(set_differs "$run")
+    if [ -z "$differs" ]; then echo "skip   $run (finished)"; exit 0; fi
+  fi
   if [ -f "$(stop_file)" ]; then echo "skip   $run (the sweep is stopping: $(tail -n 1 "$(stop_file)"))"; exit 0; fi
   if [ $run_tag = 1 ]; then
     # Several runs share the terminal: tag each line. sed ignores SIGINT/SIGTERM so that it keeps
@@ -223,8 +264,12 @@ if [ $run_one = 1 ]; then
     where=" on GPU $CUDA_VISIBLE_DEVICES$where"
   fi
   if [ -f "$run/config.json" ]; then
+    # The sweep's --set values go through resnet-train's resume rules: changed and recorded in
+    # config.json's resume_changes, or refused (exit 2, naming the key), which stops the sweep.
+    [ -z "$differs" ] || where="$where (finished; new: $(paste -sd' ' <<<"$differs"))"
     echo "resume $run$where"
-    run_trainer "$run" "(resumed)" "$bin/resnet-train" --resume "$run" "${data_args[@]}" "${extra[@]}" --no-progress
+    run_trainer "$run" "(resumed with this sweep's --set values)" \
+      "$bin/resnet-train" --resume "$run" "${extra[@]}" "${sets[@]}" "${data_args[@]}" --no-progress
     exit
   fi
   echo "train  $run$where"
@@ -252,7 +297,7 @@ summarize() {
   local specs=() r
   for r in "${runs[@]}"; do specs+=(--run "$r:$(run_dir "$r")"); done
   rc=0
-  "$python" "$root/scripts/sweep_report.py" --out "$out" "${specs[@]}" "${analysis[@]}" \
+  "$python" "$root/scripts/sweep_report.py" --out "$out" "${specs[@]}" "${analysis[@]}" "${sets[@]}" \
     --recipe "$recipe${sets[*]:+ with ${sets[*]}}" || rc=$?
   [ $rc = 0 ] || [ $rc = 3 ] || { echo "depth_sweep.sh: the summary failed (exit $rc)" >&2; return 1; }
   local wrote=()
@@ -313,7 +358,7 @@ if [ $slurm_given = 1 ]; then
   [ ${#data_args[@]} = 0 ] || data_args=(--data-dir "$(abs "${data_args[1]}")")
   set_common
   todo=()
-  for r in "${runs[@]}"; do [ -f "$(run_dir "$r")/summary.json" ] || todo+=("$r"); done
+  for r in "${runs[@]}"; do up_to_date "$(run_dir "$r")" || todo+=("$r"); done
   read -ra sbatch_args <<<"$slurm"
   array_script="#!/bin/bash
 #SBATCH --job-name=depth_sweep
@@ -366,7 +411,7 @@ fi
 # ---- on this host: GNU parallel runs the unfinished runs, --jobs at a time -----------------
 todo=()
 for r in "${runs[@]}"; do
-  if [ -f "$(run_dir "$r")/summary.json" ]; then echo "skip   $(run_dir "$r") (finished)"; else todo+=("$r"); fi
+  if up_to_date "$(run_dir "$r")"; then echo "skip   $(run_dir "$r") (finished)"; else todo+=("$r"); fi
 done
 rm -f "$(stop_file)"  # what stopped the last sweep is to be tried again
 if [ ${#todo[@]} -gt 0 ]; then

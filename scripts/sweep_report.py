@@ -2,12 +2,15 @@
 """The report of a depth sweep (scripts/depth_sweep.sh): one table over seeds, plots, one HTML page.
 
     sweep_report.py --out DIR --run KIND:DEPTH:SEED:RUN_DIR ... [--analysis PNG_DIR ...] [--recipe TEXT]
+                    [--set KEY=VALUE ...]
 
 Reads each run's config.json, summary.json and metrics.csv, groups the runs by (kind, depth) and
 writes into DIR:
   summary.csv, summary.md, summary.json  mean ± sample std, min and max over seeds of the final test
                                          and training error (%), next to He et al. 2015, Table 6
-  runs.csv                               one row per run, with its status
+  runs.csv                               one row per run: its status, and what it used for each
+                                         --set key (from its config.json) and what was changed when
+                                         it was resumed (its resume_changes)
   curves/<kind>-<depth>.csv              per evaluation step: mean, min, max over seeds (%)
   training_error.png, test_error.png     He et al. Fig. 6 layout: plain left, ResNets right, the
                                          mean curve and a min-max band per depth (gnuplot)
@@ -59,16 +62,60 @@ def read_curve(path):
     return rows
 
 
-def load_run(spec):
+def parse_set(assignment):
+    """KEY=VALUE as resnet-train --set reads it: a JSON value, else the bare word as a string."""
+    key, _, text = assignment.partition("=")
+    try:
+        return key, json.loads(text)
+    except ValueError:
+        return key, text
+
+
+def lookup(config, key):
+    """The value at a dotted key of a config, or KeyError."""
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def describe_change(c):
+    forced = " (--allow-change)" if c.get("forced") else ""
+    return (f"step {c.get('step')}: {c.get('key')} {json.dumps(c.get('from'))} -> "
+            f"{json.dumps(c.get('to'))}{forced}")
+
+
+def read_config(run, run_dir, sets):
+    """What the run used for each --set key, and its resume_changes, from its config.json."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        return None
+    config = read_json(path)
+    used = {}
+    for key, _ in sets:
+        try:
+            used[key] = lookup(config, key)
+        except KeyError:
+            used[key] = None
+    run.update(used=used, changes=[describe_change(c) for c in config.get("resume_changes", [])
+                                   if isinstance(c, dict)])
+    return config
+
+
+def load_run(spec, sets):
     """One run's numbers; a run whose files cannot be read gets `problem` (and is left out)."""
     kind, depth, seed, run_dir = spec.split(":", 3)
     run = {"kind": kind, "depth": int(depth), "seed": int(seed) if seed else None, "run": run_dir,
-           "finished": os.path.isfile(os.path.join(run_dir, "summary.json"))}
-    if not run["finished"]:
-        return run
+           "finished": os.path.isfile(os.path.join(run_dir, "summary.json")), "used": {}, "changes": []}
     reading = "config.json"
     try:
-        config = read_json(os.path.join(run_dir, "config.json"))
+        config = read_config(run, run_dir, sets)
+        if not run["finished"]:
+            return run
+        if config is None:
+            raise FileNotFoundError("not found")
         reading = "summary.json"
         summary = read_json(os.path.join(run_dir, "summary.json"))
         parameters, steps, final = summary["parameters"], summary["steps"], 100 * summary["final_test_error"]
@@ -152,7 +199,19 @@ def status(r):
     return f"unreadable ({r['problem']})" if "problem" in r else "missing"
 
 
-def write_csvs(out, groups, runs):
+def shown(value):
+    return "—" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def used_cell(r, key, wanted):
+    """What run r used for a --set key; when it is not what this sweep asks for, both."""
+    if key not in r["used"]:
+        return "—"
+    got = r["used"][key]
+    return shown(got) if got == wanted else f"{shown(got)} (this sweep: {shown(wanted)})"
+
+
+def write_csvs(out, groups, runs, sets):
     with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "kind", "depth", "parameters", "steps", "seeds",
@@ -169,11 +228,14 @@ def write_csvs(out, groups, runs):
     with open(os.path.join(out, "runs.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "kind", "depth", "seed", "run", "finished", "parameters", "steps",
-                    "final_train_error_pct", "final_test_error_pct", "status"])
+                    "final_train_error_pct", "final_test_error_pct", "status"] + [k for k, _ in sets] +
+                   ["resume_changes"])
         for r in runs:
             w.writerow([f"{r['kind']}-{r['depth']}", r["kind"], r["depth"], "" if r["seed"] is None else r["seed"],
                         r["run"], int(r["finished"]), r.get("parameters", ""), r.get("steps", ""),
-                        pct(r.get("final_train_error")), pct(r.get("final_test_error")), status(r)])
+                        pct(r.get("final_train_error")), pct(r.get("final_test_error")), status(r)] +
+                       ["" if k not in r["used"] else json.dumps(r["used"][k]) for k, _ in sets] +
+                       ["; ".join(r["changes"])])
     os.makedirs(os.path.join(out, "curves"), exist_ok=True)
     for g in groups:
         with open(os.path.join(out, "curves", g["model"] + ".csv"), "w", newline="") as f:
@@ -236,7 +298,7 @@ def plot(out, groups, column, what):
     return os.path.basename(png)
 
 
-def blocks(groups, runs, images, recipe):
+def blocks(groups, runs, images, recipe, sets):
     """The report as a list of blocks that both summary.md and report.html render."""
     done = [r for r in runs if r["finished"]]
     seeds = sorted({r["seed"] for r in done if r["seed"] is not None})
@@ -269,11 +331,23 @@ def blocks(groups, runs, images, recipe):
     unreadable = [f"{r['run']} ({r['problem']})" for r in runs if "problem" in r]
     if unreadable:
         b.append(("p", f"Unreadable (left out of the statistics): {', '.join(unreadable)}"))
+    b += runs_blocks(runs, sets)
     if not any(g["curve"] for g in groups):
         b.append(("p", "No plots: no run has evaluated yet (no metrics)."))
     for title, rel in images:
         b.append(("img", (title, rel)))
     return b
+
+
+def runs_blocks(runs, sets):
+    """Per run: its status, what it used for each --set key (config.json) and its resume changes."""
+    header = ["run", "status", "seed", "steps"] + [k for k, _ in sets] + ["changed on resume"]
+    rows = [[os.path.basename(r["run"]), status(r), shown(r["seed"]), shown(r.get("steps"))] +
+            [used_cell(r, k, v) for k, v in sets] + ["; ".join(r["changes"]) or "—"] for r in runs]
+    return [("h2", "Runs"),
+            ("p", "What each run used, from its config.json: the value of each --set key of this sweep, "
+                  "and what was changed when it was resumed (resume_changes)."),
+            ("table", (header, rows))]
 
 
 def render_md(bl):
@@ -319,9 +393,10 @@ def render_html(bl, out_dir):
 
 
 def report(a):
-    runs = [load_run(s) for s in a.run]
+    sets = [parse_set(x) for x in a.sets]
+    runs = [load_run(s, sets) for s in a.run]
     groups = summarize(runs)
-    write_csvs(a.out, groups, runs)
+    write_csvs(a.out, groups, runs, sets)
     write_json(a.out, groups, runs)
     images = []
     for column, what in (("train", "training"), ("test", "test")):
@@ -333,7 +408,7 @@ def report(a):
             if name.endswith(".png"):
                 rel = os.path.relpath(os.path.join(d, name), a.out)
                 images.append((f"resnet-analyze {os.path.basename(d)}: {name}", rel))
-    bl = blocks(groups, runs, images, a.recipe)
+    bl = blocks(groups, runs, images, a.recipe, sets)
     with open(os.path.join(a.out, "summary.md"), "w") as f:
         f.write(render_md(bl))
     tmp = os.path.join(a.out, "report.html.partial")
@@ -349,6 +424,8 @@ def main():
     ap.add_argument("--run", action="append", default=[], help="KIND:DEPTH:SEED:RUN_DIR (SEED may be empty)")
     ap.add_argument("--analysis", action="append", default=[], help="a folder of resnet-analyze PNGs")
     ap.add_argument("--recipe", default="", help="how the runs were made, for the report's first lines")
+    ap.add_argument("--set", action="append", default=[], dest="sets",
+                    help="KEY=VALUE: the sweep's --set; the report shows what each run used for KEY")
     a = ap.parse_args()
     try:
         return report(a)
