@@ -9,7 +9,7 @@
 #
 #   bench/gpu_session.sh [--prefix DIR] [--depths "20 56"] [--steps N] [--out FILE]
 #
-# --prefix: CLI11/spdlog/fmt/nlohmann_json unpacked by scripts/gpu_prefix.sh (carried along);
+# --prefix: CLI11/spdlog/fmt/nlohmann_json/OpenSSL unpacked by scripts/gpu_prefix.sh (carried along);
 # default .deps/gpu-prefix when it exists. Synthetic batches: no dataset needed. For whole epochs
 # and evaluation on real data, run bench/compare.sh after this (it reuses the build via BUILD_DIR).
 set -euo pipefail
@@ -31,14 +31,19 @@ py=${PYTHON:-python3}
 torch_prefix=$($py -c 'import torch; print(torch.utils.cmake_prefix_path)') || {
   echo "gpu_session.sh: no Python torch here" >&2; exit 1; }
 cmake_prefix=$torch_prefix
+openssl=()
 if [ -d "$prefix/usr" ]; then
   p=$(cd "$prefix/usr" && pwd)
   cmake_prefix="$torch_prefix;$p"
   export LD_LIBRARY_PATH="$p/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # The prefix's libcrypto by name: found even where g++ has no multiarch folders (CMakeLists.txt
+  # adds the prefix's include/x86_64-linux-gnu itself), and never a different one of the machine's.
+  [ ! -e "$p/lib/x86_64-linux-gnu/libcrypto.so" ] ||
+    openssl=(-DOPENSSL_INCLUDE_DIR="$p/include" -DOPENSSL_CRYPTO_LIBRARY="$p/lib/x86_64-linux-gnu/libcrypto.so")
 fi
 export BUILD_DIR=${BUILD_DIR:-build-gpu}
 echo "building into $BUILD_DIR against $torch_prefix"
-scripts/build.sh -DCMAKE_PREFIX_PATH="$cmake_prefix" -DRESNET_BUILD_TESTS=OFF >"$BUILD_DIR.build.log" 2>&1 || {
+scripts/build.sh -DCMAKE_PREFIX_PATH="$cmake_prefix" "${openssl[@]}" -DRESNET_BUILD_TESTS=OFF >"$BUILD_DIR.build.log" 2>&1 || {
   tail -40 "$BUILD_DIR.build.log" >&2; exit 1; }
 bin=$BUILD_DIR
 : >"$out"

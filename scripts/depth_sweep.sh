@@ -7,7 +7,12 @@
 # configs/cifar_resnet20.json; --quick: 400 iterations, about 25 minutes in all on a 2-core CPU for
 # the default depths and one seed). Each (kind, depth, seed) is one run folder, DIR/resnet-20-s1;
 # without --seeds, DIR/resnet-20 with the recipe's seed. Re-running skips finished runs and resumes
-# interrupted ones.
+# interrupted ones; a resumed run gets this sweep's --set values through resnet-train's resume rules
+# (a key a resume may change is changed and recorded in its config.json, any other is refused), and
+# a finished run whose config.json lacks one of them is resumed with it too (e.g. a raised
+# train.iterations). The first run that fails before training (resnet-train exit 2, or no training
+# started) stops the sweep with its one-line reason: no further run starts, running ones stop at a
+# checkpoint (Slurm: the array's pending tasks are cancelled), and no summary is written.
 #   --jobs N     N runs at once (GNU parallel): each on its own GPU, CUDA_VISIBLE_DEVICES round-robin
 #                over --devices (default: $CUDA_VISIBLE_DEVICES, else every GPU of nvidia-smi -L), or
 #                on the CPU with cores/N threads each (unless --set runtime.threads=...). Ctrl-C stops
@@ -20,7 +25,8 @@
 # Writes into DIR: summary.md, summary.csv, summary.json (mean ± std, min, max of the final test and
 # training error over seeds, against the paper's Table 6), runs.csv, training_error.png and
 # test_error.png (plain left, ResNet right, mean curve and min-max band per depth), and report.html
-# (summary.md with the pictures inline). Exit: 0 done, 2 bad usage, 1 a run failed, 130 interrupted.
+# (summary.md with the pictures inline). Exit: 0 done, 2 bad usage (or a run refused its input), 1 a
+# run failed, 130 interrupted.
 set -euo pipefail
 self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +49,7 @@ run_one_spec=""   # internal: --run-one KIND:DEPTH:SEED [SLOT], one run (a paral
 run_slot=1
 run_threads=""    # internal: threads for --run-one
 run_tag=0         # internal: --run-one prefixes its output lines with the run's name
+run_parent=""     # internal: --run-one's sweep on this host, told (SIGUSR1) when the sweep must stop
 summary_only=0    # internal: the summary step alone (the Slurm summary job)
 die() { echo "depth_sweep.sh: $*" >&2; exit 2; }
 need() { [ $# -ge 2 ] || die "$1 needs a value (see --help)"; }
@@ -66,7 +73,8 @@ while [ $# -gt 0 ]; do
     --run-threads) need "$@"; run_threads=$2; shift 2 ;;
     --run-tag) run_tag=1; shift ;;
     --summary-only) summary_only=1; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --run-parent) need "$@"; run_parent=$2; shift 2 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
@@ -144,12 +152,101 @@ user_sets_threads=0
 for x in "${sets[@]}"; do if [[ $x == runtime.threads=* ]]; then user_sets_threads=1; fi; done
 
 # ---- one run: skip it, resume it, or start it ----------------------------------------------
-# A parallel job and a Slurm task both come here; `exec` leaves resnet-train as the process that
-# the scheduler signals, so SIGINT/SIGTERM reach it and it checkpoints (exit 130/143).
+# set_differs RUN_DIR: this sweep's --set values that the run's config.json does not hold, as
+# "key=value" (nothing when it holds them all). Values are read as resnet-train reads them (JSON,
+# else a bare word); an object value is compared key by key.
+set_differs() {
+  [ ${#sets[@]} -gt 0 ] || return 0
+  "$python" - "$1/config.json" "${sets[@]}" <<'PY'
+import json, sys
+try:
+    config = json.load(open(sys.argv[1]))
+except (OSError, ValueError) as e:
+    sys.exit(print(f"its config.json is unreadable ({e})"))
+def same(have, want):
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(k in have and same(have[k], v) for k, v in want.items())
+    if isinstance(have, bool) or isinstance(want, bool):  # JSON true is not 1
+        return have is want
+    return have == want
+for a in sys.argv[2:]:
+    if a == "--set":
+        continue
+    key, _, text = a.partition("=")
+    try:
+        want = json.loads(text)
+    except ValueError:
+        want = text
+    node = config
+    for part in key.split("."):
+        node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+    if node is KeyError or not same(node, want):
+        print(a)
+PY
+}
+# stop_file: the first run that fails before training writes its exit code and its one-line reason
+# there; runs that would start after it do not, and the sweep (or the Slurm summary job) reports it.
+stop_file() { echo "$out/stopped.txt"; }
+# stop_sweep RC REASON: the first caller writes the stop file (noclobber: one winner), then stops
+# what else would run: the sweep on this host (SIGUSR1: it interrupts GNU parallel) or, in a Slurm
+# array task, the array's pending tasks.
+stop_sweep() {
+  (set -C; printf '%s\n%s\n' "$1" "$2" >"$(stop_file)") 2>/dev/null || return 0
+  echo "depth_sweep.sh: ${2%% failed before training:*} failed before training (exit $1): stopping the sweep" >&2
+  if [ -n "$run_parent" ]; then
+    kill -USR1 "$run_parent" 2>/dev/null || true
+  elif [ -n "${SLURM_ARRAY_JOB_ID:-}" ]; then
+    scancel --state=PENDING "$SLURM_ARRAY_JOB_ID" 2>/dev/null || true
+  fi
+}
+# run_trainer RUN_DIR WHAT CMD...: runs resnet-train in the foreground. Signals reach it directly (GNU
+# parallel signals the job's process group, Slurm every process of the task); the traps only keep
+# this shell waiting until it has checkpointed. A failure before training (exit 2: bad input, which
+# resnet-train finds before it trains; or no "starting/resuming run" line added to train.log) stops
+# the sweep: the next runs would most likely fail the same way (no data, a refused --set).
+run_trainer() {
+  local run=$1 what=$2 err rc starts
+  shift 2
+  err=$(mktemp)
+  starts=$(count_starts "$run")
+  trap ':' INT TERM  # not '': an ignored signal would be ignored by resnet-train too
+  # Its stderr also into $err (for the reason); tee ignores the signals, like the tagging sed.
+  set +e
+  exec 3>&1
+  "$@" 2>&1 1>&3 3>&- | (trap '' INT TERM; exec tee "$err") >&2
+  rc=${PIPESTATUS[0]}
+  exec 3>&-
+  set -e
+  trap - INT TERM
+  local before_training=0
+  case $rc in
+    0|130|143) ;;
+    2) before_training=1 ;;
+    *) [ "$(count_starts "$run")" != "$starts" ] || before_training=1 ;;
+  esac
+  if [ $before_training = 1 ]; then
+    local reason
+    reason=$({ grep -v '^[[:space:]]*$' "$err" || true; } | tail -n 1)
+    stop_sweep "$rc" "$(basename "$run") $what failed before training: ${reason:-resnet-train exited $rc}"
+  fi
+  rm -f "$err"
+  return $rc
+}
+# up_to_date RUN_DIR: finished, with every --set value of this sweep.
+up_to_date() { [ -f "$1/summary.json" ] && [ -z "$(set_differs "$1")" ]; }
+# count_starts RUN_DIR: how many times training started in the run (resnet-train logs "starting run"
+# or "resuming run" once its inputs are checked, before the first step).
+count_starts() { { grep -sE "(starting|resuming) run '" "$1/train.log" || true; } | wc -l; }
+
 if [ $run_one = 1 ]; then
   IFS=: read -r kind d s <<<"$run_one_spec"
   run=$(run_dir "$run_one_spec")
-  if [ -f "$run/summary.json" ]; then echo "skip   $run (finished)"; exit 0; fi
+  differs=""
+  if [ -f "$run/summary.json" ]; then
+    differs=$(set_differs "$run")
+    if [ -z "$differs" ]; then echo "skip   $run (finished)"; exit 0; fi
+  fi
+  if [ -f "$(stop_file)" ]; then echo "skip   $run (the sweep is stopping: $(tail -n 1 "$(stop_file)"))"; exit 0; fi
   if [ $run_tag = 1 ]; then
     # Several runs share the terminal: tag each line. sed ignores SIGINT/SIGTERM so that it keeps
     # reading (a dead reader would make resnet-train die of SIGPIPE before its checkpoint).
@@ -167,16 +264,22 @@ if [ $run_one = 1 ]; then
     where=" on GPU $CUDA_VISIBLE_DEVICES$where"
   fi
   if [ -f "$run/config.json" ]; then
+    # The sweep's --set values go through resnet-train's resume rules: changed and recorded in
+    # config.json's resume_changes, or refused (exit 2, naming the key), which stops the sweep.
+    [ -z "$differs" ] || where="$where (finished; new: $(paste -sd' ' <<<"$differs"))"
     echo "resume $run$where"
-    exec "$bin/resnet-train" --resume "$run" "${data_args[@]}" "${extra[@]}" --no-progress
+    run_trainer "$run" "(resumed with this sweep's --set values)" \
+      "$bin/resnet-train" --resume "$run" "${extra[@]}" "${sets[@]}" "${data_args[@]}" --no-progress
+    exit
   fi
   echo "train  $run$where"
   seed_set=()
   [ -z "$s" ] || seed_set=(--set "runtime.seed=$s")
   name=$(basename "$run")
-  exec "$bin/resnet-train" --config "$recipe" --set model.depth="$d" \
+  run_trainer "$run" "(started)" "$bin/resnet-train" --config "$recipe" --set model.depth="$d" \
     --set model.residual="$([ "$kind" = resnet ] && echo true || echo false)" --set name="\"$name\"" \
     "${seed_set[@]}" "${extra[@]}" "${sets[@]}" "${data_args[@]}" --out "$run" --force --no-progress
+  exit
 fi
 
 # ---- the summary: analyses, tables, plots, report.html -------------------------------------
@@ -184,6 +287,7 @@ fi
 # analysis is left out of the report, and the exit status says so.
 summarize() {
   local analysis=() failed=0 a rc
+  stopped || return
   if [ $analyze = 1 ]; then
     for a in responses lesion; do
       rc=0; analyse "$a" || rc=$?
@@ -193,13 +297,26 @@ summarize() {
   local specs=() r
   for r in "${runs[@]}"; do specs+=(--run "$r:$(run_dir "$r")"); done
   rc=0
-  "$python" "$root/scripts/sweep_report.py" --out "$out" "${specs[@]}" "${analysis[@]}" \
+  "$python" "$root/scripts/sweep_report.py" --out "$out" "${specs[@]}" "${analysis[@]}" "${sets[@]}" \
     --recipe "$recipe${sets[*]:+ with ${sets[*]}}" || rc=$?
   [ $rc = 0 ] || [ $rc = 3 ] || { echo "depth_sweep.sh: the summary failed (exit $rc)" >&2; return 1; }
-  echo "wrote $out/summary.md $out/summary.csv $out/summary.json $out/training_error.png $out/test_error.png $out/report.html"
+  local wrote=()
+  for a in summary.md summary.csv summary.json runs.csv training_error.png test_error.png report.html; do
+    [ ! -f "$out/$a" ] || wrote+=("$out/$a")
+  done
+  echo "wrote ${wrote[*]}"
   cat "$out/summary.md"
   [ $rc = 0 ] || { echo "depth_sweep.sh: some runs did not finish (listed above); re-run to resume them" >&2; return 1; }
   return $failed
+}
+# stopped: 0 unless a run failed before training (the stop file); then its reason on stderr and
+# the status the sweep ends with: 2 when resnet-train refused its input, else 1.
+stopped() {
+  [ -f "$(stop_file)" ] || return 0
+  local rc reason
+  { read -r rc; read -r reason; } <"$(stop_file)" || true
+  echo "depth_sweep.sh: stopped: ${reason:-a run failed before training}; no summary written (fix that and run the same command again)" >&2
+  [ "${rc:-1}" = 2 ] && return 2 || return 1
 }
 # analyse NAME: resnet-analyze on the first seed's nets. Fig. 7 (responses) needs shallow and deep
 # nets of both kinds, the lesion study the deepest. 0 done or up to date, 1 failed, 2 runs missing.
@@ -241,7 +358,7 @@ if [ $slurm_given = 1 ]; then
   [ ${#data_args[@]} = 0 ] || data_args=(--data-dir "$(abs "${data_args[1]}")")
   set_common
   todo=()
-  for r in "${runs[@]}"; do [ -f "$(run_dir "$r")/summary.json" ] || todo+=("$r"); done
+  for r in "${runs[@]}"; do up_to_date "$(run_dir "$r")" || todo+=("$r"); done
   read -ra sbatch_args <<<"$slurm"
   array_script="#!/bin/bash
 #SBATCH --job-name=depth_sweep
@@ -274,6 +391,7 @@ exec bash $(printf '%q ' "$self" "${common[@]}")--summary-only"
   fi
   check_recipe "${todo[@]}"  # here, not in K failed tasks
   mkdir -p "$out/slurm"
+  rm -f "$(stop_file)"  # a new submission: whatever stopped the last one is to be tried again
   printf '%s\n' "$array_script" >"$out/slurm/array.sbatch"
   printf '%s\n' "$summary_script" >"$out/slurm/summary.sbatch"
   dep=()
@@ -293,12 +411,13 @@ fi
 # ---- on this host: GNU parallel runs the unfinished runs, --jobs at a time -----------------
 todo=()
 for r in "${runs[@]}"; do
-  if [ -f "$(run_dir "$r")/summary.json" ]; then echo "skip   $(run_dir "$r") (finished)"; else todo+=("$r"); fi
+  if up_to_date "$(run_dir "$r")"; then echo "skip   $(run_dir "$r") (finished)"; else todo+=("$r"); fi
 done
+rm -f "$(stop_file)"  # what stopped the last sweep is to be tried again
 if [ ${#todo[@]} -gt 0 ]; then
   check_recipe "${todo[@]}"  # here, once, not in every job
   mkdir -p "$out"
-  child=("${common[@]}")
+  child=("${common[@]}" --run-parent $$)
   if [ -n "$devices_opt" ]; then
     child+=(--devices "$devices_opt")
   elif [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
@@ -312,8 +431,10 @@ if [ ${#todo[@]} -gt 0 ]; then
   # parallel starts each job in its own process group, so it relays Ctrl-C itself: SIGINT to every
   # running resnet-train (which finishes its step, checkpoints and exits 130), no new job, and it
   # waits up to 10 minutes for them before SIGKILL (its default TERM..KILL within 0.4 s would kill
-  # a run mid-step). A SIGINT or SIGTERM to this script alone is passed on the same way.
-  interrupted=0
+  # a run mid-step). A SIGINT or SIGTERM to this script alone is passed on the same way, and so is
+  # a job's SIGUSR1 (stop_sweep: a run failed before training).
+  interrupted=0 stopping=0 pp=""
+  trap 'stopping=1; [ -z "$pp" ] || kill -INT $pp 2>/dev/null' USR1  # before any job can send it
   set +e
   # --ungroup: the jobs write straight to our output (parallel stops relaying buffered output once
   # it is interrupted, which would swallow each run's "interrupted ... resume with" lines).
@@ -322,17 +443,20 @@ if [ ${#todo[@]} -gt 0 ]; then
     parallel --jobs "$jobs" --ungroup --quote --termseq INT,600000,KILL,25 \
       bash "$self" "${child[@]}" --run-one '{}' '{%}' &
   pp=$!
+  [ $stopping = 0 ] || kill -INT $pp 2>/dev/null
   trap 'interrupted=1; kill -INT $pp 2>/dev/null' INT TERM
   while true; do
     wait $pp; rc=$?
     kill -0 $pp 2>/dev/null || break  # wait returned for a trapped signal: keep waiting for parallel
   done
   trap - INT TERM
+  trap ':' USR1
   set -e
+  stopped || exit  # its reason, and 2 or 1
   if [ $interrupted = 1 ]; then
     echo "depth_sweep.sh: interrupted; the runs stopped at a checkpoint: run the same command again to resume them" >&2
     exit 130
   fi
   [ $rc = 0 ] || echo "depth_sweep.sh: $rc run(s) failed (their train.log says why)" >&2
 fi
-summarize || exit 1
+summarize || exit

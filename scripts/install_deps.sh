@@ -20,6 +20,7 @@ packages=(
   libgloo-dev             # c10d's Gloo headers (ProcessGroupGloo.hpp includes them; libtorch-dev does not pull them in)
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libzip-dev              # reads PyTorch zip files (.pt weights, old checkpoints), sizes bounded first
+  libssl-dev              # OpenSSL's libcrypto: the SHA-256 of weight files (src/util/sha256.cpp)
   googletest libgtest-dev libbenchmark-dev
   clang                   # the libFuzzer targets (scripts/fuzz.sh, run by scripts/test.sh)
   gnuplot-nox             # plots for sweeps and analyses

@@ -2,19 +2,24 @@
 """The report of a depth sweep (scripts/depth_sweep.sh): one table over seeds, plots, one HTML page.
 
     sweep_report.py --out DIR --run KIND:DEPTH:SEED:RUN_DIR ... [--analysis PNG_DIR ...] [--recipe TEXT]
+                    [--set KEY=VALUE ...]
 
 Reads each run's config.json, summary.json and metrics.csv, groups the runs by (kind, depth) and
 writes into DIR:
   summary.csv, summary.md, summary.json  mean ± sample std, min and max over seeds of the final test
                                          and training error (%), next to He et al. 2015, Table 6
-  runs.csv                               one row per run
+  runs.csv                               one row per run: its status, and what it used for each
+                                         --set key (from its config.json) and what was changed when
+                                         it was resumed (its resume_changes)
   curves/<kind>-<depth>.csv              per evaluation step: mean, min, max over seeds (%)
   training_error.png, test_error.png     He et al. Fig. 6 layout: plain left, ResNets right, the
                                          mean curve and a min-max band per depth (gnuplot)
   report.html                            summary.md with every picture inline (data: URIs), so the
                                          one file can be mailed or opened offline
-A run without summary.json is missing: it is listed as such and left out of the statistics; the
-exit status is then 3 (the other outputs are still written). Standard library only.
+A run without summary.json is missing, one whose files cannot be read is unreadable (one line on
+stderr says why): both are listed as such and left out of the statistics, and the exit status is
+then 3 (the other outputs are still written). No run with metrics: no plots (gnuplot is not
+called). Exit 1 (one line) when an output cannot be written or gnuplot fails. Standard library only.
 """
 import argparse
 import base64
@@ -38,6 +43,10 @@ PLAIN_NOTE = ("The paper gives the plain nets' errors only as curves (Fig. 6, le
 KINDS = ("plain", "resnet")
 
 
+class ReportError(Exception):
+    """An output that cannot be made: one line, exit 1."""
+
+
 def read_json(path):
     with open(path) as f:
         return json.load(f)
@@ -53,18 +62,75 @@ def read_curve(path):
     return rows
 
 
-def load_run(spec):
+def parse_set(assignment):
+    """KEY=VALUE as resnet-train --set reads it: a JSON value, else the bare word as a string."""
+    key, _, text = assignment.partition("=")
+    try:
+        return key, json.loads(text)
+    except ValueError:
+        return key, text
+
+
+def lookup(config, key):
+    """The value at a dotted key of a config, or KeyError."""
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def describe_change(c):
+    forced = " (--allow-change)" if c.get("forced") else ""
+    return (f"step {c.get('step')}: {c.get('key')} {json.dumps(c.get('from'))} -> "
+            f"{json.dumps(c.get('to'))}{forced}")
+
+
+def read_config(run, run_dir, sets):
+    """What the run used for each --set key, and its resume_changes, from its config.json."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        return None
+    config = read_json(path)
+    used = {}
+    for key, _ in sets:
+        try:
+            used[key] = lookup(config, key)
+        except KeyError:
+            used[key] = None
+    run.update(used=used, changes=[describe_change(c) for c in config.get("resume_changes", [])
+                                   if isinstance(c, dict)])
+    return config
+
+
+def load_run(spec, sets):
+    """One run's numbers; a run whose files cannot be read gets `problem` (and is left out)."""
     kind, depth, seed, run_dir = spec.split(":", 3)
     run = {"kind": kind, "depth": int(depth), "seed": int(seed) if seed else None, "run": run_dir,
-           "finished": os.path.isfile(os.path.join(run_dir, "summary.json"))}
-    if not run["finished"]:
+           "finished": os.path.isfile(os.path.join(run_dir, "summary.json")), "used": {}, "changes": []}
+    reading = "config.json"
+    try:
+        config = read_config(run, run_dir, sets)
+        if not run["finished"]:
+            return run
+        if config is None:
+            raise FileNotFoundError("not found")
+        reading = "summary.json"
+        summary = read_json(os.path.join(run_dir, "summary.json"))
+        parameters, steps, final = summary["parameters"], summary["steps"], 100 * summary["final_test_error"]
+        reading = "metrics.csv"
+        curve = read_curve(os.path.join(run_dir, "metrics.csv"))
+        reading = "config.json"
+        run.update(seed=config["runtime"]["seed"], iterations=config["train"]["iterations"],
+                   batch_size=config["train"]["batch_size"])
+    except (OSError, ValueError, KeyError, TypeError, csv.Error) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else (
+            f"no {e}" if isinstance(e, KeyError) else str(e))
+        run.update(finished=False, problem=f"{reading}: {why}")
+        print(f"sweep_report.py: {run_dir}: {run['problem']}; left out of the statistics", file=sys.stderr)
         return run
-    summary = read_json(os.path.join(run_dir, "summary.json"))
-    config = read_json(os.path.join(run_dir, "config.json"))
-    curve = read_curve(os.path.join(run_dir, "metrics.csv"))
-    run.update(seed=config["runtime"]["seed"], parameters=summary["parameters"], steps=summary["steps"],
-               iterations=config["train"]["iterations"], batch_size=config["train"]["batch_size"],
-               final_test_error=100 * summary["final_test_error"],
+    run.update(parameters=parameters, steps=steps, final_test_error=final,
                final_train_error=curve[-1][1] if curve else None, curve=curve)
     return run
 
@@ -127,7 +193,25 @@ def min_max(s):
     return "—" if s is None else f"{s['min']:.2f} – {s['max']:.2f}"
 
 
-def write_csvs(out, groups, runs):
+def status(r):
+    if r["finished"]:
+        return "finished"
+    return f"unreadable ({r['problem']})" if "problem" in r else "missing"
+
+
+def shown(value):
+    return "—" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def used_cell(r, key, wanted):
+    """What run r used for a --set key; when it is not what this sweep asks for, both."""
+    if key not in r["used"]:
+        return "—"
+    got = r["used"][key]
+    return shown(got) if got == wanted else f"{shown(got)} (this sweep: {shown(wanted)})"
+
+
+def write_csvs(out, groups, runs, sets):
     with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "kind", "depth", "parameters", "steps", "seeds",
@@ -144,11 +228,14 @@ def write_csvs(out, groups, runs):
     with open(os.path.join(out, "runs.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "kind", "depth", "seed", "run", "finished", "parameters", "steps",
-                    "final_train_error_pct", "final_test_error_pct"])
+                    "final_train_error_pct", "final_test_error_pct", "status"] + [k for k, _ in sets] +
+                   ["resume_changes"])
         for r in runs:
             w.writerow([f"{r['kind']}-{r['depth']}", r["kind"], r["depth"], "" if r["seed"] is None else r["seed"],
                         r["run"], int(r["finished"]), r.get("parameters", ""), r.get("steps", ""),
-                        pct(r.get("final_train_error")), pct(r.get("final_test_error"))])
+                        pct(r.get("final_train_error")), pct(r.get("final_test_error")), status(r)] +
+                       ["" if k not in r["used"] else json.dumps(r["used"][k]) for k, _ in sets] +
+                       ["; ".join(r["changes"])])
     os.makedirs(os.path.join(out, "curves"), exist_ok=True)
     for g in groups:
         with open(os.path.join(out, "curves", g["model"] + ".csv"), "w", newline="") as f:
@@ -172,8 +259,14 @@ def write_json(out, groups, runs):
 
 
 def plot(out, groups, column, what):
-    """He et al. Fig. 6 layout: plain nets left, ResNets right; per depth a min-max band and the mean."""
+    """He et al. Fig. 6 layout: plain nets left, ResNets right; per depth a min-max band and the mean.
+    None when no run has a curve (gnuplot is not called; an old picture is removed)."""
     png, gp = os.path.join(out, f"{what}_error.png"), os.path.join(out, f"{what}_error.gp")
+    if not any(g["curve"] for g in groups):
+        for f in (png, gp):
+            if os.path.exists(f):
+                os.remove(f)
+        return None
     lo = {"train": 3, "test": 6}[column]
     lines = ["set terminal pngcairo size 1400,540 noenhanced font 'Sans,11'", f"set output '{png}'",
              "set datafile separator ','", "set grid; set key top right box opaque",
@@ -195,11 +288,17 @@ def plot(out, groups, column, what):
     lines.append("unset multiplot")
     with open(gp, "w") as f:
         f.write("\n".join(lines) + "\n")
-    subprocess.run(["gnuplot", gp], check=True)
+    try:
+        done = subprocess.run(["gnuplot", gp], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    except OSError as e:
+        raise ReportError(f"gnuplot: {e.strerror}")
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ReportError(f"gnuplot failed on {gp} (exit {done.returncode}): {last}")
     return os.path.basename(png)
 
 
-def blocks(groups, runs, images, recipe):
+def blocks(groups, runs, images, recipe, sets):
     """The report as a list of blocks that both summary.md and report.html render."""
     done = [r for r in runs if r["finished"]]
     seeds = sorted({r["seed"] for r in done if r["seed"] is not None})
@@ -226,12 +325,29 @@ def blocks(groups, runs, images, recipe):
     b.append(("table", (header, rows)))
     b.append(("p", "Paper: He et al. 2015, Table 6 (ResNet-20/32/44/56/110/1202: 8.75/7.51/7.17/6.97/6.43/7.93 "
                    "with the full recipe); difference = our mean − the paper's. " + PLAIN_NOTE))
-    missing = [r["run"] for r in runs if not r["finished"]]
+    missing = [r["run"] for r in runs if not r["finished"] and "problem" not in r]
     if missing:
         b.append(("p", f"Missing (no summary.json; re-run the sweep to resume them): {', '.join(missing)}"))
+    unreadable = [f"{r['run']} ({r['problem']})" for r in runs if "problem" in r]
+    if unreadable:
+        b.append(("p", f"Unreadable (left out of the statistics): {', '.join(unreadable)}"))
+    b += runs_blocks(runs, sets)
+    if not any(g["curve"] for g in groups):
+        b.append(("p", "No plots: no run has evaluated yet (no metrics)."))
     for title, rel in images:
         b.append(("img", (title, rel)))
     return b
+
+
+def runs_blocks(runs, sets):
+    """Per run: its status, what it used for each --set key (config.json) and its resume changes."""
+    header = ["run", "status", "seed", "steps"] + [k for k, _ in sets] + ["changed on resume"]
+    rows = [[os.path.basename(r["run"]), status(r), shown(r["seed"]), shown(r.get("steps"))] +
+            [used_cell(r, k, v) for k, v in sets] + ["; ".join(r["changes"]) or "—"] for r in runs]
+    return [("h2", "Runs"),
+            ("p", "What each run used, from its config.json: the value of each --set key of this sweep, "
+                  "and what was changed when it was resumed (resume_changes)."),
+            ("table", (header, rows))]
 
 
 def render_md(bl):
@@ -276,25 +392,23 @@ def render_html(bl, out_dir):
             "\n</body>\n</html>\n")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--run", action="append", default=[], help="KIND:DEPTH:SEED:RUN_DIR (SEED may be empty)")
-    ap.add_argument("--analysis", action="append", default=[], help="a folder of resnet-analyze PNGs")
-    ap.add_argument("--recipe", default="", help="how the runs were made, for the report's first lines")
-    a = ap.parse_args()
-    runs = [load_run(s) for s in a.run]
+def report(a):
+    sets = [parse_set(x) for x in a.sets]
+    runs = [load_run(s, sets) for s in a.run]
     groups = summarize(runs)
-    write_csvs(a.out, groups, runs)
+    write_csvs(a.out, groups, runs, sets)
     write_json(a.out, groups, runs)
-    images = [("training error (Fig. 6)", plot(a.out, groups, "train", "training")),
-              ("test error (Fig. 6)", plot(a.out, groups, "test", "test"))]
+    images = []
+    for column, what in (("train", "training"), ("test", "test")):
+        png = plot(a.out, groups, column, what)
+        if png:
+            images.append((f"{what} error (Fig. 6)", png))
     for d in a.analysis:
         for name in sorted(os.listdir(d)):
             if name.endswith(".png"):
                 rel = os.path.relpath(os.path.join(d, name), a.out)
                 images.append((f"resnet-analyze {os.path.basename(d)}: {name}", rel))
-    bl = blocks(groups, runs, images, a.recipe)
+    bl = blocks(groups, runs, images, a.recipe, sets)
     with open(os.path.join(a.out, "summary.md"), "w") as f:
         f.write(render_md(bl))
     tmp = os.path.join(a.out, "report.html.partial")
@@ -302,6 +416,24 @@ def main():
         f.write(render_html(bl, a.out))
     os.replace(tmp, os.path.join(a.out, "report.html"))
     return 3 if any(not r["finished"] for r in runs) else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--run", action="append", default=[], help="KIND:DEPTH:SEED:RUN_DIR (SEED may be empty)")
+    ap.add_argument("--analysis", action="append", default=[], help="a folder of resnet-analyze PNGs")
+    ap.add_argument("--recipe", default="", help="how the runs were made, for the report's first lines")
+    ap.add_argument("--set", action="append", default=[], dest="sets",
+                    help="KEY=VALUE: the sweep's --set; the report shows what each run used for KEY")
+    a = ap.parse_args()
+    try:
+        return report(a)
+    except ReportError as e:
+        print(f"sweep_report.py: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"sweep_report.py: {e.filename or a.out}: {e.strerror}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

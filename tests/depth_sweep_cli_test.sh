@@ -2,7 +2,9 @@
 # scripts/depth_sweep.sh's command line: every mistake is one line on stderr and exit 2, with
 # nothing written; --slurm --dry-run prints job scripts that bash accepts and submits nothing;
 # --jobs on a machine with GPUs gives each running job its own CUDA_VISIBLE_DEVICES (checked without
-# a GPU: a stand-in nvidia-smi lists two, a stand-in resnet-train records the device of each run).
+# a GPU: a stand-in nvidia-smi lists two, a stand-in resnet-train records the device of each run);
+# a run that fails before training stops the sweep; scripts/sweep_report.py on runs without metrics
+# says so in one line per run and calls no gnuplot.
 #   depth_sweep_cli_test.sh SWEEP_SCRIPT BIN_DIR
 set -uo pipefail
 sweep=$1
@@ -77,16 +79,29 @@ cat >"$tmp/fake/nvidia-smi" <<'END'
 printf 'GPU 0: Stand-in GPU (UUID: GPU-0000)\nGPU 1: Stand-in GPU (UUID: GPU-0001)\n'
 END
 # A run: holds its GPU (mkdir fails if another run holds it), records it, leaves a finished run.
+# EARLY_FAIL=NAME fails before training as resnet-train can (exit 1, no "starting run" in
+# train.log) once another run is training; FAIL_RUN=NAME fails after it started. A run trains for
+# RUN_SECONDS (0.4); SIGINT then stops it as resnet-train's checkpoint does (logged, exit 130).
 cat >"$tmp/fake/resnet-train" <<END
 #!/bin/bash
 out=""
 while [ \$# -gt 0 ]; do case \$1 in --dry-run) exit 0 ;; --out) out=\$2; shift ;; esac; shift; done
+name=\$(basename "\$out")
+echo "call \$name" >>"$tmp/fake/log"
+if [ "\$name" = "\${EARLY_FAIL:-}" ]; then
+  for _ in \$(seq 200); do grep -q '^training' "$tmp/fake/log" && break; sleep 0.05; done
+  echo "\$EARLY_FAIL: out of memory at start" >&2; exit 1
+fi
+mkdir -p "\$out"
+echo "[info] starting run '\$(basename "\$out")' in \$out" >>"\$out/train.log"
 [ "\$(basename "\$out")" != "\${FAIL_RUN:-}" ] || { echo "\$FAIL_RUN: diverged" >&2; exit 1; }
 gpu=\${CUDA_VISIBLE_DEVICES:-none}
 if mkdir "$tmp/fake/busy-\$gpu" 2>/dev/null; then held=1; else held=0; echo "shared \$gpu" >>"$tmp/fake/log"; fi
 echo "run \$gpu \$(ls -d "$tmp"/fake/busy-* | wc -l) \$(basename "\$out") \$*" >>"$tmp/fake/log"
 mkdir -p "\$out"
-sleep 0.4
+trap 'echo "interrupted \$name" >>"$tmp/fake/log"; exit 130' INT
+echo "training \$name" >>"$tmp/fake/log"
+sleep \${RUN_SECONDS:-0.4}
 echo '{"runtime": {"seed": 0, "threads": 0}, "train": {"iterations": 1, "batch_size": 1}}' >"\$out/config.json"
 printf 'step,epoch,lr,train_loss,train_error,test_loss,test_error\n1,1,0.1,1,0.5,1,0.5\n' >"\$out/metrics.csv"
 echo '{"parameters": 1, "steps": 1, "final_test_error": 0.5}' >"\$out/summary.json"
@@ -127,6 +142,53 @@ FAIL_RUN=resnet-8-s1 env -u CUDA_VISIBLE_DEVICES PATH="$tmp/fake:$PATH" bash "$s
 [ $? = 1 ] || okf=0
 if [ $okf = 1 ]; then echo "ok   a failed run: the others finish, summary.md lists it as missing, exit 1"; else
   echo "FAIL a failed run"; cat "$tmp/failing.log"; fail=1; fi
+# A run that fails before training stops the sweep: the run beside it stops as on Ctrl-C, no run
+# after it starts, its reason is the last line, exit 1 (resnet-train's status), no summary.
+rm -f "$tmp/fake/log"
+EARLY_FAIL=plain-8-s0 RUN_SECONDS=20 env -u CUDA_VISIBLE_DEVICES PATH="$tmp/fake:$PATH" bash "$sweep" --bin "$tmp/fake" \
+  --out "$tmp/early" --depths 8 --seeds 0,1 --jobs 2 >"$tmp/early.log" 2>&1
+rc=$?
+oke=1
+[ $rc = 1 ] || { echo "     exit $rc, not 1"; oke=0; }
+calls=$(grep -c '^call' "$tmp/fake/log")
+[ "$calls" = 2 ] || { echo "     $calls runs started, not the 2 of the first slots"; oke=0; }
+grep -q '^interrupted plain-8-s1$' "$tmp/fake/log" || { echo "     plain-8-s1 was not interrupted"; oke=0; }
+tail -n 1 "$tmp/early.log" | grep -q "^depth_sweep.sh: stopped: plain-8-s0 (started) failed before training: plain-8-s0: out of memory at start; no summary written" ||
+  { echo "     last line: $(tail -n 1 "$tmp/early.log")"; oke=0; }
+[ ! -e "$tmp/early/summary.md" ] || { echo "     a summary was written"; oke=0; }
+if [ $oke = 1 ]; then echo "ok   a run that fails before training stops the sweep (the run beside it interrupted, 2 of 4 started)"; else
+  echo "FAIL a run that fails before training"; cat "$tmp/early.log"; fail=1; fi
 if [ $ok = 1 ]; then echo "ok   --jobs 2 gives each running job its own GPU (nvidia-smi -L, --devices, CUDA_VISIBLE_DEVICES)"; else
   echo "FAIL --jobs with GPUs"; cat "$tmp/gpus.log"; fail=1; fi
+
+# ---- sweep_report.py: runs without metrics --------------------------------------------------
+# a: finished (summary.json) but no metrics.csv; b: never started. A stand-in gnuplot records
+# each call and fails.
+rep=$tmp/report
+mkdir -p "$rep/a" "$rep/out" "$rep/gp"
+echo '{"runtime": {"seed": 0}, "train": {"iterations": 1, "batch_size": 1}}' >"$rep/a/config.json"
+echo '{"parameters": 1, "steps": 1, "final_test_error": 0.5}' >"$rep/a/summary.json"
+printf '#!/bin/bash\necho "$*" >>"%s/calls"; echo "gnuplot: stand-in failure" >&2; exit 1\n' "$rep/gp" >"$rep/gp/gnuplot"
+chmod +x "$rep/gp/gnuplot"
+report() { PATH="$rep/gp:$PATH" /usr/bin/python3 "$(dirname "$sweep")/sweep_report.py" --out "$rep/out" \
+             --run "plain:8:0:$rep/a" --run "resnet:8:0:$rep/b" >/dev/null 2>"$rep/err"; }
+report
+rc=$?
+ok=1
+[ $rc = 3 ] || { echo "     exit $rc, not 3 (runs missing)"; ok=0; }
+[ "$(cat "$rep/err")" = "sweep_report.py: $rep/a: metrics.csv: No such file or directory; left out of the statistics" ] ||
+  { echo "     stderr:"; cat "$rep/err"; ok=0; }
+[ ! -e "$rep/gp/calls" ] || { echo "     gnuplot was called on no data"; ok=0; }
+grep -q "^Unreadable (left out of the statistics): $rep/a (metrics.csv: No such file or directory)$" "$rep/out/summary.md" &&
+  grep -q "^Missing (.*): $rep/b$" "$rep/out/summary.md" && grep -q "^No plots: " "$rep/out/summary.md" &&
+  [ -s "$rep/out/report.html" ] && [ ! -e "$rep/out/test_error.png" ] || { echo "     summary.md:"; cat "$rep/out/summary.md"; ok=0; }
+# With metrics, a failing gnuplot is one line too, and exit 1.
+printf 'step,epoch,lr,train_loss,train_error,test_loss,test_error\n1,1,0.1,1,0.5,1,0.5\n' >"$rep/a/metrics.csv"
+report
+rc=$?
+[ $rc = 1 ] || { echo "     with metrics and a failing gnuplot: exit $rc, not 1"; ok=0; }
+[ "$(wc -l <"$rep/err")" = 1 ] && grep -q "^sweep_report.py: gnuplot failed on .*(exit 1): gnuplot: stand-in failure$" "$rep/err" ||
+  { echo "     stderr:"; cat "$rep/err"; ok=0; }
+if [ $ok = 1 ]; then echo "ok   sweep_report.py: runs without metrics are one line each, no gnuplot; a failing gnuplot is one line"; else
+  echo "FAIL sweep_report.py on runs without metrics"; fail=1; fi
 exit $fail

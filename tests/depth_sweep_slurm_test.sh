@@ -5,8 +5,12 @@
 # logs) in a temp folder and ports of its own, so nothing of the host's is used or changed;
 # submits a 2-task job array (plain-8 and resnet-8, seed 0; plain-8 already interrupted at a
 # checkpoint, as a preempted task leaves it) and its summary job, and checks that the task resumed
-# plain-8, both runs finished, and the summary job wrote the report. The daemons are stopped by pid
-# when the test ends, whatever happens. Exit 77 (CTest: skipped) when a daemon cannot run here.
+# plain-8, both runs finished, and the summary job wrote the report. Then the same sweep without
+# CIFAR-10, one task at a time: the first task's failure cancels the other before it starts, and
+# the summary job ends with that task's reason. The daemons are stopped by pid
+# when the test ends, whatever happens. Exit 77 (CTest: skipped) only when it cannot be tried here:
+# not root, or slurm-wlm/munge not installed. Installed daemons that do not come up are a failure
+# (exit 1) that prints the last lines of their logs.
 set -uo pipefail
 sweep=$1
 real_bin=$2
@@ -22,6 +26,16 @@ tmp=$(mktemp -d)
 chmod 755 "$tmp"  # munged checks that its socket's folders are reachable by all
 pids=()
 slurm_up=0
+# broken WHAT: the daemons are installed but did not come up: a failure, with their logs.
+broken() {
+  echo "FAIL $*"
+  local f
+  for f in "$tmp/munged.out" "$tmp/munge/munged.log" "$tmp/slurmctld.out" "$tmp/slurmctld.log" \
+           "$tmp/slurmd.out" "$tmp/slurmd.log"; do
+    [ -s "$f" ] && { echo "---- ${f#$tmp/} (last lines)"; tail -n 15 "$f"; }
+  done
+  exit 1
+}
 cleanup() {
   # Jobs first (so no training outlives its slurmd), then the daemons, newest first, by pid.
   if [ $slurm_up = 1 ]; then  # our cluster's jobs only: SLURM_CONF names its config
@@ -49,8 +63,13 @@ $(command -v munged || echo /usr/sbin/munged) -F --force --socket="$sock" --key-
   --pid-file="$tmp/munge/munged.pid" --log-file="$tmp/munge/munged.log" --seed-file="$tmp/munge/seed" \
   >"$tmp/munged.out" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do munge -S "$sock" -n 2>/dev/null | unmunge -S "$sock" >/dev/null 2>&1 && break; sleep 0.1; done
-munge -S "$sock" -n | unmunge -S "$sock" >/dev/null 2>&1 || skip "munged did not start: $(tail -n 3 "$tmp/munged.out")"
+# alive: every daemon started so far still runs (one that exited fails the test at once, not after the wait).
+alive() {
+  local i names=(munged slurmctld slurmd)
+  for i in "${!pids[@]}"; do kill -0 "${pids[$i]}" 2>/dev/null || broken "${names[$i]} exited at start"; done
+}
+for _ in $(seq 50); do munge -S "$sock" -n 2>/dev/null | unmunge -S "$sock" >/dev/null 2>&1 && break; alive; sleep 0.1; done
+munge -S "$sock" -n | unmunge -S "$sock" >/dev/null 2>&1 || broken "munged did not start (munge -n | unmunge fails)"
 
 # ---- slurm.conf: this host as the one node, two free ports ------------------------------------
 read -r ctld_port d_port < <($py -c '
@@ -97,9 +116,10 @@ state=""
 for _ in $(seq 150); do
   state=$(sinfo -h -o %t 2>/dev/null)
   [ "$state" = idle ] && break
+  alive
   sleep 0.2
 done
-[ "$state" = idle ] || skip "the Slurm node did not come up (state '$state'): $(tail -n 2 "$tmp/slurmctld.log" "$tmp/slurmd.log" 2>&1 | tr '\n' ' ')"
+[ "$state" = idle ] || broken "the Slurm node did not come up within 30 s (sinfo state '$state')"
 echo "one-node Slurm up: $host, ports $ctld_port/$d_port"
 
 # ---- the sweep ----------------------------------------------------------------------------
@@ -151,7 +171,24 @@ bash "$sweep" "${args[@]}" --slurm "--time=10" >"$tmp/submit2.log" 2>&1
 check "a finished sweep submits only the summary job" \
   bash -c "! grep -q 'job array' '$tmp/submit2.log' && grep -q '^submitted summary job' '$tmp/submit2.log'"
 for _ in $(seq 300); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.2; done
+
+# ---- no CIFAR-10: the first task that fails before training stops the array ----------------
+# --cpus-per-task=all of the node's: one task at a time, so the second is still pending when the
+# first fails.
+mkdir -p "$tmp/nodata"
+stop=$tmp/stop
+bash "$sweep" --depths 8 --seeds 0 --recipe "$tmp/recipe.json" --data-dir "$tmp/nodata" --bin "$real_bin" \
+  --out "$stop" --slurm "--time=10 --cpus-per-task=$(nproc)" >"$tmp/submit3.log" 2>&1
+array3=$(sed -n 's/^submitted job array \([0-9]*\): 2 runs.*/\1/p' "$tmp/submit3.log")
+summary3=$(sed -n 's/^submitted summary job \([0-9]*\) (after .*/\1/p' "$tmp/submit3.log")
+check "the sweep without CIFAR-10 was submitted" [ -n "$array3" -a -n "$summary3" ]
+for _ in $(seq 300); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.2; done
+check "only one of its 2 tasks ran" [ "$(ls "$stop/slurm/${array3}"_*.out 2>/dev/null | wc -l)" = 1 ]
+check "the summary job ends with that task's reason" grep -qE \
+  "^depth_sweep.sh: stopped: [a-z]+-8-s0 \(started\) failed before training: resnet-train: error: $tmp/nodata/data_batch_1.bin: missing CIFAR-10 file" \
+  <(tail -n 1 "$stop/slurm/summary_${summary3}.out" 2>/dev/null)
+check "and writes no summary" [ ! -e "$stop/summary.md" ]
 if [ $fail != 0 ]; then
-  for f in "$out"/slurm/*.out "$tmp/slurmctld.log" "$tmp/slurmd.log"; do echo "---- $f"; tail -n 15 "$f"; done
+  for f in "$out"/slurm/*.out "$stop"/slurm/*.out "$tmp/slurmctld.log" "$tmp/slurmd.log"; do echo "---- $f"; tail -n 15 "$f"; done
 fi
 exit $fail

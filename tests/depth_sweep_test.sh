@@ -6,7 +6,10 @@
 # equal the values recomputed here from each run's own summary.json and metrics.csv; the plots
 # exist; report.html renders in headless chromium with every image loaded; a re-run starts no
 # resnet-train at all; Ctrl-C (SIGINT to the sweep's process group) stops the runs at a checkpoint
-# and a re-run resumes and finishes them.
+# and a re-run resumes and finishes them. Before all that, the same sweep without CIFAR-10 stops after
+# the first run's failure with its reason; after it, a re-run with new --set values resumes runs
+# through resnet-train's resume rules (a raised train.iterations is applied and reported, a changed
+# train.batch_size refused).
 set -uo pipefail
 sweep=$1
 real_bin=$2
@@ -49,6 +52,19 @@ out=$tmp/sweep
 args=(--depths "8 14" --seeds 0,1 --jobs 2 --analyze --recipe "$tmp/recipe.json" --data-dir "$tmp/data"
       --bin "$tmp/bin" --out "$out")
 runs=(plain-8-s0 plain-8-s1 plain-14-s0 plain-14-s1 resnet-8-s0 resnet-8-s1 resnet-14-s0 resnet-14-s1)
+
+# ---- 0. no CIFAR-10 where it looks: the first failure stops the sweep -----------------------
+mkdir "$tmp/nodata"
+bash "$sweep" --depths 8 --seeds 0,1 --jobs 2 --recipe "$tmp/recipe.json" --data-dir "$tmp/nodata" \
+  --bin "$tmp/bin" --out "$tmp/nodata-sweep" >"$tmp/nodata.log" 2>&1
+rc=$?
+check "a sweep without CIFAR-10 exits 2" [ $rc = 2 ]
+check "its last line is the first run's reason" grep -qE \
+  "^depth_sweep.sh: stopped: [a-z]+-8-s[01] \(started\) failed before training: resnet-train: error: $tmp/nodata/data_batch_1.bin: missing CIFAR-10 file" \
+  <(tail -n 1 "$tmp/nodata.log")
+check "no run started after it (at most the first 2 of 4)" [ "$(grep -c -- '--out' "$tmp/train_calls.log")" -le 2 ]
+check "no summary, no traceback" bash -c "[ ! -e '$tmp/nodata-sweep/summary.md' ] && ! grep -q Traceback '$tmp/nodata.log'"
+: >"$tmp/train_calls.log"
 
 # ---- 1. the sweep -------------------------------------------------------------------------
 t0=$(date +%s.%N)
@@ -190,7 +206,43 @@ for r in "${runs[@]}"; do
   grep -q '"steps": 20' "$out/$r/summary.json" 2>/dev/null || { steps_ok=0; echo "     $r: not finished at step 20"; }
 done
 check "all 8 runs finished their 20 steps" [ $steps_ok = 1 ]
+
+# ---- 5. new --set values on a re-run: through resnet-train's resume rules, in the report ------
+# depth 8, seed 0 only: plain-8-s0 finished, resnet-8-s0 as a run stopped after its last
+# checkpoint (no summary.json). A raised train.iterations resumes both; a changed batch size is
+# refused and stops the sweep; the same --set again skips both.
+rm "$out/resnet-8-s0/summary.json"
+few=(--depths 8 --seeds 0 --jobs 2 --recipe "$tmp/recipe.json" --data-dir "$tmp/data" --bin "$tmp/bin" --out "$out")
+bash "$sweep" "${few[@]}" --set train.iterations=22 >"$tmp/fifth.log" 2>&1
+check "a re-run with --set train.iterations=22 exits 0" [ $? = 0 ]
+check "it resumed the finished run with it" grep -q "resume $out/plain-8-s0 .*(finished; new: train.iterations=22)" "$tmp/fifth.log"
+check "both runs trained on to 22 steps and recorded the change; the report shows it" $py - "$out" <<'EOF'
+import csv, json, sys
+out = sys.argv[1]
+want = [{"step": 20, "key": "train.iterations", "from": 20, "to": 22, "forced": False}]
+for r in ("plain-8-s0", "resnet-8-s0"):
+    c = json.load(open(f"{out}/{r}/config.json"))
+    assert c["train"]["iterations"] == 22 and c.get("resume_changes") == want, (r, c.get("resume_changes"))
+    assert json.load(open(f"{out}/{r}/summary.json"))["steps"] == 22, r
+rows = {row["run"].rsplit("/", 1)[-1]: row for row in csv.DictReader(open(f"{out}/runs.csv"))}
+for r in ("plain-8-s0", "resnet-8-s0"):
+    assert rows[r]["train.iterations"] == "22", rows[r]
+    assert rows[r]["resume_changes"] == "step 20: train.iterations 20 -> 22", rows[r]
+md = open(f"{out}/summary.md").read()
+assert "| plain-8-s0 | finished | 0 | 22 | 22 | step 20: train.iterations 20 -> 22 |" in md, md
+EOF
+cp "$out/plain-8-s0/config.json" "$tmp/config-before.json"
+bash "$sweep" "${few[@]}" --set train.iterations=22 --set train.batch_size=10 >"$tmp/sixth.log" 2>&1
+check "a re-run with a new train.batch_size exits 2" [ $? = 2 ]
+check "its last line: the run refused train.batch_size" grep -qE \
+  "^depth_sweep.sh: stopped: [a-z]+-8-s0 \(resumed with this sweep's --set values\) failed before training: resnet-train: error: train.batch_size: a resumed run cannot change it \(20 -> 10\)" \
+  <(tail -n 1 "$tmp/sixth.log")
+check "the refused run's config.json is unchanged" cmp -s "$out/plain-8-s0/config.json" "$tmp/config-before.json"
+: >"$tmp/train_calls.log"
+bash "$sweep" "${few[@]}" --set train.iterations=22 >"$tmp/seventh.log" 2>&1
+rc=$?
+check "the same --set again: exit 0, no resnet-train started" bash -c "[ $rc = 0 ] && [ ! -s '$tmp/train_calls.log' ]"
 if [ $fail != 0 ]; then
-  for f in first second third fourth; do echo "---- $f.log"; tail -n 20 "$tmp/$f.log"; done
+  for f in nodata first second third fourth fifth sixth seventh; do echo "---- $f.log"; tail -n 20 "$tmp/$f.log"; done
 fi
 exit $fail

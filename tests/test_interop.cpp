@@ -7,6 +7,7 @@
 #include <caffe2/serialize/inline_container.h>
 #include <caffe2/serialize/read_adapter_interface.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -139,6 +140,27 @@ TEST(Sha256, KnownDigests) {
   EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   EXPECT_EQ(sha256_hex(std::string(1000000, 'a')), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+// A weight file as model.init_sha256 names it: the digest that `sha256sum` (coreutils' own
+// implementation) prints for the same file, 100,003 bytes (no multiple of the 64-byte block).
+TEST(Sha256, FileDigestIsWhatSha256sumPrints) {
+  TempDir tmp;
+  const std::string path = tmp / "weights.bin";
+  std::string bytes(100003, '\0');
+  uint32_t x = 12345;
+  for (char& c : bytes) {
+    x = x * 1664525u + 1013904223u;
+    c = static_cast<char>(x >> 24);
+  }
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  FILE* out = popen(("sha256sum '" + path + "'").c_str(), "r");
+  ASSERT_NE(out, nullptr);
+  char printed[64];
+  const size_t n = std::fread(printed, 1, sizeof printed, out);
+  ASSERT_EQ(pclose(out), 0);
+  ASSERT_EQ(n, sizeof printed);
+  EXPECT_EQ(sha256_hex(read_text_file(path)), std::string(printed, sizeof printed));
 }
 
 TEST(WeightFiles, BothFormatsRoundTripBitForBitWithMetadata) {
