@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Installs what resnet-train needs to build, test and plot on Debian 12 / Ubuntu 22.04+.
-# Safe to re-run: apt skips what is already installed.
-#   scripts/install_deps.sh            build + test dependencies
-#   scripts/install_deps.sh --python   also Debian's python3-torch/torchvision (reference benchmarks)
+# Installs what resnet-train needs on Debian 12 / Ubuntu 22.04+. Safe to re-run: apt skips what is
+# already installed.
+#   scripts/install_deps.sh          to build, train, evaluate, analyse and plot (scripts/quickstart.sh)
+#   scripts/install_deps.sh --test   also the test toolchain (scripts/test.sh): GoogleTest, clang for
+#                                    the fuzzers, Debian's PyTorch (torchrun, interop checks), chromium,
+#                                    a one-node Slurm, the independent readers the tests use
 set -euo pipefail
 
-want_python=0
+want_test=0
 for arg in "$@"; do
   case "$arg" in
-    --python) want_python=1 ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
-    *) echo "install_deps.sh: unknown option '$arg'" >&2; exit 2 ;;
+    --test) want_test=1 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "install_deps.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
 
+# Building and using the tools.
 packages=(
   build-essential cmake ccache pkg-config
   libtorch-dev            # LibTorch (CPU) and its CMake config
@@ -21,24 +24,26 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libzip-dev              # reads PyTorch zip files (.pt weights, old checkpoints), sizes bounded first
   libssl-dev              # OpenSSL's libcrypto: the SHA-256 of weight files (src/util/sha256.cpp)
-  googletest libgtest-dev libbenchmark-dev
-  clang                   # the libFuzzer targets (scripts/fuzz.sh, run by scripts/test.sh)
   gnuplot-nox             # plots for sweeps and analyses
   protobuf-compiler libprotobuf-dev libboost-dev   # TensorBoard event files (event.proto, CRC-32C)
-  python3-protobuf python3-crc32c                  # the tests' independent reader of those files
   parallel                # GNU parallel: depth_sweep.sh --jobs N runs N trainings at once
   python3                 # depth_sweep.sh's summary over seeds (scripts/sweep_report.py, stdlib only)
+  xz-utils ca-certificates curl                    # scripts/get_cifar10.sh
+)
+# The test toolchain.
+test_packages=(
+  googletest libgtest-dev libbenchmark-dev
+  clang                   # the libFuzzer targets (scripts/fuzz.sh, run by scripts/test.sh)
+  python3-protobuf python3-crc32c                  # the tests' independent reader of TensorBoard files
+  python3-torch python3-torchvision                # torchrun launches ranks (test_dist); weights and
+                                                   # checkpoints are checked against PyTorch itself
   chromium                # headless: the test that opens the sweep's report.html and checks its images
   slurm-wlm munge         # a one-node Slurm for the test of depth_sweep.sh --slurm (the test starts its own
                           # daemons with their own config; where systemd runs, apt also enables the services)
-  xz-utils ca-certificates curl
 )
-if [ "$want_python" = 1 ]; then
-  packages+=(python3 python3-torch python3-torchvision)
+if [ "$want_test" = 1 ]; then
+  packages+=("${test_packages[@]}")
 fi
-# The tests use Debian's PyTorch: torchrun launches ranks (test_dist) and the weight files are
-# checked against torch/torchvision themselves (test_interop_python).
-packages+=(python3-torch python3-torchvision)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -47,7 +52,9 @@ done
 # libFuzzer's runtime: its own package on Debian 12 (libclang-rt-dev, only a Recommends of
 # clang), inside libclang-common-*-dev (a dependency of clang) on Ubuntu 22.04.
 want_fuzzer_rt=0
-compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/*/libclang_rt.fuzzer*.a" >/dev/null || want_fuzzer_rt=1
+if [ "$want_test" = 1 ] && ! compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/*/libclang_rt.fuzzer*.a" >/dev/null; then
+  want_fuzzer_rt=1
+fi
 if [ ${#missing[@]} -eq 0 ] && [ "$want_fuzzer_rt" = 0 ]; then
   echo "install_deps: all packages present"
   exit 0

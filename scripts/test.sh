@@ -8,8 +8,8 @@
 # (a fresh search is scripts/fuzz.sh --seconds S, run by hand); RESNET_SKIP_FUZZ=1 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install_deps.sh
-scripts/build.sh
+scripts/install_deps.sh --test
+scripts/build.sh -DRESNET_BUILD_TESTS=ON
 if [ "${RESNET_SKIP_FUZZ:-0}" != 1 ]; then
   scripts/fuzz.sh --replay
 fi

@@ -45,7 +45,7 @@ class InteropPython : public ::testing::Test {
  protected:
   void SetUp() override {
     if (std::system((kPython + " -c 'import torch, torchvision' > /dev/null 2>&1").c_str()) != 0)
-      GTEST_SKIP() << kPython << " cannot import torch and torchvision: run scripts/install_deps.sh --python";
+      GTEST_SKIP() << kPython << " cannot import torch and torchvision: run scripts/install_deps.sh --test";
     data = tmp / "data";
     resnet::testing::write_synthetic_cifar(data, 20, 64);  // 100 training images, 64 test images
   }
