@@ -85,3 +85,30 @@ TEST(Readers, UnpicklerRefusesStructuralDamage) {
   refused("\x80\x02" "c__torch__\nEvil\n)\x81}b.", "refers to __torch__.Evil", ts);
   refused(module + "K\x01\x85\x81.", "NEWOBJ of an object", ts);
 }
+
+// torch.save's legacy format (made by PyTorch itself, tests/fuzz/make_legacy_seeds.py): read by
+// the restricted unpickler, with the values PyTorch saved; damage is one line naming the file.
+TEST(Readers, LegacyTorchSaveFiles) {
+  for (const char* name : {"legacy_ok.pt", "legacy_wrapped_ok.pt"}) {
+    SCOPED_TRACE(name);
+    const WeightsFile f = read_weights(kCorpus + "weights/" + name);
+    ASSERT_EQ(f.tensors.size(), 3u);
+    EXPECT_EQ(f.tensors[0].first, "w");
+    EXPECT_TRUE(at::equal(f.tensors[0].second, at::arange(6, at::kFloat).view({2, 3})));
+    EXPECT_EQ(f.tensors[1].first, "b");  // a view into the middle of its storage
+    EXPECT_TRUE(at::equal(f.tensors[1].second, at::arange(1, 3, at::kFloat)));
+    EXPECT_EQ(f.tensors[2].second.scalar_type(), at::kLong);
+    EXPECT_EQ(f.tensors[2].second.dim(), 0);
+    EXPECT_EQ(f.tensors[2].second.item<int64_t>(), 5);
+  }
+  const std::vector<std::pair<std::string, std::string>> damaged = {
+      {"legacy_truncated.pt", "truncated storages"},
+      {"legacy_keys_mismatch.pt", "names no storage of the object"},
+      {"legacy_count_mismatch.pt", "elements, the object says"},
+      {"legacy_global.pt", "refers to builtins.eval"},
+  };
+  for (const auto& [name, needle] : damaged) {
+    const std::string path = kCorpus + "weights/" + name;
+    expect_input_error([&] { read_weights(path); }, path + ": ", needle);
+  }
+}

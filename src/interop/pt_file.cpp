@@ -13,6 +13,7 @@
 
 #include "serialize/unpickler.h"
 #include "serialize/zip_reader.h"
+#include "interop/pt_common.h"
 #include "interop/weights_file.h"
 #include "util/errors.h"
 
@@ -59,12 +60,10 @@ std::string encode_pt(const NamedTensors& tensors, const nlohmann::json& metadat
   return out;
 }
 
-namespace {
-
 // The tensors of a state_dict: the top-level dict's tensor values, in order. Entries that are
 // not tensors (numbers, strings, an "epoch") are left out; a dict with no tensors but one entry
 // under a usual wrapping key holding them ({"epoch": 3, "state_dict": {...}}) is read through.
-NamedTensors state_dict_of(const pickle::Pickle& p) {
+NamedTensors state_dict_of(const pickle::Pickle& p, const std::string& what) {
   using pickle::Value;
   auto has_tensors = [&](const Value& dict) {
     for (size_t k = 1; k < dict.items.size(); k += 2)
@@ -73,7 +72,7 @@ NamedTensors state_dict_of(const pickle::Pickle& p) {
   };
   const Value* dict = &p.root();
   if (dict->kind != Value::kDict)
-    throw InputError(std::string("data.pkl: holds ") + pickle::kind_name(dict->kind) + ", not a state_dict (a dict of tensors)");
+    throw InputError(what + ": holds " + pickle::kind_name(dict->kind) + ", not a state_dict (a dict of tensors)");
   if (!has_tensors(*dict)) {
     for (const char* name : {"state_dict", "model_state_dict", "model", "net"}) {
       const Value* inner = p.find(*dict, name);
@@ -83,19 +82,17 @@ NamedTensors state_dict_of(const pickle::Pickle& p) {
       }
     }
   }
-  if (!has_tensors(*dict)) throw InputError("data.pkl: a dict without tensors, not a state_dict");
+  if (!has_tensors(*dict)) throw InputError(what + ": a dict without tensors, not a state_dict");
   NamedTensors out;
   for (size_t k = 0; k + 1 < dict->items.size(); k += 2) {
     const Value& key = p.at(dict->items[k]);
     const Value& value = p.at(dict->items[k + 1]);
     if (value.kind != Value::kTensor) continue;
-    if (key.kind != Value::kString) throw InputError("data.pkl: a tensor under a key that is not a string");
+    if (key.kind != Value::kString) throw InputError(what + ": a tensor under a key that is not a string");
     out.emplace_back(key.s, value.tensor);
   }
   return out;
 }
-
-}  // namespace
 
 WeightsFile decode_pt(const std::string& bytes) {
   WeightsFile file;
@@ -108,7 +105,7 @@ WeightsFile decode_pt(const std::string& bytes) {
     throw InputError("big-endian tensor data is not supported");
   pickle::Pickle p = pickle::unpickle(zip.read("data.pkl"), pickle::Rules{});
   pickle::load_zip_tensors(p, zip);
-  file.tensors = state_dict_of(p);
+  file.tensors = state_dict_of(p, "data.pkl");
   if (zip.has(kMetadataRecord)) {
     try {
       file.metadata = nlohmann::json::parse(zip.read(kMetadataRecord));

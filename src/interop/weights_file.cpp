@@ -6,6 +6,7 @@
 #include <new>
 #include <set>
 
+#include "interop/pt_common.h"
 #include "util/errors.h"
 #include "util/json_io.h"
 
@@ -54,8 +55,8 @@ WeightsFile parse_weights(const std::string& bytes, const std::string& path) {
       file = decode_pt(bytes);
     } else if (bytes.size() >= 9 && bytes[8] == '{') {
       file = decode_safetensors(bytes);
-    } else if (bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0x80) {
-      throw InputError("a legacy (pre-1.6, non-zip) torch.save file; re-save it with a current PyTorch");
+    } else if (is_legacy_pt(bytes)) {
+      file = decode_legacy_pt(bytes);
     } else {
       throw InputError("neither a PyTorch .pt (zip) nor a .safetensors file");
     }

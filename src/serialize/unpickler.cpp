@@ -43,7 +43,8 @@ const Value* Pickle::find(const Value& dict, const std::string& key) const {
 namespace {
 
 // The storage classes torch.save names, and the dtype each holds.
-bool storage_dtype(const std::string& name, at::ScalarType* dtype) {
+bool storage_dtype(std::string name, at::ScalarType* dtype) {
+  if (name.rfind("torch.cuda.", 0) == 0) name.erase(5, 5);  // saved on a GPU: read on the CPU
   static const std::map<std::string, at::ScalarType> kStorages = {
       {"torch.FloatStorage", at::kFloat},   {"torch.BFloat16Storage", at::kBFloat16},
       {"torch.HalfStorage", at::kHalf},     {"torch.LongStorage", at::kLong},
@@ -68,10 +69,11 @@ bool mul(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a,
 
 class Unpickler {
  public:
-  Unpickler(const std::string& bytes, const Rules& rules, const std::string& what)
-      : in_(bytes), rules_(rules), what_(what) {}
+  Unpickler(const std::string& bytes, const Rules& rules, const std::string& what, size_t start = 0)
+      : in_(bytes), rules_(rules), what_(what), pos_(start) {}
 
-  Pickle run();
+  // Parses up to STOP; with `end`, reports where it stopped, else nothing may follow.
+  Pickle run(size_t* end = nullptr);
 
  private:
   [[noreturn]] void fail(const std::string& why) const {
@@ -214,7 +216,8 @@ size_t Unpickler::global(const std::string& module, const std::string& name) {
       "torch.jit._pickle.restore_type_tag", "torch.jit._pickle.build_tensorlist", "torch.jit._pickle.build_intlist",
       "torch.jit._pickle.build_doublelist", "torch.jit._pickle.build_boollist"};
   const bool torchscript = !rules_.torchscript_classes.empty();
-  if (kFunctions.count(full) || (torchscript && (kTorchScript.count(full) || rules_.torchscript_classes.count(full))))
+  if (kFunctions.count(full) || (torchscript && (kTorchScript.count(full) || rules_.torchscript_classes.count(full))) ||
+      (rules_.legacy && full == "torch._utils._rebuild_tensor"))
     return make(std::move(v));
   if (storage_dtype(full, &v.dtype)) {
     if (!rules_.dtypes.count(v.dtype)) {
@@ -231,9 +234,13 @@ size_t Unpickler::global(const std::string& module, const std::string& name) {
 // torch.save's persistent id of a storage: ("storage", torch.FloatStorage, key, location, numel).
 size_t Unpickler::persistent_load(size_t pid) {
   const Value& p = val(pid);
-  if (p.kind != Value::kTuple || p.items.size() != 5 || val(p.items[0]).kind != Value::kString ||
+  const size_t n = rules_.legacy ? 6 : 5;  // legacy: ..., view_metadata
+  if (p.kind != Value::kTuple || p.items.size() != n || val(p.items[0]).kind != Value::kString ||
       val(p.items[0]).s != "storage")
-    fail("a persistent id that is not a (\"storage\", type, key, location, size) tuple");
+    fail(rules_.legacy ? "a persistent id that is not a (\"storage\", type, key, location, size, view) tuple"
+                       : "a persistent id that is not a (\"storage\", type, key, location, size) tuple");
+  if (rules_.legacy && val(p.items[5]).kind != Value::kNone)
+    fail("a view of a storage (torch.save of PyTorch < 0.4): re-save the file with a current PyTorch");
   const Value& type = val(p.items[1]);
   if (type.kind != Value::kGlobal || type.s.find("Storage") == std::string::npos)
     fail("a storage whose type is not a storage class");
@@ -324,6 +331,12 @@ size_t Unpickler::reduce(size_t callable, size_t args) {
     return make(Value::kDict);
   }
   if (name == "torch._utils._rebuild_tensor_v2") return rebuild_tensor(a);
+  if (name == "torch._utils._rebuild_tensor") {  // (storage, storage_offset, size, stride)
+    if (a.size() != 4) fail("_rebuild_tensor with " + std::to_string(a.size()) + " arguments");
+    std::vector<size_t> v2 = a;
+    v2.resize(6, a[0]);  // requires_grad and backward hooks are not read
+    return rebuild_tensor(v2);
+  }
   if (name == "torch._utils._rebuild_parameter") {  // (data, requires_grad, backward_hooks)
     if (a.size() != 3 || val(a[0]).kind != Value::kTensor) fail("_rebuild_parameter without a tensor");
     return a[0];
@@ -363,19 +376,24 @@ void Unpickler::build(size_t state) {
   if (target.kind != Value::kDict) fail("BUILD of " + std::string(kind_name(target.kind)));
 }
 
-Pickle Unpickler::run() {
+Pickle Unpickler::run(size_t* end) {
   while (true) {
     op_pos_ = pos_;
     need(1);
     const auto op = static_cast<unsigned char>(in_[pos_++]);
     if (!step(op)) break;
   }
-  if (pos_ != in_.size()) fail(std::to_string(in_.size() - pos_) + " bytes after STOP");
+  if (end)
+    *end = pos_;
+  else if (pos_ != in_.size())
+    fail(std::to_string(in_.size() - pos_) + " bytes after STOP");
   return std::move(p_);
 }
 
-void Unpickler::push_string(unsigned char op) {  // BINUNICODE (4-byte length), SHORT_ (1), BINUNICODE8 (8)
-  const uint64_t n = read_le(op == 'X' ? 4 : op == 0x8c ? 1 : 8);
+// BINUNICODE and Python 2's BINSTRING (4-byte length), SHORT_BINUNICODE and SHORT_BINSTRING (1),
+// BINUNICODE8 (8).
+void Unpickler::push_string(unsigned char op) {
+  const uint64_t n = read_le(op == 'X' || op == 'T' ? 4 : op == 0x8c || op == 'U' ? 1 : 8);
   Value v;
   v.kind = Value::kString;
   v.s = read_bytes(n);
@@ -425,7 +443,7 @@ bool Unpickler::step(unsigned char op) {
     case 'M': stack_.push_back(make_int(static_cast<int64_t>(read_le(2)))); break;  // BININT2
     case 0x8a: push_long1(); break;
     case 'G': push_float(); break;
-    case 'X': case 0x8c: case 0x8d: push_string(op); break;
+    case 'X': case 0x8c: case 0x8d: case 'T': case 'U': push_string(op); break;
     case '}': stack_.push_back(make(Value::kDict)); break;
     case ']': stack_.push_back(make(Value::kList)); break;
     case ')': stack_.push_back(make_container(Value::kTuple, {})); break;
@@ -489,6 +507,10 @@ bool Unpickler::step(unsigned char op) {
 
 Pickle unpickle(const std::string& bytes, const Rules& rules, const std::string& what) {
   return Unpickler(bytes, rules, what).run();
+}
+
+Pickle unpickle_at(const std::string& bytes, size_t* pos, const Rules& rules, const std::string& what) {
+  return Unpickler(bytes, rules, what, *pos).run(pos);
 }
 
 void load_tensors(Pickle& p, const std::function<at::Tensor(const Value&)>& load) {

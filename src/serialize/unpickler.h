@@ -5,6 +5,7 @@
 // knows a fixed list of globals, each mapped to what it stands for:
 //   collections.OrderedDict                 -> a dict (what model.state_dict() is)
 //   torch._utils._rebuild_tensor_v2, _rebuild_parameter -> a tensor: a view of a storage
+//                                              (and, in legacy streams, _rebuild_tensor)
 //   torch.{Float,BFloat16,Half,Long}Storage -> a storage's dtype (Rules::dtypes; the persistent id
 //                                              ("storage", type, key, location, numel) names one)
 // With Rules::torchscript (the old TorchScript-archive checkpoints) also:
@@ -51,6 +52,10 @@ struct Rules {
   std::set<std::string> torchscript_classes;
   // Storage dtypes read; any other storage class is refused by name.
   std::set<at::ScalarType> dtypes = {at::kFloat, at::kBFloat16, at::kHalf, at::kLong};
+  // torch.save's legacy (pre-1.6, non-zip) stream: storage ids are 6-tuples
+  // ("storage", type, key, location, numel, view_metadata = None) and tensors may also be rebuilt
+  // by torch._utils._rebuild_tensor(storage, offset, size, stride).
+  bool legacy = false;
 };
 
 class Pickle {
@@ -72,6 +77,9 @@ class Pickle {
 
 // Parses `bytes` (one pickle, nothing after STOP). InputError("<what>: <why> (byte N)").
 Pickle unpickle(const std::string& bytes, const Rules& rules, const std::string& what = "data.pkl");
+// Parses the pickle that starts at `*pos` (a stream of pickles, as torch.save's legacy format
+// is) and moves `*pos` past its STOP.
+Pickle unpickle_at(const std::string& bytes, size_t* pos, const Rules& rules, const std::string& what);
 
 // For each storage: `load(storage)` must return its `numel` elements of `dtype` as a 1-D CPU
 // tensor (the loader checks the bytes against that, and throws InputError otherwise); each
