@@ -21,6 +21,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "dist/dist.h"
@@ -94,6 +95,14 @@ void dump(const std::string& path, const std::vector<at::Tensor>& tensors) {
 }
 
 
+// The first 99 test images: a count that 2 ranks do not divide (rank 0 takes 49, rank 1 50),
+// evaluated in batches of 20 that divide neither share (single: 4 x 20 + 19; rank 0: 20 + 20 + 9;
+// rank 1: 20 + 20 + 10), so no batch of one side is a batch of the other.
+constexpr int64_t kOddTestImages = 99, kOddEvalBatch = 20;
+ImageSet odd_test_set(const Cifar10& data) {
+  return {data.test.images.narrow(0, 0, kOddTestImages), data.test.labels.narrow(0, 0, kOddTestImages)};
+}
+
 std::vector<at::Tensor> grads_of(ResNetImpl& model) {
   std::vector<at::Tensor> out;
   for (const auto& p : model.parameters()) out.push_back(p.grad().clone());
@@ -126,12 +135,12 @@ int worker(const std::string& mode) {
     for (const auto& m : rig.sgd->momentum_buffers()) state.push_back(m);
     dump(out, state);
   } else if (mode == "eval") {  // sharded evaluation of the (broadcast) initial weights
-    EvalOptions opts(50);
+    EvalOptions opts(kOddEvalBatch);
     opts.shard = {pg->rank(), pg->size()};
     opts.sum_over_ranks = [&](at::Tensor& t) { pg->all_reduce_sum(t, "the test's evaluation"); };
-    const EvalResult r = evaluate(*rig.model, rig.data.test, rig.norm, opts);
+    const EvalResult r = evaluate(*rig.model, odd_test_set(rig.data), rig.norm, opts);
     dump(out, {r.confusion});
-    std::ofstream(out + ".loss") << fmt::format("{:.17g}", r.loss);
+    std::ofstream(out + ".loss") << fmt::format("{:.17g} {}", r.loss, r.count);
   } else {
     return 3;
   }
@@ -316,15 +325,24 @@ TEST_F(Dist, RanksHoldBitIdenticalWeightsAfterTraining) {
   EXPECT_FALSE(read_all(tmp / "init") == w0.substr(0, read_all(tmp / "init").size())) << "training did not move the weights";
 }
 
-// (g) Sharded evaluation (50 + 50 test images) gives one process's counts and loss.
+// (g) Sharded evaluation of 99 images over 2 ranks (49 + 50, in batches that differ from one
+// process's) gives one process's counts, and its loss within 1e-9.
 TEST_F(Dist, ShardedEvaluationEqualsSingleProcessEvaluation) {
   const auto files = run_workers("eval");
   Rig rig(tmp / "data", {0, 1});
-  const EvalResult single = evaluate(*rig.model, rig.data.test, rig.norm, EvalOptions(50));
+  const EvalResult single = evaluate(*rig.model, odd_test_set(rig.data), rig.norm, EvalOptions(kOddEvalBatch));
+  ASSERT_EQ(single.count, kOddTestImages);
+  ASSERT_EQ(single.confusion.sum().item<int64_t>(), kOddTestImages);
   dump(tmp / "single", {single.confusion});
-  EXPECT_TRUE(read_all(files[0]) == read_all(tmp / "single")) << "confusion matrix differs";
-  EXPECT_TRUE(read_all(files[1]) == read_all(tmp / "single")) << "rank 1: confusion matrix differs";
-  EXPECT_NEAR(std::stod(read_all(files[0] + ".loss")), single.loss, 1e-9 * std::max(1.0, single.loss));
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_TRUE(read_all(files[r]) == read_all(tmp / "single")) << "rank " << r << ": confusion matrix differs";
+    std::istringstream in(read_all(files[r] + ".loss"));
+    double loss = -1;
+    int64_t count = -1;
+    in >> loss >> count;
+    EXPECT_EQ(count, kOddTestImages) << "rank " << r;
+    EXPECT_NEAR(loss, single.loss, 1e-9 * std::max(1.0, single.loss)) << "rank " << r;
+  }
 }
 
 // (d) A 2-rank run SIGTERMed (both ranks, as torchrun forwards it) and resumed with 2 ranks ends
