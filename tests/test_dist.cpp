@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "dist/dist.h"
+#include "dist/replay_deadline.h"
 #include "eval/evaluate.h"
 #include "models/resnet.h"
 #include "run_support.h"
@@ -223,6 +224,77 @@ class Dist : public ::testing::Test {
 };
 
 }  // namespace
+
+// The host-side deadline for a replayed (captured) all-reduce, with fake marks standing in for
+// the CUDA events: the logic that runs on a GPU with NCCL, checked here on the CPU.
+namespace {
+struct FakeMarks {
+  int records[2] = {0, 0};
+  int queries[2] = {0, 0};
+  bool stuck[2] = {false, false};  // a mark the GPU never passes (a peer died)
+  int ready_after = 0;             // queries before a mark that is not stuck reads as passed
+  ReplayDeadline::Probe probe() {
+    return {[this](ReplayDeadline::Slot s) { ++records[s]; },
+            [this](ReplayDeadline::Slot s) { return !stuck[s] && ++queries[s] > ready_after; }};
+  }
+};
+struct Expired : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+ReplayDeadline::Expire throw_expired() {
+  return [](std::chrono::milliseconds t) { throw Expired("expired after " + std::to_string(t.count()) + " ms"); };
+}
+}  // namespace
+
+TEST(ReplayDeadline, ASyncWaitsForTheLastReplayAndExpiresWhenItNeverEnds) {
+  FakeMarks marks;
+  marks.ready_after = 3;  // the GPU is a little behind: polled, not failed
+  ReplayDeadline d(marks.probe(), std::chrono::milliseconds(100), 20, throw_expired());
+  d.settle();  // nothing replayed yet: nothing to wait for
+  EXPECT_EQ(marks.queries[0], 0);
+  d.replayed();
+  EXPECT_EQ(marks.records[0], 1);
+  EXPECT_NO_THROW(d.settle());
+  EXPECT_EQ(marks.queries[0], 4);
+  d.settle();  // already passed: not polled again
+  EXPECT_EQ(marks.queries[0], 4);
+
+  marks.stuck[0] = true;
+  d.replayed();
+  const auto start = Clock::now();
+  EXPECT_THROW(d.settle(), Expired);
+  const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_GE(waited, 0.1);
+  EXPECT_LT(waited, 5.0);
+  const int polls = marks.queries[0];
+  EXPECT_NO_THROW(d.settle()) << "expired once: the error unwinds without a second wait";
+  EXPECT_EQ(marks.queries[0], polls);
+}
+
+TEST(ReplayDeadline, AHostThatNeverSyncsIsStoppedWithinTwiceTheCheckInterval) {
+  FakeMarks marks;
+  marks.stuck[1] = true;  // from the first periodic mark on, the GPU makes no progress
+  ReplayDeadline d(marks.probe(), std::chrono::milliseconds(20), 5, throw_expired());
+  int replays = 0;
+  try {
+    for (; replays < 100; ++replays) d.replayed();
+  } catch (const Expired&) {
+  }
+  // Mark at replay 5, checked (and found stuck) at replay 10; the latest mark is never waited on.
+  EXPECT_EQ(replays, 9) << "the 10th replay should have expired";
+  EXPECT_EQ(marks.records[1], 1);
+  EXPECT_EQ(marks.records[0], 10);
+  EXPECT_EQ(marks.queries[0], 0);
+}
+
+TEST(ReplayDeadline, PollUntilSaysWhetherItHappenedInTime) {
+  int calls = 0;
+  EXPECT_TRUE(poll_until([&] { return ++calls == 5; }, std::chrono::milliseconds(1000)));
+  EXPECT_EQ(calls, 5);
+  const auto start = Clock::now();
+  EXPECT_FALSE(poll_until([] { return false; }, std::chrono::milliseconds(30)));
+  EXPECT_GE(std::chrono::duration<double>(Clock::now() - start).count(), 0.03);
+}
 
 TEST(DistEnv, ReadsTorchrunsVariables) {
   std::map<std::string, std::string> vars = {

@@ -165,6 +165,7 @@ void TrainStep::run_here(int64_t step, double lr) {
 #if defined(RESNET_WITH_CUDA)
     data_.batch_into(step, cuda_->images, cuda_->labels);
     cuda_->graph->replay();
+    if (grads_) grads_->replayed();  // a captured all-reduce with no wait(): give it a deadline
 #endif
   } else if (runtime_.cuda_graph && !graph_failed_ && eager_steps_ >= kWarmupSteps) {
     if (!try_capture(step)) eager(step);
@@ -175,6 +176,7 @@ void TrainStep::run_here(int64_t step, double lr) {
 }
 
 TrainStep::Totals TrainStep::take_totals() {
+  if (grads_) grads_->settle();  // a replayed all-reduce that never ends fails here, not hangs
   Totals t;
   t.loss_sum = loss_sum_.item<double>();
   t.correct = correct_.item<int64_t>();
@@ -221,6 +223,7 @@ bool TrainStep::try_capture(int64_t step) {
   }
   if (why.empty()) {
     graph->replay();
+    if (grads_) grads_->replayed();
     c.graph = std::move(graph);
     graph_active_ = true;
     if (log_) log_->info("CUDA graph captured at step {}: every step is now one replay", step);
