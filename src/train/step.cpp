@@ -6,6 +6,7 @@
 
 #include "compat/torch_compat.h"
 #include "dist/dist.h"
+#include "train/graph_check.h"
 #include "util/errors.h"
 
 #if defined(RESNET_WITH_CUDA)
@@ -21,10 +22,6 @@
 namespace resnet {
 
 namespace {
-// Eager steps before capture: cuDNN benchmark picks its algorithms and the allocator settles
-// (the recipe PyTorch documents for whole-network capture).
-constexpr int64_t kWarmupSteps = 3;
-
 #if defined(RESNET_WITH_CUDA)
 // Leaves the side stream, the caching allocator and the device as they were before a capture
 // that failed (PyTorch 2.6-2.11, aten/src/ATen/cuda/CUDAGraph.cpp). Runs inside the side-stream
@@ -137,6 +134,14 @@ void TrainStep::eager(int64_t step) {
   Batch b = data_.batch(step);
   at::Tensor x = runtime_.channels_last ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
   compute(x, b.labels);
+}
+
+void TrainStep::check_graph(double lr) {
+  if (!cuda_ || !runtime_.cuda_graph || graph_active_ || graph_failed_) return;
+  // Each rank decides for itself: a graph-replayed and an eager all-reduce meet all the same.
+  const GraphVerdict verdict = self_check_graph(model_, sgd_, data_, runtime_, lr);
+  if (log_) log_verdict(verdict, *log_);
+  if (!verdict.agree) runtime_.cuda_graph = false;
 }
 
 void TrainStep::run(int64_t step, double lr) {
