@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "test_support.h"
+#include "train/verify.h"
 #include "util/json_io.h"
 
 using resnet::testing::TempDir;
@@ -142,4 +144,47 @@ TEST_F(Bench, BadModeOrConfigExitsTwoWithOneLine) {
     EXPECT_EQ(r.err.rfind("resnet-bench: error: ", 0), 0u) << r.err;
     EXPECT_NE(r.err.find(text), std::string::npos) << args << ": " << r.err;
   }
+}
+
+// --mode verify on the CPU: the eager parts of the GPU proof run and pass; the two CUDA-only
+// checks say "skipped" and nothing else (no "passed"), and the output counts what ran and what did
+// not. The milestone check has the power to catch an lr baked into a replayed step (a run that
+// kept the first lr ends far from the reference, the real one does not).
+TEST_F(Bench, VerifyOnTheCpuRunsTheEagerPartsAndSaysWhatItSkipped) {
+  nlohmann::json j =
+      parse_report(bench(tmp, config() + " --mode verify --steps 12 --set train.lr=0.05"), "verify");
+  std::map<std::string, nlohmann::json> checks;
+  for (const auto& check : j["checks"]) checks[check["name"]] = check;
+  ASSERT_EQ(checks.size(), 6u) << j.dump(2);
+  for (const char* name : {"graph_matches_eager", "lr_zero_freezes", "milestone_follows", "summary_says_graph"}) {
+    ASSERT_TRUE(checks.count(name)) << name;
+    EXPECT_FALSE(checks[name].contains("skipped")) << name;
+    EXPECT_EQ(checks[name]["passed"], true) << checks[name].dump();
+  }
+  for (const char* name : {"fallback_after_throw", "fallback_after_sync"}) {
+    ASSERT_TRUE(checks.count(name)) << name;
+    EXPECT_EQ(checks[name], (nlohmann::json{{"name", name}, {"skipped", "needs CUDA"}})) << checks[name].dump();
+  }
+  EXPECT_EQ(j["ran"], 4);
+  EXPECT_EQ(j["skipped"], 2);
+  EXPECT_EQ(j["passed"], true);
+  EXPECT_TRUE(checks["graph_matches_eager"]["bit_identical"].get<bool>());  // eager twice on the CPU
+  EXPECT_FALSE(checks["graph_matches_eager"]["graph"].get<bool>());
+  EXPECT_EQ(checks["summary_says_graph"]["cuda_graph"], false);
+  const double error = checks["milestone_follows"]["max_rel_weight_diff"];
+  const double baked = checks["milestone_follows"]["without_milestone_diff"];
+  EXPECT_GT(baked, 1e-3);
+  EXPECT_LT(error, 1e-5);
+}
+
+// The verdict is over the checks that ran: a skipped check neither passes nor fails a run, one
+// failed check that ran fails it, and nothing run is no pass.
+TEST(VerifyTally, CountsWhatRanAndJudgesOnlyThat) {
+  using nlohmann::json;
+  const json ok = {{"name", "a"}, {"passed", true}}, bad = {{"name", "b"}, {"passed", false}},
+             skip = {{"name", "c"}, {"skipped", "needs CUDA"}};
+  EXPECT_EQ(resnet::tally_checks(json{ok, skip, skip}), (json{{"ran", 1}, {"skipped", 2}, {"passed", true}}));
+  EXPECT_EQ(resnet::tally_checks(json{ok, bad, skip}), (json{{"ran", 2}, {"skipped", 1}, {"passed", false}}));
+  EXPECT_EQ(resnet::tally_checks(json{skip, skip}), (json{{"ran", 0}, {"skipped", 2}, {"passed", false}}));
+  EXPECT_EQ(resnet::tally_checks(json::array()), (json{{"ran", 0}, {"skipped", 0}, {"passed", false}}));
 }

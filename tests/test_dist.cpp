@@ -21,9 +21,11 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "dist/dist.h"
+#include "dist/replay_deadline.h"
 #include "eval/evaluate.h"
 #include "models/resnet.h"
 #include "run_support.h"
@@ -94,6 +96,14 @@ void dump(const std::string& path, const std::vector<at::Tensor>& tensors) {
 }
 
 
+// The first 99 test images: a count that 2 ranks do not divide (rank 0 takes 49, rank 1 50),
+// evaluated in batches of 20 that divide neither share (single: 4 x 20 + 19; rank 0: 20 + 20 + 9;
+// rank 1: 20 + 20 + 10), so no batch of one side is a batch of the other.
+constexpr int64_t kOddTestImages = 99, kOddEvalBatch = 20;
+ImageSet odd_test_set(const Cifar10& data) {
+  return {data.test.images.narrow(0, 0, kOddTestImages), data.test.labels.narrow(0, 0, kOddTestImages)};
+}
+
 std::vector<at::Tensor> grads_of(ResNetImpl& model) {
   std::vector<at::Tensor> out;
   for (const auto& p : model.parameters()) out.push_back(p.grad().clone());
@@ -126,12 +136,12 @@ int worker(const std::string& mode) {
     for (const auto& m : rig.sgd->momentum_buffers()) state.push_back(m);
     dump(out, state);
   } else if (mode == "eval") {  // sharded evaluation of the (broadcast) initial weights
-    EvalOptions opts(50);
+    EvalOptions opts(kOddEvalBatch);
     opts.shard = {pg->rank(), pg->size()};
     opts.sum_over_ranks = [&](at::Tensor& t) { pg->all_reduce_sum(t, "the test's evaluation"); };
-    const EvalResult r = evaluate(*rig.model, rig.data.test, rig.norm, opts);
+    const EvalResult r = evaluate(*rig.model, odd_test_set(rig.data), rig.norm, opts);
     dump(out, {r.confusion});
-    std::ofstream(out + ".loss") << fmt::format("{:.17g}", r.loss);
+    std::ofstream(out + ".loss") << fmt::format("{:.17g} {}", r.loss, r.count);
   } else {
     return 3;
   }
@@ -214,6 +224,77 @@ class Dist : public ::testing::Test {
 };
 
 }  // namespace
+
+// The host-side deadline for a replayed (captured) all-reduce, with fake marks standing in for
+// the CUDA events: the logic that runs on a GPU with NCCL, checked here on the CPU.
+namespace {
+struct FakeMarks {
+  int records[2] = {0, 0};
+  int queries[2] = {0, 0};
+  bool stuck[2] = {false, false};  // a mark the GPU never passes (a peer died)
+  int ready_after = 0;             // queries before a mark that is not stuck reads as passed
+  ReplayDeadline::Probe probe() {
+    return {[this](ReplayDeadline::Slot s) { ++records[s]; },
+            [this](ReplayDeadline::Slot s) { return !stuck[s] && ++queries[s] > ready_after; }};
+  }
+};
+struct Expired : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+ReplayDeadline::Expire throw_expired() {
+  return [](std::chrono::milliseconds t) { throw Expired("expired after " + std::to_string(t.count()) + " ms"); };
+}
+}  // namespace
+
+TEST(ReplayDeadline, ASyncWaitsForTheLastReplayAndExpiresWhenItNeverEnds) {
+  FakeMarks marks;
+  marks.ready_after = 3;  // the GPU is a little behind: polled, not failed
+  ReplayDeadline d(marks.probe(), std::chrono::milliseconds(100), 20, throw_expired());
+  d.settle();  // nothing replayed yet: nothing to wait for
+  EXPECT_EQ(marks.queries[0], 0);
+  d.replayed();
+  EXPECT_EQ(marks.records[0], 1);
+  EXPECT_NO_THROW(d.settle());
+  EXPECT_EQ(marks.queries[0], 4);
+  d.settle();  // already passed: not polled again
+  EXPECT_EQ(marks.queries[0], 4);
+
+  marks.stuck[0] = true;
+  d.replayed();
+  const auto start = Clock::now();
+  EXPECT_THROW(d.settle(), Expired);
+  const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_GE(waited, 0.1);
+  EXPECT_LT(waited, 5.0);
+  const int polls = marks.queries[0];
+  EXPECT_NO_THROW(d.settle()) << "expired once: the error unwinds without a second wait";
+  EXPECT_EQ(marks.queries[0], polls);
+}
+
+TEST(ReplayDeadline, AHostThatNeverSyncsIsStoppedWithinTwiceTheCheckInterval) {
+  FakeMarks marks;
+  marks.stuck[1] = true;  // from the first periodic mark on, the GPU makes no progress
+  ReplayDeadline d(marks.probe(), std::chrono::milliseconds(20), 5, throw_expired());
+  int replays = 0;
+  try {
+    for (; replays < 100; ++replays) d.replayed();
+  } catch (const Expired&) {
+  }
+  // Mark at replay 5, checked (and found stuck) at replay 10; the latest mark is never waited on.
+  EXPECT_EQ(replays, 9) << "the 10th replay should have expired";
+  EXPECT_EQ(marks.records[1], 1);
+  EXPECT_EQ(marks.records[0], 10);
+  EXPECT_EQ(marks.queries[0], 0);
+}
+
+TEST(ReplayDeadline, PollUntilSaysWhetherItHappenedInTime) {
+  int calls = 0;
+  EXPECT_TRUE(poll_until([&] { return ++calls == 5; }, std::chrono::milliseconds(1000)));
+  EXPECT_EQ(calls, 5);
+  const auto start = Clock::now();
+  EXPECT_FALSE(poll_until([] { return false; }, std::chrono::milliseconds(30)));
+  EXPECT_GE(std::chrono::duration<double>(Clock::now() - start).count(), 0.03);
+}
 
 TEST(DistEnv, ReadsTorchrunsVariables) {
   std::map<std::string, std::string> vars = {
@@ -316,15 +397,24 @@ TEST_F(Dist, RanksHoldBitIdenticalWeightsAfterTraining) {
   EXPECT_FALSE(read_all(tmp / "init") == w0.substr(0, read_all(tmp / "init").size())) << "training did not move the weights";
 }
 
-// (g) Sharded evaluation (50 + 50 test images) gives one process's counts and loss.
+// (g) Sharded evaluation of 99 images over 2 ranks (49 + 50, in batches that differ from one
+// process's) gives one process's counts, and its loss within 1e-9.
 TEST_F(Dist, ShardedEvaluationEqualsSingleProcessEvaluation) {
   const auto files = run_workers("eval");
   Rig rig(tmp / "data", {0, 1});
-  const EvalResult single = evaluate(*rig.model, rig.data.test, rig.norm, EvalOptions(50));
+  const EvalResult single = evaluate(*rig.model, odd_test_set(rig.data), rig.norm, EvalOptions(kOddEvalBatch));
+  ASSERT_EQ(single.count, kOddTestImages);
+  ASSERT_EQ(single.confusion.sum().item<int64_t>(), kOddTestImages);
   dump(tmp / "single", {single.confusion});
-  EXPECT_TRUE(read_all(files[0]) == read_all(tmp / "single")) << "confusion matrix differs";
-  EXPECT_TRUE(read_all(files[1]) == read_all(tmp / "single")) << "rank 1: confusion matrix differs";
-  EXPECT_NEAR(std::stod(read_all(files[0] + ".loss")), single.loss, 1e-9 * std::max(1.0, single.loss));
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_TRUE(read_all(files[r]) == read_all(tmp / "single")) << "rank " << r << ": confusion matrix differs";
+    std::istringstream in(read_all(files[r] + ".loss"));
+    double loss = -1;
+    int64_t count = -1;
+    in >> loss >> count;
+    EXPECT_EQ(count, kOddTestImages) << "rank " << r;
+    EXPECT_NEAR(loss, single.loss, 1e-9 * std::max(1.0, single.loss)) << "rank " << r;
+  }
 }
 
 // (d) A 2-rank run SIGTERMed (both ranks, as torchrun forwards it) and resumed with 2 ranks ends

@@ -3,11 +3,22 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <errno.h>  // program_invocation_short_name
+
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <future>
+#include <thread>
 
 #include "compat/c10d_compat.h"
+#include "dist/replay_deadline.h"
 #include "util/errors.h"
+
+#if defined(RESNET_WITH_CUDA)
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace resnet {
 
@@ -101,6 +112,10 @@ struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<compat::C10dBackend> backend;
   std::chrono::milliseconds timeout{0};
+  std::unique_ptr<ReplayDeadline> replays;  // made at the first replay of a captured collective
+#if defined(RESNET_WITH_CUDA)
+  at::cuda::CUDAEvent marks[2];  // ReplayDeadline's slots
+#endif
 };
 
 class ProcessGroup::Pending {
@@ -116,6 +131,48 @@ namespace {
       "rank {}: lost contact with the other ranks during {} ({}); another rank died, hung past the {} s "
       "timeout (runtime.dist_timeout_s) or was stopped: see its output",
       rank, what, first_line(e.what()), timeout.count() / 1000));
+}
+
+// How long the NCCL abort may take (ncclCommAbort has been known to hang), and how long the
+// process may take to exit once the error is thrown.
+constexpr auto kAbortGrace = std::chrono::seconds(10);
+constexpr auto kExitGrace = std::chrono::seconds(60);
+
+// The GPU may stay stuck even after the abort, and then unwinding (the graph's destructor, CUDA's
+// teardown at exit) could hang a process that must exit: if it still runs after kExitGrace, this
+// prints the one line itself and exits 1.
+void exit_if_still_running(const std::string& message) {
+  std::thread([message] {
+    std::this_thread::sleep_for(kExitGrace);
+    std::fprintf(stderr, "%s: failed: %s\n", program_invocation_short_name, message.c_str());
+    std::fflush(stderr);
+    std::_Exit(kExitFailure);
+  }).detach();
+}
+
+// ReplayDeadline's expiry: abort the communicator (its kernels then return), then stop the run.
+[[noreturn]] void replay_expired(int rank, const c10::intrusive_ptr<compat::C10dBackend>& backend,
+                                 std::chrono::milliseconds timeout) {
+  const std::string message = fmt::format(
+      "rank {}: lost contact with another rank: a captured all-reduce did not finish within {} s "
+      "(runtime.dist_timeout_s: another rank died or hung; see its output); the NCCL communicator was aborted",
+      rank, timeout.count() / 1000);
+#if defined(RESNET_WITH_NCCL)
+  auto aborted = std::make_shared<std::promise<void>>();
+  std::future<void> done = aborted->get_future();
+  std::thread([backend, aborted] {
+    try {
+      if (auto* nccl = dynamic_cast<c10d::ProcessGroupNCCL*>(backend.get())) nccl->abort();
+    } catch (...) {  // the message above says what matters
+    }
+    aborted->set_value();
+  }).detach();
+  (void)done.wait_for(kAbortGrace);
+#else
+  (void)backend;
+#endif
+  exit_if_still_running(message);
+  throw DistError(message);
 }
 
 }  // namespace
@@ -202,8 +259,30 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const DistEnv& env, const st
 
 ProcessGroup::~ProcessGroup() = default;
 
+void ProcessGroup::replayed() {
+#if defined(RESNET_WITH_CUDA)
+  Impl& impl = *impl_;
+  if (!impl.replays) {
+    // Called inside the step's stream guard: the current stream is the one the graph replayed on.
+    ReplayDeadline::Probe probe{
+        [&impl](ReplayDeadline::Slot s) { impl.marks[s].record(c10::cuda::getCurrentCUDAStream()); },
+        [&impl](ReplayDeadline::Slot s) { return impl.marks[s].query(); }};
+    const int rank = rank_;
+    impl.replays = std::make_unique<ReplayDeadline>(
+        std::move(probe), impl.timeout, kReplayCheckEvery,
+        [&impl, rank](std::chrono::milliseconds timeout) { replay_expired(rank, impl.backend, timeout); });
+  }
+  impl.replays->replayed();
+#endif
+}
+
+void ProcessGroup::settle_replays() {
+  if (impl_->replays) impl_->replays->settle();
+}
+
 void ProcessGroup::broadcast(const std::vector<at::Tensor>& tensors, const char* what) {
   if (tensors.empty()) return;
+  settle_replays();
   // One message per dtype: flattened, sent, copied back.
   std::vector<at::ScalarType> types;
   for (const auto& t : tensors)
@@ -253,11 +332,13 @@ void ProcessGroup::wait(Pending& pending) {
 }
 
 void ProcessGroup::all_reduce_sum(at::Tensor& tensor, const char* what) {
+  settle_replays();
   auto p = all_reduce_sum_async(tensor, what);
   wait(*p);
 }
 
 int64_t ProcessGroup::max(int64_t value, const char* what) {
+  settle_replays();
   std::vector<at::Tensor> v{at::full({1}, value, at::TensorOptions().dtype(at::kLong).device(device_))};
   c10d::AllreduceOptions opts;
   opts.reduceOp = c10d::ReduceOp::MAX;

@@ -84,6 +84,18 @@ class ProcessGroup {
   // (2 for bad input, else 1), so a refused run folder on rank 0 stops the whole job cleanly.
   void together(const char* what, const std::function<void()>& body);
 
+  // A CUDA graph replayed a captured collective (NCCL: the step's gradient all-reduce) on the
+  // current stream, with no wait(): c10d's timeout does not cover it. replayed() marks the stream
+  // (see replay_deadline.h); settle_replays() waits for the last mark, polling, at most the
+  // timeout, and so does every host-blocking collective here (broadcast, all_reduce_sum, max,
+  // min, barrier, together) before it starts; every kReplayCheckEvery replays the host also
+  // checks the mark made that many replays before. On expiry the NCCL communicator is aborted and
+  // DistError thrown: "rank R: lost contact with another rank: a captured all-reduce did not
+  // finish within N s ..." (exit 1). Without CUDA both are no-ops.
+  static constexpr int64_t kReplayCheckEvery = 20;
+  void replayed();
+  void settle_replays();
+
  private:
   ProcessGroup() = default;
   struct Impl;
@@ -107,6 +119,10 @@ class GradAllReduce {
  public:
   GradAllReduce(ProcessGroup& group, const std::vector<at::Tensor>& params, int64_t bucket_bytes = 4 << 20);
   void run();
+  // A CUDA graph that captured run() replayed it, and the host is about to sync: see
+  // ProcessGroup::replayed and settle_replays (the deadline for an all-reduce with no wait()).
+  void replayed() { group_.replayed(); }
+  void settle() { group_.settle_replays(); }
   int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
   // Seconds spent in run() since the last take_seconds() (host time; includes waiting for peers).
   double take_seconds();

@@ -36,7 +36,9 @@ EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& no
       if (options.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
       at::Tensor labels = labels_all.narrow(0, start, n);
       at::Tensor logits = model.forward(x).to(at::kFloat);  // [n, C]
-      loss_sum.add_(at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).to(at::kDouble));
+      // Each image's loss is summed in double: a float sum per batch would make the total depend
+      // (in its 8th digit) on how the set was cut into batches, i.e. on the number of ranks.
+      loss_sum.add_(at::cross_entropy_loss(logits, labels, {}, at::Reduction::None).to(at::kDouble).sum());
       // scatter_add_ keeps the counting on the device (bincount on CUDA reads its input's maximum
       // back to size the output: a host sync per batch).
       at::Tensor cells = labels * classes + logits.argmax(1);

@@ -32,7 +32,8 @@ struct EvalOptions {
   // Data-parallel evaluation: this process evaluates its contiguous share of the set
   // ([r*N/n, (r+1)*N/n)) and `sum_over_ranks` adds the ranks' totals (confusion counts and summed
   // loss, one double tensor) in place, so every rank gets the result over the whole set: the same
-  // counts as one process evaluating it (the summed loss may differ in its last bits).
+  // counts as one process evaluating it, and the same loss to rounding of a double sum (each
+  // image's loss is added in double, so the float rounding of per-batch sums does not enter).
   Shard shard;
   std::function<void(at::Tensor&)> sum_over_ranks;
 };

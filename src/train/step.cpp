@@ -6,6 +6,7 @@
 
 #include "compat/torch_compat.h"
 #include "dist/dist.h"
+#include "train/graph_check.h"
 #include "util/errors.h"
 
 #if defined(RESNET_WITH_CUDA)
@@ -21,10 +22,6 @@
 namespace resnet {
 
 namespace {
-// Eager steps before capture: cuDNN benchmark picks its algorithms and the allocator settles
-// (the recipe PyTorch documents for whole-network capture).
-constexpr int64_t kWarmupSteps = 3;
-
 #if defined(RESNET_WITH_CUDA)
 // Leaves the side stream, the caching allocator and the device as they were before a capture
 // that failed (PyTorch 2.6-2.11, aten/src/ATen/cuda/CUDAGraph.cpp). Runs inside the side-stream
@@ -139,6 +136,14 @@ void TrainStep::eager(int64_t step) {
   compute(x, b.labels);
 }
 
+void TrainStep::check_graph(double lr) {
+  if (!cuda_ || !runtime_.cuda_graph || graph_active_ || graph_failed_) return;
+  // Each rank decides for itself: a graph-replayed and an eager all-reduce meet all the same.
+  const GraphVerdict verdict = self_check_graph(model_, sgd_, data_, runtime_, lr);
+  if (log_) log_verdict(verdict, *log_);
+  if (!verdict.agree) runtime_.cuda_graph = false;
+}
+
 void TrainStep::run(int64_t step, double lr) {
 #if defined(RESNET_WITH_CUDA)
   if (cuda_) {
@@ -165,6 +170,7 @@ void TrainStep::run_here(int64_t step, double lr) {
 #if defined(RESNET_WITH_CUDA)
     data_.batch_into(step, cuda_->images, cuda_->labels);
     cuda_->graph->replay();
+    if (grads_) grads_->replayed();  // a captured all-reduce with no wait(): give it a deadline
 #endif
   } else if (runtime_.cuda_graph && !graph_failed_ && eager_steps_ >= kWarmupSteps) {
     if (!try_capture(step)) eager(step);
@@ -175,6 +181,7 @@ void TrainStep::run_here(int64_t step, double lr) {
 }
 
 TrainStep::Totals TrainStep::take_totals() {
+  if (grads_) grads_->settle();  // a replayed all-reduce that never ends fails here, not hangs
   Totals t;
   t.loss_sum = loss_sum_.item<double>();
   t.correct = correct_.item<int64_t>();
@@ -221,6 +228,7 @@ bool TrainStep::try_capture(int64_t step) {
   }
   if (why.empty()) {
     graph->replay();
+    if (grads_) grads_->replayed();
     c.graph = std::move(graph);
     graph_active_ = true;
     if (log_) log_->info("CUDA graph captured at step {}: every step is now one replay", step);

@@ -52,10 +52,21 @@ class TrainStep {
   // an exception thrown inside the capture, or a host sync (illegal under capture: CUDA
   // invalidates the capture and capture_end fails).
   enum class CaptureFault { kNone, kThrow, kHostSync };
+  // Eager steps before the capture: cuDNN benchmark picks its algorithms and the allocator
+  // settles (the recipe PyTorch documents for whole-network capture).
+  static constexpr int64_t kWarmupSteps = 3;
 
   TrainStep(ResNetImpl& model, Sgd& sgd, BatchSource& data, const Runtime& runtime,
             spdlog::logger* log, CaptureFault fault = CaptureFault::kNone);
   ~TrainStep();
+
+  // The first CUDA run checks itself, once, before its first step (the trainer calls this): on
+  // copies of the model and optimizer state, kWarmupSteps + 2 steps at learning rate `lr`, eager
+  // and with the last two from the graph (fp32, deterministic cuDNN), compared as resnet-bench
+  // --mode verify's graph_matches_eager does (src/train/graph_check.h). If they disagree, or the
+  // capture fails, the log says why and this TrainStep trains eagerly. Costs seconds, once. A no-op
+  // on the CPU and without runtime.cuda_graph.
+  void check_graph(double lr);
 
   // Runs global step `step` (0-based) at learning rate `lr`.
   void run(int64_t step, double lr);

@@ -312,6 +312,7 @@ int run_session(Session& s, const RunDir* dir, bool resumed) {
 
   TrainStep stepper(*s.model, *s.sgd, *s.source, s.runtime, log.get());
   stepper.set_grad_sync(s.grads.get());
+  stepper.check_graph(learning_rate(t, s.state.step, s.total));  // CUDA graphs: graph vs eager, once
   SignalScope signals;
   s.model->train();
 

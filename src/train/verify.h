@@ -13,14 +13,20 @@
 //                         refuses under capture) falls back to eager steps that match plain eager
 // On the CPU the graph does not exist: the same checks run their eager parts (eager vs eager,
 // lr 0 on eager steps, the milestone vs torch::optim::SGD, the summary saying false) and the
-// fault checks are reported as skipped.
+// fault checks are reported as skipped: {"name", "skipped": "needs CUDA"}, with no "passed".
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
 
 namespace resnet {
 
-// One JSON object: {"mode": "verify", ..., "checks": [{"name", "passed", ...figures}], "passed"}.
+// One JSON object: {"mode": "verify", ..., "checks": [{"name", "passed", ...figures} or
+// {"name", "skipped": why}], "ran": N, "skipped": M, "passed"}; "passed" is over the N checks
+// that ran (and false if none did).
 nlohmann::json run_verify(const ExperimentConfig& config, int64_t steps);
+
+// {"ran", "skipped", "passed"} over `checks`: a check that says "skipped" did not run and counts
+// for nothing in "passed", which is true only when at least one check ran and every one passed.
+nlohmann::json tally_checks(const nlohmann::json& checks);
 
 }  // namespace resnet
