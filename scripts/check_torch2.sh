@@ -11,8 +11,8 @@
 # (non-free, ~0.9 GB), libcu++-dev and libnccl-dev 2.22 (contrib, ~110 MB: nccl.h); their
 # usr/include is unpacked into the cache folder (default .deps/torch2, git-ignored; ~1 GB of .deb
 # files and ~0.2 GB of headers), never installed.
-# src/dist/dist.cpp is compiled twice: as is, and with USE_C10D_NCCL (c10d's NCCL backend, which
-# needs nccl.h). event.pb.h is generated with protoc (protobuf-compiler) into a scratch folder.
+# The c10d files (src/parallel/job.cpp, c10d_communicator.cpp) are compiled twice: as they are, and
+# with USE_C10D_NCCL (c10d's NCCL backend, which needs nccl.h). event.pb.h is generated with protoc (protobuf-compiler) into a scratch folder.
 # Prints one line per file and a summary with the number of files compiled; exits 0 only when
 # every one of them compiled, 1 otherwise (2 for bad usage).
 set -euo pipefail
@@ -83,7 +83,7 @@ units=()
 for f in "${files[@]}"; do
   [ -f "$f" ] || { echo "check_torch2.sh: no such file $f" >&2; exit 2; }
   units+=("$f")
-  [ "$f" = src/dist/dist.cpp ] && units+=("$f nccl")
+  case "$f" in src/parallel/job.cpp|src/parallel/c10d_communicator.cpp) units+=("$f nccl") ;; esac
 done
 check() {
   local f=${1% nccl} log=$2/$(echo "$1" | tr '/ ' '__').log extra=() label=$1
@@ -109,8 +109,9 @@ printf '%s\n' "${units[@]}" |
 ok=$(grep -c '^ok ' "$scratch/summary" || true)
 failed=$(grep -c '^FAIL' "$scratch/summary" || true)
 nccl=no
-grep -q '^ok    src/dist/dist.cpp (NCCL)$' "$scratch/summary" && nccl=yes
+grep -q '^ok    src/parallel/c10d_communicator.cpp (NCCL)$' "$scratch/summary" &&
+  grep -q '^ok    src/parallel/job.cpp (NCCL)$' "$scratch/summary" && nccl=yes
 echo "LibTorch 2.6 + CUDA 12.4 headers: ${#units[@]} files compiled, $ok ok, $failed failed;" \
-     "NCCL branch (src/dist/dist.cpp with USE_C10D_NCCL, nccl.h $(sed -n 's/^#define NCCL_VERSION_CODE //p' "$inc/nccl.h")) compiled: $nccl"
+     "NCCL branch (src/parallel/{job,c10d_communicator}.cpp with USE_C10D_NCCL, nccl.h $(sed -n 's/^#define NCCL_VERSION_CODE //p' "$inc/nccl.h")) compiled: $nccl"
 # Honest: every unit must have reported ok (a unit that crashed the checker reports nothing).
 [ "$failed" = 0 ] && [ "$ok" = "${#units[@]}" ]

@@ -24,8 +24,8 @@
 #include <sstream>
 #include <thread>
 
-#include "dist/dist.h"
-#include "dist/replay_deadline.h"
+#include "parallel/job.h"
+#include "parallel/replay_deadline.h"
 #include "eval/evaluate.h"
 #include "models/resnet.h"
 #include "run_support.h"
@@ -114,12 +114,13 @@ std::vector<at::Tensor> grads_of(ResNetImpl& model) {
 int worker(const std::string& mode) {
   const std::string data_dir = std::getenv("DIST_DATA");
   const std::string out = std::getenv("DIST_OUT");
-  const DistEnv env = read_dist_env();
-  auto pg = ProcessGroup::connect(env, "gloo", c10::Device(c10::kCPU), std::chrono::seconds(20));
+  Job job(read_launch_env(), std::chrono::seconds(20));
+  auto pg = job.connect("gloo", c10::Device(c10::kCPU), std::chrono::seconds(20));
   Rig rig(data_dir, {pg->rank(), pg->size()});
   std::vector<at::Tensor> start = rig.model->parameters();
   pg->broadcast(start, "the test's broadcast");
-  GradAllReduce grads(*pg, rig.model->parameters(), /*bucket_bytes=*/64 << 10);  // several buckets
+  auto average = pg->gradient_average(rig.model->parameters(), /*bucket_bytes=*/64 << 10);  // several buckets
+  GradientAverage& grads = *average;
   if (mode == "grad") {  // one step's averaged gradient
     Batch b = rig.source->batch(0);
     rig.sgd->zero_grad();
@@ -138,7 +139,7 @@ int worker(const std::string& mode) {
   } else if (mode == "eval") {  // sharded evaluation of the (broadcast) initial weights
     EvalOptions opts(kOddEvalBatch);
     opts.shard = {pg->rank(), pg->size()};
-    opts.sum_over_ranks = [&](at::Tensor& t) { pg->all_reduce_sum(t, "the test's evaluation"); };
+    opts.sum_over_ranks = [&](at::Tensor& t) { pg->sum(t, "the test's evaluation"); };
     const EvalResult r = evaluate(*rig.model, odd_test_set(rig.data), rig.norm, opts);
     dump(out, {r.confusion});
     std::ofstream(out + ".loss") << fmt::format("{:.17g} {}", r.loss, r.count);
@@ -302,7 +303,7 @@ TEST(DistEnv, ReadsTorchrunsVariables) {
       {"MASTER_ADDR", "host0"}, {"MASTER_PORT", "29400"}, {"TORCHELASTIC_RESTART_COUNT", "2"},
       {"TORCHELASTIC_USE_AGENT_STORE", "True"}};
   auto get = [&](const char* k) -> const char* { return vars.count(k) ? vars[k].c_str() : nullptr; };
-  DistEnv e = read_dist_env(get);
+  LaunchEnv e = read_launch_env(get);
   EXPECT_EQ(e.launcher, "torchrun");
   EXPECT_EQ(e.rank, 3);
   EXPECT_EQ(e.world_size, 8);
@@ -315,24 +316,24 @@ TEST(DistEnv, ReadsTorchrunsVariables) {
 
   vars["RANK"] = "8";  // not below WORLD_SIZE
   try {
-    read_dist_env(get);
+    read_launch_env(get);
     FAIL() << "RANK=8 of 8 accepted";
   } catch (const InputError& err) {
     EXPECT_NE(std::string(err.what()).find("RANK"), std::string::npos) << err.what();
   }
   vars["RANK"] = "1";
   vars.erase("MASTER_PORT");
-  EXPECT_THROW(read_dist_env(get), InputError);
+  EXPECT_THROW(read_launch_env(get), InputError);
 }
 
 TEST(DistEnv, ReadsAnSrunStepAndIgnoresABatchScript) {
   std::map<std::string, std::string> vars = {{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "1"},
                                              {"SLURM_JOB_ID", "4242"}};
   auto get = [&](const char* k) -> const char* { return vars.count(k) ? vars[k].c_str() : nullptr; };
-  EXPECT_FALSE(read_dist_env(get).active()) << "an sbatch script with --ntasks=2 runs one process";
+  EXPECT_FALSE(read_launch_env(get).active()) << "an sbatch script with --ntasks=2 runs one process";
   vars["SLURM_STEP_NUM_TASKS"] = "2";
   vars["SLURM_STEP_NUM_NODES"] = "1";
-  DistEnv e = read_dist_env(get);
+  LaunchEnv e = read_launch_env(get);
   EXPECT_EQ(e.launcher, "slurm");
   EXPECT_EQ(e.rank, 1);
   EXPECT_EQ(e.world_size, 2);
@@ -340,8 +341,8 @@ TEST(DistEnv, ReadsAnSrunStepAndIgnoresABatchScript) {
   EXPECT_EQ(e.master_addr, "127.0.0.1");
   EXPECT_EQ(e.master_port, 20000 + 4242);
   vars["SLURM_STEP_NUM_NODES"] = "2";  // several nodes: the first node's address must be given
-  EXPECT_THROW(read_dist_env(get), InputError);
-  EXPECT_FALSE(read_dist_env([](const char*) -> const char* { return nullptr; }).active());
+  EXPECT_THROW(read_launch_env(get), InputError);
+  EXPECT_FALSE(read_launch_env([](const char*) -> const char* { return nullptr; }).active());
 }
 
 // (c) The ranks' parts of step k, put together, are the single-process batch of step k.

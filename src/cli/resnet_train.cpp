@@ -6,6 +6,7 @@
 
 #include "cli/common.h"
 #include "models/resnet.h"
+#include "train/resume_policy.h"
 #include "train/trainer.h"
 #include "util/errors.h"
 

@@ -1,5 +1,5 @@
 #pragma once
-// c10d differences between LibTorch 1.13 and 2.x (included by src/dist only).
+// c10d differences between LibTorch 1.13 and 2.x (included by src/parallel only).
 // - 1.13: ProcessGroupGloo/NCCL derive from c10d::ProcessGroup; 2.x: from c10d::Backend (the
 //   ProcessGroup there is a dispatcher over backends). Both have the same collective methods and
 //   constructor (store, rank, size, options), so we hold the backend through this base.

@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <map>
 
-#include "dist/dist.h"
+#include "parallel/launch_env.h"
 #include "train/checkpoint.h"
 #include "util/errors.h"
 #include "util/json_io.h"
@@ -139,7 +139,7 @@ void check_data_change(const CheckpointReader& reader, const std::string& data_d
 }
 
 bool restarted_run(const std::string& out_dir, const ExperimentConfig& config) {
-  const DistEnv env = read_dist_env();
+  const LaunchEnv env = read_launch_env();
   const std::filesystem::path stored_path = std::filesystem::path(out_dir) / "config.json";
   if (!env.active() || env.restart_count == 0 || !std::filesystem::exists(stored_path)) return false;
   try {

@@ -5,7 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "compat/torch_compat.h"
-#include "dist/dist.h"
+#include "parallel/communicator.h"
 #include "train/graph_check.h"
 #include "util/errors.h"
 
@@ -107,7 +107,7 @@ TrainStep::~TrainStep() = default;
 bool TrainStep::graph_active() const { return graph_active_; }
 
 StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y,
-                      const c10::Device& device, bool bf16, bool autocast_cache, GradAllReduce* grads) {
+                      const c10::Device& device, bool bf16, bool autocast_cache, GradientAverage* grads) {
   StepOutput out;
   {
     compat::Autocast autocast(device, bf16, autocast_cache);

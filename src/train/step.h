@@ -31,7 +31,7 @@ class logger;
 
 namespace resnet {
 
-class GradAllReduce;  // src/dist/dist.h
+class GradientAverage;  // src/parallel/communicator.h
 
 struct StepOutput {
   at::Tensor logits;  // [B, C], as the model produced them (bf16 under autocast)
@@ -44,7 +44,7 @@ struct StepOutput {
 // CUDA graph is captured.
 StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y,
                       const c10::Device& device, bool bf16, bool autocast_cache = true,
-                      GradAllReduce* grads = nullptr);
+                      GradientAverage* grads = nullptr);
 
 class TrainStep {
  public:
@@ -83,7 +83,7 @@ class TrainStep {
   bool capture_failed() const { return graph_failed_; }
   // Data-parallel training: average the gradients over the ranks between backward and update
   // (before the first step; a CUDA graph then captures the all-reduce with the step: NCCL only).
-  void set_grad_sync(GradAllReduce* grads) { grads_ = grads; }
+  void set_grad_sync(GradientAverage* grads) { grads_ = grads; }
 
  private:
   // The step on the current stream (the side stream on CUDA).
@@ -98,7 +98,7 @@ class TrainStep {
   BatchSource& data_;
   Runtime runtime_;
   spdlog::logger* log_;
-  GradAllReduce* grads_ = nullptr;
+  GradientAverage* grads_ = nullptr;
   at::Tensor loss_sum_;  // double [] on device
   at::Tensor correct_;   // int64 [] on device
   int64_t seen_ = 0;

@@ -20,32 +20,25 @@ struct TrainOptions {
   std::vector<std::string> allow_changes;
 };
 
-// Keys that `resume --set` may change without --allow-change: they keep the run well-defined
-// (its length, the lr schedule, evaluation/checkpoint/log cadence, threads, device, precision,
-// the data folder's path when its contents are the same).
-const std::vector<std::string>& resumable_keys();
-
 // The default run folder is runs/<name>: InputError("name: ...") unless `name` is one plain
 // folder name (no '/', '\\', "..", control characters). Stored configs are not held to it.
 void check_run_name(const std::string& name);
 
-// Starts a new run. Returns the process exit code (0, 130, 143); throws InputError for bad
-// input (exit 2) and other exceptions for runtime failures (exit 1).
+// Starts a new run (train/session.h sets it up, train/loop.h runs it). Returns the process exit
+// code (0, 130, 143); throws InputError for bad input (exit 2) and other exceptions for runtime
+// failures (exit 1).
 int train(const ExperimentConfig& config, const TrainOptions& options);
 
 // Continues the run in `run_dir` from its last checkpoint (or from its start if it was stopped
-// before the first one). `sets` override the stored config: keys outside resumable_keys(), and
+// before the first one). `sets` override the stored config: keys outside resumable_keys()
+// (train/resume_policy.h), and
 // other CIFAR-10 files than the run's, are InputErrors naming the key unless listed in
 // options.allow_changes. Every change is logged and kept in config.json ("resume_changes").
 int resume(const std::string& run_dir, const std::vector<std::string>& sets,
            const TrainOptions& options);
 
-// Data-parallel training under torchrun / srun (src/dist): every rank runs train() or resume()
-// with the same arguments; rank 0 alone writes the run folder. True when torchrun restarted the
-// job (TORCHELASTIC_RESTART_COUNT > 0) and `out_dir` holds the run it started: the command that
-// started it should then resume it.
-// Only when that run's stored config is `config` (the data folder aside): a restart never
-// resumes a different run that happens to be in `out_dir`.
-bool restarted_run(const std::string& out_dir, const ExperimentConfig& config);
+// Data-parallel training under torchrun / srun (src/parallel): every rank runs train() or
+// resume() with the same arguments; rank 0 alone writes the run folder. (A torchrun restart
+// resumes the run its first attempt started: restarted_run(), train/resume_policy.h.)
 
 }  // namespace resnet

@@ -1,4 +1,4 @@
-#include "dist/replay_deadline.h"
+#include "parallel/replay_deadline.h"
 
 #include <algorithm>
 #include <thread>
