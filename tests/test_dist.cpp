@@ -166,9 +166,11 @@ int free_port() {
 
 // Starts `bin args` as rank `rank` of `world` (torchrun's variables), output to files.
 pid_t spawn_rank(const std::string& bin, const std::vector<std::string>& args, int rank, int world, int port,
-                 const std::string& log_prefix, const std::vector<std::string>& extra_env = {}) {
+                 const std::string& log_prefix, const std::vector<std::string>& extra_env = {},
+                 const std::string& cwd = "") {
   pid_t pid = fork();
   if (pid == 0) {
+    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) _exit(97);
     const std::string out = log_prefix + ".out" + std::to_string(rank), err = log_prefix + ".err" + std::to_string(rank);
     if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(98);
     setenv("RANK", std::to_string(rank).c_str(), 1);
@@ -615,4 +617,103 @@ int main(int argc, char** argv) {
   }
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
+}
+
+// ---- agreement points ---------------------------------------------------------------------
+
+namespace {
+
+std::vector<std::string> lines_of(const std::string& path) {
+  std::vector<std::string> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+}  // namespace
+
+// Every rank makes the same collectives in the same order (each rank records them: the test
+// hook RESNET_RECORD_COLLECTIVES); and the comparison catches a rank that skips an agreement
+// point (the test hook RESNET_TEST_SKIP_COLLECTIVE makes rank 1 skip "writing the metrics row").
+TEST_F(Dist, EveryRankMakesTheSameCollectivesInTheSameOrder) {
+  fs::create_directories(tmp / "rec");
+  const int port = free_port();
+  std::vector<pid_t> pids;
+  const std::vector<std::string> args = {"--config", tmp / "tiny.json", "--out", tmp / "run", "--no-progress"};
+  for (int r = 0; r < 2; ++r)
+    pids.push_back(spawn_rank(RESNET_TRAIN_BIN, args, r, 2, port, tmp / "rec", {"RESNET_RECORD_COLLECTIVES=" + (tmp / "rec")}));
+  for (int r = 0; r < 2; ++r) ASSERT_EQ(wait_exit(pids[r]), 0) << read_all(tmp / ("rec.err" + std::to_string(r)));
+  const auto rank0 = lines_of(tmp / "rec/rank0.txt"), rank1 = lines_of(tmp / "rec/rank1.txt");
+  EXPECT_EQ(rank0, rank1);
+  const std::string all = read_all(tmp / "rec/rank0.txt");
+  for (const char* point : {"broadcast the start-up broadcast of the weights", "max the stop-signal agreement",
+                            "sum the training metrics' all-reduce", "broadcast the BatchNorm statistics' broadcast",
+                            "sum the evaluation's all-reduce", "max the weight check", "max writing the checkpoint",
+                            "max writing the metrics row", "max writing the progress line", "max writing the summary"})
+    EXPECT_NE(all.find(point), std::string::npos) << point;
+
+  // Rank 1 forgets an agreement point: the records part there (the job itself then fails or
+  // goes wrong: the ranks' collectives no longer pair up).
+  fs::remove_all(tmp / "rec");
+  fs::create_directories(tmp / "rec");
+  std::vector<std::string> skip_args = args;
+  skip_args[3] = tmp / "run2";
+  skip_args.insert(skip_args.end(), {"--set", "runtime.dist_timeout_s=5"});
+  const int port2 = free_port();
+  pids.clear();
+  for (int r = 0; r < 2; ++r)
+    pids.push_back(spawn_rank(RESNET_TRAIN_BIN, skip_args, r, 2, port2, tmp / "skip",
+                              {"RESNET_RECORD_COLLECTIVES=" + (tmp / "rec"),
+                               "RESNET_TEST_SKIP_COLLECTIVE=1:writing the metrics row"}));
+  for (pid_t p : pids) wait_exit(p, std::chrono::seconds(120));
+  const auto a = lines_of(tmp / "rec/rank0.txt"), b = lines_of(tmp / "rec/rank1.txt");
+  size_t k = 0;
+  while (k < a.size() && k < b.size() && a[k] == b[k]) ++k;
+  ASSERT_LT(k, a.size()) << "the records agree although rank 1 skipped an agreement point";
+  EXPECT_EQ(a[k], "max writing the metrics row") << "the records part elsewhere";
+}
+
+// A rank that fails before any process group exists (here: rank 1 runs elsewhere, where the
+// relative run folder is not) stops the other at once, not after dist_timeout_s (300 s here).
+TEST_F(Dist, AFailureBeforeTheProcessGroupStopsEveryRankAtOnce) {
+  fs::create_directories(tmp / "a");
+  fs::create_directories(tmp / "b");
+  ExperimentConfig c = tiny_config(tmp / "data", 4);
+  ASSERT_EQ(train(c, quiet(tmp / "a/run")), 0);
+  const int port = free_port();
+  const auto start = Clock::now();
+  std::vector<pid_t> pids;
+  const std::vector<std::string> args = {"--resume", "run", "--set", "train.iterations=8", "--no-progress"};
+  for (int r = 0; r < 2; ++r)
+    pids.push_back(spawn_rank(RESNET_TRAIN_BIN, args, r, 2, port, tmp / "early", {}, r == 0 ? tmp / "a" : tmp / "b"));
+  std::vector<int> codes;
+  for (pid_t p : pids) codes.push_back(wait_exit(p, std::chrono::seconds(200)));
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_EQ(codes, (std::vector<int>{2, 2})) << read_all(tmp / "early.err0") << read_all(tmp / "early.err1");
+  EXPECT_LT(seconds, 30) << "the failure did not reach rank 0 at once";
+  EXPECT_NE(read_all(tmp / "early.err1").find("run: not a run folder"), std::string::npos) << read_all(tmp / "early.err1");
+  EXPECT_NE(read_all(tmp / "early.err0").find("another rank failed while reading the checkpoint"), std::string::npos)
+      << read_all(tmp / "early.err0");
+}
+
+// A write that fails on rank 0 only (its metrics file cannot be appended to) stops every rank,
+// each with its own message: rank 0 names the file, rank 1 says what rank 0 was doing.
+TEST_F(Dist, AFailedWriteOnRankZeroStopsEveryRankWithItsOwnMessage) {
+  ExperimentConfig c = tiny_config(tmp / "data", 200);
+  write_file_atomic(tmp / "long.json", to_json(c).dump(2));
+  const int port = free_port();
+  std::vector<pid_t> pids;
+  const std::vector<std::string> args = {"--config", tmp / "long.json", "--out", tmp / "run", "--no-progress"};
+  for (int r = 0; r < 2; ++r) pids.push_back(spawn_rank(RESNET_TRAIN_BIN, args, r, 2, port, tmp / "write"));
+  // Before the first evaluation (step 5): metrics.jsonl becomes a folder, which cannot be appended to.
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (!fs::exists(tmp / "run/config.json") && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  fs::create_directories(tmp / "run/metrics.jsonl");
+  std::vector<int> codes;
+  for (pid_t p : pids) codes.push_back(wait_exit(p, std::chrono::seconds(120)));
+  const std::string err0 = read_all(tmp / "write.err0"), err1 = read_all(tmp / "write.err1");
+  EXPECT_EQ(codes, (std::vector<int>{1, 1})) << err0 << err1;
+  EXPECT_NE(err0.find("metrics.jsonl"), std::string::npos) << err0;
+  EXPECT_NE(err1.find("another rank failed while writing the metrics row"), std::string::npos) << err1;
 }

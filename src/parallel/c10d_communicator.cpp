@@ -145,8 +145,8 @@ class C10dCommunicator final : public Communicator {
 };
 
 void C10dCommunicator::broadcast(const std::vector<at::Tensor>& tensors, const char* what) {
-  note("broadcast", what);
   if (tensors.empty() || skip_for_test(rank_, what)) return;
+  note("broadcast", what);
   settle_replays();
   std::vector<at::ScalarType> types;
   for (const auto& t : tensors)
@@ -197,8 +197,8 @@ void C10dCommunicator::wait(c10d::Work& work, const char* what) {
 }
 
 void C10dCommunicator::sum(at::Tensor& tensor, const char* what) {
-  note("sum", what);
   if (skip_for_test(rank_, what)) return;
+  note("sum", what);
   settle_replays();
   at::Tensor here = tensor.device() == device_ ? tensor : tensor.to(device_);
   auto work = sum_async(here, what);
@@ -207,8 +207,8 @@ void C10dCommunicator::sum(at::Tensor& tensor, const char* what) {
 }
 
 int64_t C10dCommunicator::max(int64_t value, const char* what) {
-  note("max", what);
   if (skip_for_test(rank_, what)) return value;
+  note("max", what);
   settle_replays();
   std::vector<at::Tensor> v{at::full({1}, value, at::TensorOptions().dtype(at::kLong).device(device_))};
   c10d::AllreduceOptions opts;
