@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "test_support.h"
-#include "train/verify.h"
+#include "bench/verify.h"
 #include "util/json_io.h"
 
 using resnet::testing::TempDir;

@@ -4,7 +4,7 @@
 #include <iostream>
 
 #include "cli/common.h"
-#include "train/bench.h"
+#include "bench/bench.h"
 
 int main(int argc, char** argv) {
   resnet::cli::tune_malloc();

@@ -1,4 +1,4 @@
-#include "train/verify.h"
+#include "bench/verify.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -133,90 +133,110 @@ nlohmann::json tally_checks(const nlohmann::json& checks) {
   return {{"ran", ran}, {"skipped", skipped}, {"passed", ran > 0 && passed}};
 }
 
+namespace {
+
+// What every check shares: the config, eager and graph runtimes, the data, the step count and the
+// eager reference trajectory.
+struct VerifyContext {
+  const ExperimentConfig& config;
+  Runtime eager, graph;
+  bool cuda = false;
+  int64_t capture_step = TrainStep::kWarmupSteps;  // the capture happens at this step
+  int64_t n = 0;
+  double lr0 = 0;
+  ImageSet data;
+  Normalizer norm;
+  LrFn constant;
+};
+
+// (a) graph vs eager: the comparison the trainer's first CUDA run makes on itself (graph_check.h).
+nlohmann::json graph_matches_eager(const VerifyContext& v, const Trajectory& ref, const Trajectory& fast) {
+  const GraphVerdict g = judge_graph(fast, ref, /*expect_graph=*/v.cuda);
+  return {{"name", "graph_matches_eager"}, {"graph", fast.graph}, {"steps", v.n},
+          {"max_rel_loss_diff", g.loss_diff}, {"max_rel_weight_diff", g.weight_diff},
+          {"bit_identical", all_equal(fast.params, ref.params)}, {"passed", g.agree}};
+}
+
+// (b) lr 0 after the capture: the replays must leave every parameter as it was.
+nlohmann::json lr_zero_freezes(const VerifyContext& v) {
+  const int64_t freeze = v.capture_step + 2;
+  std::vector<at::Tensor> frozen;
+  const double lr0 = v.lr0;
+  const Trajectory t = train_steps(
+      v.config, v.graph, v.data, v.norm, v.n, [&](int64_t i) { return i < freeze ? lr0 : 0.0; },
+      TrainStep::CaptureFault::kNone, [&](int64_t i, ResNetImpl& m) {
+        if (i == freeze) frozen = cpu_params(m);
+      });
+  return {{"name", "lr_zero_freezes"}, {"graph", t.graph}, {"frozen_from_step", freeze},
+          {"passed", t.graph == v.cuda && all_equal(frozen, t.params)}};
+}
+
+// (c) a milestone during the replays, against torch::optim::SGD. A run that kept the first lr
+// (a graph with the lr baked in: `fast`) sets the scale the error is measured against.
+nlohmann::json milestone_follows(const VerifyContext& v, const Trajectory& fast) {
+  const int64_t milestone = v.capture_step + 4;
+  const double lr0 = v.lr0;
+  const LrFn schedule = [&](int64_t i) { return i < milestone ? lr0 : lr0 * 0.1; };
+  const Trajectory t = train_steps(v.config, v.graph, v.data, v.norm, v.n, schedule);
+  const Trajectory torch_ref = reference_steps(v.config, v.eager, v.data, v.norm, v.n, schedule);
+  const double error = weight_gap(t.params, torch_ref.params);
+  const double baked = weight_gap(fast.params, torch_ref.params);  // lr0 all along
+  return {{"name", "milestone_follows"}, {"graph", t.graph}, {"milestone", milestone},
+          {"max_rel_weight_diff", error}, {"max_rel_loss_diff", loss_gap(t, torch_ref)},
+          {"without_milestone_diff", baked},
+          {"passed", t.graph == v.cuda && baked > 0 && error <= 0.01 * baked}};
+}
+
+// (e) a failed capture falls back to plain eager steps.
+nlohmann::json falls_back(const VerifyContext& v, const Trajectory& ref, const char* name,
+                          TrainStep::CaptureFault fault) {
+  if (!v.cuda) return {{"name", name}, {"skipped", "needs CUDA"}};
+  const Trajectory t = train_steps(v.config, v.graph, v.data, v.norm, v.n, v.constant, fault);
+  const GraphVerdict g = judge_graph(t, ref, /*expect_graph=*/false);  // eager after the failure
+  return {{"name", name}, {"capture_failed", t.capture_failed}, {"graph", t.graph},
+          {"max_rel_loss_diff", g.loss_diff}, {"max_rel_weight_diff", g.weight_diff},
+          {"passed", t.capture_failed && g.agree}};
+}
+
+// (d) the run's own summary says how it trained. Last: train() applies the run's own runtime
+// (cuDNN benchmark on, on CUDA), which the checks above must not run under.
+nlohmann::json summary_says_graph(const VerifyContext& v) {
+  ExperimentConfig c = v.config;
+  c.runtime.precision = "fp32";
+  const nlohmann::json summary = tiny_run(c, v.capture_step + 3);
+  const bool expected = resolve_runtime(c.runtime).cuda_graph;
+  return {{"name", "summary_says_graph"}, {"cuda_graph", summary["cuda_graph"]}, {"expected", expected},
+          {"passed", summary["cuda_graph"] == expected}};
+}
+
+}  // namespace
+
 nlohmann::json run_verify(const ExperimentConfig& config, int64_t steps) {
   Runtime rt = resolve_runtime(config.runtime);
   rt.bf16 = false;              // fp32: graph and eager must agree to rounding
   rt.cudnn_benchmark = false;   // the same convolution algorithms on both sides
   apply_runtime(rt);
   if (rt.device.is_cuda()) at::globalContext().setDeterministicCuDNN(true);
-  const bool cuda = rt.device.is_cuda();
-  Runtime eager = rt;
-  eager.cuda_graph = false;
-  Runtime graph = rt;
-  graph.cuda_graph = cuda;      // the graph where there is one; eager again on the CPU
+  VerifyContext v{config, rt, rt};
+  v.cuda = rt.device.is_cuda();
+  v.eager.cuda_graph = false;
+  v.graph.cuda_graph = v.cuda;  // the graph where there is one; eager again on the CPU
+  v.n = std::max<int64_t>(steps, v.capture_step + 8);
+  v.lr0 = config.train.lr;
+  v.data = random_images(config.train.batch_size * 4, 1);
+  v.norm = fit_normalizer(v.data.images, "channel");
+  const double lr0 = v.lr0;
+  v.constant = [lr0](int64_t) { return lr0; };
 
-  const int64_t capture_step = TrainStep::kWarmupSteps;  // the capture happens at this step
-  const int64_t n = std::max<int64_t>(steps, capture_step + 8);
-  const double lr0 = config.train.lr;
-  const ImageSet data = random_images(config.train.batch_size * 4, 1);
-  const Normalizer norm = fit_normalizer(data.images, "channel");
-  const LrFn constant = [&](int64_t) { return lr0; };
-
+  const Trajectory ref = train_steps(config, v.eager, v.data, v.norm, v.n, v.constant);
+  const Trajectory fast = train_steps(config, v.graph, v.data, v.norm, v.n, v.constant);
   nlohmann::json checks = nlohmann::json::array();
-  auto report = [&](nlohmann::json check) { checks.push_back(std::move(check)); };
-
-  // (a) graph vs eager: the comparison the trainer's first CUDA run makes on itself (graph_check.h).
-  const Trajectory ref = train_steps(config, eager, data, norm, n, constant);
-  const Trajectory fast = train_steps(config, graph, data, norm, n, constant);
-  {
-    const GraphVerdict v = judge_graph(fast, ref, /*expect_graph=*/cuda);
-    report({{"name", "graph_matches_eager"}, {"graph", fast.graph}, {"steps", n},
-            {"max_rel_loss_diff", v.loss_diff}, {"max_rel_weight_diff", v.weight_diff},
-            {"bit_identical", all_equal(fast.params, ref.params)}, {"passed", v.agree}});
-  }
-
-  // (b) lr 0 after the capture: the replays must leave every parameter as it was.
-  {
-    const int64_t freeze = capture_step + 2;
-    std::vector<at::Tensor> frozen;
-    const Trajectory t = train_steps(
-        config, graph, data, norm, n, [&](int64_t i) { return i < freeze ? lr0 : 0.0; },
-        TrainStep::CaptureFault::kNone, [&](int64_t i, ResNetImpl& m) {
-          if (i == freeze) frozen = cpu_params(m);
-        });
-    report({{"name", "lr_zero_freezes"}, {"graph", t.graph}, {"frozen_from_step", freeze},
-            {"passed", t.graph == cuda && all_equal(frozen, t.params)}});
-  }
-
-  // (c) a milestone during the replays, against torch::optim::SGD. A run that kept the first lr
-  // (a graph with the lr baked in) sets the scale the error is measured against.
-  {
-    const int64_t milestone = capture_step + 4;
-    const LrFn schedule = [&](int64_t i) { return i < milestone ? lr0 : lr0 * 0.1; };
-    const Trajectory t = train_steps(config, graph, data, norm, n, schedule);
-    const Trajectory torch_ref = reference_steps(config, eager, data, norm, n, schedule);
-    const double error = weight_gap(t.params, torch_ref.params);
-    const double baked = weight_gap(fast.params, torch_ref.params);  // lr0 all along
-    report({{"name", "milestone_follows"}, {"graph", t.graph}, {"milestone", milestone},
-            {"max_rel_weight_diff", error}, {"max_rel_loss_diff", loss_gap(t, torch_ref)},
-            {"without_milestone_diff", baked},
-            {"passed", t.graph == cuda && baked > 0 && error <= 0.01 * baked}});
-  }
-
-  // (e) failed captures fall back to plain eager steps.
-  for (const auto& [name, fault] : {std::pair{"fallback_after_throw", TrainStep::CaptureFault::kThrow},
-                                    std::pair{"fallback_after_sync", TrainStep::CaptureFault::kHostSync}}) {
-    if (!cuda) {
-      report({{"name", name}, {"skipped", "needs CUDA"}});
-      continue;
-    }
-    const Trajectory t = train_steps(config, graph, data, norm, n, constant, fault);
-    const GraphVerdict v = judge_graph(t, ref, /*expect_graph=*/false);  // eager after the failure
-    report({{"name", name}, {"capture_failed", t.capture_failed}, {"graph", t.graph},
-            {"max_rel_loss_diff", v.loss_diff}, {"max_rel_weight_diff", v.weight_diff},
-            {"passed", t.capture_failed && v.agree}});
-  }
-
-  // (d) the run's own summary says how it trained. Last: train() applies the run's own runtime
-  // (cuDNN benchmark on, on CUDA), which the checks above must not run under.
-  {
-    ExperimentConfig c = config;
-    c.runtime.precision = "fp32";
-    const nlohmann::json summary = tiny_run(c, capture_step + 3);
-    const bool expected = resolve_runtime(c.runtime).cuda_graph;
-    report({{"name", "summary_says_graph"}, {"cuda_graph", summary["cuda_graph"]}, {"expected", expected},
-            {"passed", summary["cuda_graph"] == expected}});
-  }
+  checks.push_back(graph_matches_eager(v, ref, fast));
+  checks.push_back(lr_zero_freezes(v));
+  checks.push_back(milestone_follows(v, fast));
+  checks.push_back(falls_back(v, ref, "fallback_after_throw", TrainStep::CaptureFault::kThrow));
+  checks.push_back(falls_back(v, ref, "fallback_after_sync", TrainStep::CaptureFault::kHostSync));
+  checks.push_back(summary_says_graph(v));
 
   nlohmann::json out = {{"mode", "verify"},
                         {"model", model_name(config.model)},

@@ -8,7 +8,7 @@
 //          (data loading, augmentation, steps, evaluations, checkpoints)
 //   checkpoint  writing and reading a checkpoint (model, momentum, normaliser) as the trainer and
 //          resume do: median seconds of --steps repeats, and the file's size
-//   verify the fast path's correctness proof (train/verify.h): "passed" false is exit 1
+//   verify the fast path's correctness proof (bench/verify.h): "passed" false is exit 1
 #include <nlohmann/json.hpp>
 #include <string>
 
