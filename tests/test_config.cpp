@@ -88,6 +88,18 @@ TEST(Config, InvalidValuesAreErrors) {
                       "train.lr_schedule.min_lr");
 }
 
+TEST(Config, OptionAPaddingIsAfterOrSplitAndOnlyForShortcutA) {
+  EXPECT_EQ(config_from_json(json::object()).model.option_a_padding, "after");
+  ExperimentConfig c = config_from_json({{"model", {{"option_a_padding", "split"}}}});
+  EXPECT_EQ(c.model.option_a_padding, "split");
+  EXPECT_EQ(to_json(c)["model"]["option_a_padding"], "split");  // config.json, checkpoints, exports
+  EXPECT_EQ(config_from_json(to_json(c)).model.option_a_padding, "split");
+  expect_error_naming({{"model", {{"option_a_padding", "middle"}}}}, "model.option_a_padding");
+  expect_error_naming({{"model", {{"option_a_padding", "split"}, {"shortcut", "B"}}}}, "model.option_a_padding");
+  expect_error_naming({{"model", {{"option_a_padding", "split"}, {"family", "imagenet"}, {"depth", 18}}}},
+                      "model.option_a_padding");
+}
+
 TEST(Config, IntegersAreAcceptedWhereNumbersAreExpected) {
   ExperimentConfig c = config_from_json({{"train", {{"lr", 1}}}});
   EXPECT_DOUBLE_EQ(c.train.lr, 1.0);

@@ -127,7 +127,8 @@ json to_json(const ExperimentConfig& c) {
       {"name", c.name},
       {"model",
        {{"family", m.family}, {"depth", m.depth}, {"residual", m.residual},
-        {"shortcut", m.shortcut}, {"block", m.block}, {"preact", m.preact}, {"stem", m.stem},
+        {"shortcut", m.shortcut}, {"option_a_padding", m.option_a_padding}, {"block", m.block},
+        {"preact", m.preact}, {"stem", m.stem},
         {"num_classes", m.num_classes}, {"zero_init_residual", m.zero_init_residual},
         {"init_from", m.init_from}, {"init_skip", m.init_skip}, {"init_sha256", m.init_sha256}}},
       {"data",
@@ -162,9 +163,19 @@ ExperimentConfig config_from_json(const json& user) {
   ExperimentConfig c;
   c.name = j["name"];
   const json& m = j["model"];
-  c.model = {m["family"], to_int(m["depth"], "model.depth"), m["residual"], m["shortcut"], m["block"],
-             m["preact"], m["stem"], to_int(m["num_classes"], "model.num_classes"), m["zero_init_residual"],
-             m["init_from"], m["init_skip"].get<std::vector<std::string>>(), m["init_sha256"]};
+  c.model.family = m["family"];
+  c.model.depth = to_int(m["depth"], "model.depth");
+  c.model.residual = m["residual"];
+  c.model.shortcut = m["shortcut"];
+  c.model.option_a_padding = m["option_a_padding"];
+  c.model.block = m["block"];
+  c.model.preact = m["preact"];
+  c.model.stem = m["stem"];
+  c.model.num_classes = to_int(m["num_classes"], "model.num_classes");
+  c.model.zero_init_residual = m["zero_init_residual"];
+  c.model.init_from = m["init_from"];
+  c.model.init_skip = m["init_skip"].get<std::vector<std::string>>();
+  c.model.init_sha256 = m["init_sha256"];
   const json& d = j["data"];
   c.data = {d["dir"], d["val_size"], d["val_seed"], d["train_limit"], d["test_limit"],
             d["normalize"], d["augment"]};
@@ -234,6 +245,10 @@ void validate_model(ModelConfig& m) {
   // Option A (parameter-free identity + zero padding) is the paper's CIFAR choice; the
   // ImageNet models (and torchvision's counts) use B.
   if (m.shortcut == "auto") m.shortcut = (m.family == "cifar" && m.block == "basic") ? "A" : "B";
+  one_of("model.option_a_padding", m.option_a_padding, {"after", "split"});
+  if (m.option_a_padding != "after" && m.shortcut != "A")
+    bad("model.option_a_padding",
+        "'" + m.option_a_padding + "' places option A's zero channels; this model uses shortcut " + m.shortcut);
 }
 
 void validate(ExperimentConfig& c) {

@@ -18,6 +18,12 @@ struct ModelConfig {
   int depth = 20;                // cifar: 6n+2 (basic) or 9n+2 (bottleneck); imagenet: 18|34|50|101|152
   bool residual = true;          // false: the plain twin (same layers, no addition)
   std::string shortcut = "auto"; // A | B | C; auto = A for CIFAR basic blocks, else B
+  // Where option A's zero channels go when a shortcut widens x from C to C' channels:
+  //   after  [x, 0 ... 0]                        (ours, the default)
+  //   split  [0 (floor((C'-C)/2)), x, 0 (rest)]  (akamaster/pytorch_resnet_cifar10's
+  //          F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes//4, planes//4)): identity channels in the middle)
+  // Only meaningful with shortcut A; the trained weights depend on it.
+  std::string option_a_padding = "after";
   std::string block = "auto";    // basic | bottleneck; auto = basic for cifar, by depth for imagenet
   bool preact = false;           // pre-activation blocks (He et al. 2016)
   std::string stem = "auto";     // cifar (3x3/1) | imagenet (7x7/2 + maxpool); auto = per family

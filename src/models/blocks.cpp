@@ -50,14 +50,17 @@ FoldedConv fold_conv_bn(const torch::nn::Conv2d& conv, const torch::nn::BatchNor
   return f;
 }
 
-at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_channels) {
+at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_channels, bool split) {
   using torch::indexing::Slice;
   at::Tensor s = stride == 1 ? x : x.index({Slice(), Slice(), Slice(0, c10::nullopt, stride),
                                             Slice(0, c10::nullopt, stride)});
   const int64_t extra = out_channels - x.size(1);
   // The new channels carry zeros: the shortcut stays an identity on the old ones and adds
   // no parameters, so a plain net and its residual twin have exactly the same weights.
-  if (extra > 0) s = F::pad(s, F::PadFuncOptions({0, 0, 0, 0, 0, extra}));
+  // Where they go changes nothing here, but trained weights expect their own layout (akamaster's
+  // code splits them, putting the identity channels in the middle).
+  const int64_t before = split ? extra / 2 : 0;
+  if (extra > 0) s = F::pad(s, F::PadFuncOptions({0, 0, 0, 0, before, extra - before}));
   return s;
 }
 
@@ -92,7 +95,7 @@ at::Tensor BlockImpl::shortcut(const at::Tensor& x, const at::Tensor& pre) {
     at::Tensor s = projection_conv_->forward(pre);
     return projection_bn_ ? projection_bn_->forward(s) : s;
   }
-  if (changes_shape()) return option_a_shortcut(x, options_.stride, out_channels());
+  if (changes_shape()) return option_a_shortcut(x, options_.stride, out_channels(), options_.pad_split);
   return x;
 }
 
@@ -112,7 +115,7 @@ at::Tensor BlockImpl::combine(const at::Tensor& x, const at::Tensor& pre, const 
 at::Tensor BlockImpl::lesion_output(const at::Tensor& x, const at::Tensor& pre,
                                     ForwardRecorder* recorder, int index) {
   at::Tensor y = options_.residual ? shortcut(x, pre)
-                                   : option_a_shortcut(x, options_.stride, out_channels());
+                                   : option_a_shortcut(x, options_.stride, out_channels(), options_.pad_split);
   if (!options_.preact && options_.residual) y = torch::relu(y);
   if (recorder) recorder->on_block(index, x, at::Tensor(), y);
   return y;

@@ -8,7 +8,8 @@
 // `residual = false` gives the plain twin: the same layers with the addition removed (and no
 // shortcut modules, so with option A plain and residual nets have identical parameters).
 // Shortcut s(x) where the shape changes (stride 2 or more channels):
-//   A  identity on a stride-2 subsample, extra channels zero-padded: no parameters (paper, CIFAR)
+//   A  identity on a stride-2 subsample, extra channels zero-padded: no parameters (paper, CIFAR);
+//      the zeros go after the identity channels, or half before and half after (`pad_split`)
 //   B  1x1 conv + BN projection only where the shape changes
 //   C  1x1 conv + BN projection on every block
 // In pre-activation blocks projections see the pre-activated input and have no BN of their own.
@@ -41,6 +42,7 @@ struct BlockOptions {
   int64_t stride = 1;
   bool residual = true;
   char shortcut = 'A';     // 'A' | 'B' | 'C'
+  bool pad_split = false;  // option A: zero channels before and after x (else after it)
   bool preact = false;
 };
 
@@ -118,7 +120,8 @@ class BottleneckImpl : public BlockImpl {
 TORCH_MODULE(BasicBlock);
 TORCH_MODULE(Bottleneck);
 
-// Option A's parameter-free shortcut: subsample by `stride`, zero-pad channels up to `out`.
-at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_channels);
+// Option A's parameter-free shortcut: subsample by `stride`, zero-pad channels up to `out`:
+// the extra E = out - C channels after x's C, or (split) floor(E/2) before and the rest after.
+at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_channels, bool split = false);
 
 }  // namespace resnet

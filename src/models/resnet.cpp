@@ -56,6 +56,7 @@ ResNetImpl::ResNetImpl(const ModelConfig& config) : config_(config), spec_(netwo
       o.stride = (s > 0 && b == 0) ? 2 : 1;  // each stage after the first halves the map
       o.residual = config_.residual;
       o.shortcut = config_.shortcut.at(0);
+      o.pad_split = config_.option_a_padding == "split";
       o.preact = config_.preact;
       std::shared_ptr<BlockImpl> block;
       if (bottleneck) block = std::make_shared<BottleneckImpl>(o);
