@@ -61,6 +61,15 @@ expect allow-change-new-run 2 "--allow-change: only with --resume" -- \
   --config "$tmp/good.json" --set train.iterations=1 --allow-change train.batch_size --out "$tmp/never"
 [ -e "$tmp/never" ] && { echo "FAIL allow-change-new-run: made $tmp/never"; fails=$((fails + 1)); }
 
+# An explicit normaliser (data.mean/data.std) is for resnet-eval and resnet-analyze: the trainer
+# still fits its own, so it refuses one rather than record a normaliser it would not use.
+echo '{"data": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}' >"$tmp/normaliser.json"
+expect explicit-normaliser-set 2 "--set data.mean: resnet-train does not apply an explicit normaliser yet" -- \
+  --config "$tmp/good.json" --set 'data.mean=[0.5,0.5,0.5]' --set 'data.std=[0.5,0.5,0.5]' --out "$tmp/never"
+expect explicit-normaliser-file 2 "normaliser.json: data.mean: resnet-train does not apply an explicit normaliser yet" -- \
+  --config "$tmp/normaliser.json" --out "$tmp/never"
+[ -e "$tmp/never" ] && { echo "FAIL explicit-normaliser: made $tmp/never"; fails=$((fails + 1)); }
+
 # Every shipped config resolves.
 for c in "$configs"/*.json; do
   [ -e "$c" ] || continue

@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
     for (const auto& c : fresh) {
       // A fresh model sees images normalised like a trained one: the checkpoint's statistics if
       // there is one, else those of the training set.
-      Normalizer norm = !subjects.empty() ? subjects.front().normalizer : fit_normalizer(data.train.images, c.data.normalize);
+      Normalizer norm = !subjects.empty() ? subjects.front().normalizer : make_normalizer(data.train.images, c.data);
       subjects.push_back(subject_from_config(c, norm, rt.device));
     }
 

@@ -68,16 +68,21 @@ int main(int argc, char** argv) {
     auto model = resnet::make_model(config.model);
     resnet::Normalizer normalizer;
     bool fitted = false;
-    std::string label;
+    std::string label, normaliser_source;
     if (reader) {
       reader->load_model(*model);
       normalizer = reader->contents().normalizer;
       label = config.name + ", step " + std::to_string(reader->contents().state.step);
     } else {
       const resnet::WeightsLoad load = resnet::load_weights_into(*model, weights);
-      // Our exports carry the normaliser they were trained with; foreign weights get the one a
-      // new run of this config would fit on its training images.
-      fitted = !resnet::normalizer_from_metadata(load.metadata, weights, &normalizer);
+      // The config's data.mean/data.std if it sets them; else the normaliser our exports carry;
+      // else the one a new run of this config would fit on its training images.
+      if (!config.data.mean.empty()) {
+        normalizer = resnet::explicit_normalizer(config.data);
+        normaliser_source = ", normaliser data.mean/data.std";
+      } else {
+        fitted = !resnet::normalizer_from_metadata(load.metadata, weights, &normalizer);
+      }
       label = resnet::model_name(config.model) + ", " + resnet::names_name(load.names) + " names";
     }
     model->to(rt.device);
@@ -96,7 +101,7 @@ int main(int argc, char** argv) {
     resnet::EvalOptions opts{batch, rt.channels_last, rt.bf16};
     resnet::EvalResult result = resnet::evaluate(*model, set, normalizer, opts);
     std::cout << source << " (" << label << "), " << split << " split"
-              << (fitted ? ", normaliser fitted on the training images" : "") << "\n"
+              << (fitted ? ", normaliser fitted on the training images" : normaliser_source) << "\n"
               << resnet::format_report(result, data.class_names);
     if (!logits_out.empty()) {
       const at::Tensor logits = resnet::compute_logits(*model, set, normalizer, batch);

@@ -31,12 +31,23 @@ int main(int argc, char** argv) {
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
 
   return resnet::cli::run_main("resnet-train", [&] {
+    // The trainer still fits its normaliser on the training images (src/train/trainer.cpp does not
+    // call make_normalizer yet): refuse an explicit one rather than record a normaliser the run
+    // would not use. resnet-eval and resnet-analyze apply it.
+    for (const auto& set : sets)
+      if (set.rfind("data.mean=", 0) == 0 || set.rfind("data.std=", 0) == 0)
+        throw resnet::InputError("--set " + set.substr(0, set.find('=')) +
+                                 ": resnet-train does not apply an explicit normaliser yet (resnet-eval and "
+                                 "resnet-analyze do)");
     if (!resume_dir.empty()) {
       if (dry_run) throw resnet::InputError("--dry-run: not with --resume");
       return resnet::resume(resume_dir, sets, options);
     }
     if (config_path.empty()) throw resnet::InputError("--config FILE or --resume RUN_DIR is required");
     resnet::ExperimentConfig config = resnet::cli::resolve_config(config_path, sets);
+    if (!config.data.mean.empty())
+      throw resnet::InputError(config_path + ": data.mean: resnet-train does not apply an explicit normaliser yet "
+                               "(resnet-eval and resnet-analyze do)");
     // torchrun --max_restarts: a restarted job continues the run its first attempt started.
     const std::string out = options.out_dir.empty() ? "runs/" + config.name : options.out_dir;
     if (!dry_run && resnet::restarted_run(out, config)) return resnet::resume(out, sets, options);

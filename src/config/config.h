@@ -44,6 +44,11 @@ struct DataConfig {
   int64_t train_limit = 0;       // use only the first N training images (0 = all)
   int64_t test_limit = 0;        // evaluate on the first N test images (0 = all)
   std::string normalize = "channel";  // channel (mean/std per channel) | pixel (paper: per-pixel mean)
+  // An explicit per-channel normaliser (R, G, B on the 0-1 scale: x' = (x / 255 - mean) / std)
+  // instead of one fitted on the training images, e.g. ImageNet's [0.485, 0.456, 0.406] /
+  // [0.229, 0.224, 0.225] for weights trained with it. Empty = fit (data.normalize).
+  std::vector<double> mean;
+  std::vector<double> std;
   bool augment = true;           // 4-pixel pad + random 32x32 crop + horizontal flip
 };
 
