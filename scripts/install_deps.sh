@@ -30,6 +30,8 @@ packages=(
   slurm-wlm munge         # a one-node Slurm for the test of depth_sweep.sh --slurm (the test starts its own
                           # daemons with their own config; where systemd runs, apt also enables the services)
   xz-utils ca-certificates curl
+  libonnx-dev             # resnet-export --format onnx: the ONNX library's protobuf classes and checker
+  python3-onnx python3-opencv   # the ONNX tests: the checker from Python, OpenCV's DNN module as a runtime
 )
 if [ "$want_python" = 1 ]; then
   packages+=(python3 python3-torch python3-torchvision)
@@ -46,17 +48,30 @@ done
 # clang), inside libclang-common-*-dev (a dependency of clang) on Ubuntu 22.04.
 want_fuzzer_rt=0
 compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/*/libclang_rt.fuzzer*.a" >/dev/null || want_fuzzer_rt=1
+# npm (for ONNX Runtime, below): Debian's package, unless a node with its own npm is installed.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ] && [ "$want_fuzzer_rt" = 0 ]; then
   echo "install_deps: all packages present"
-  exit 0
+else
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  if [ "$want_fuzzer_rt" = 1 ] && apt-cache show libclang-rt-dev >/dev/null 2>&1; then
+    missing+=(libclang-rt-dev)
+  fi
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  echo "install_deps: installed ${missing[*]}"
 fi
 
-SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-if [ "$want_fuzzer_rt" = 1 ] && apt-cache show libclang-rt-dev >/dev/null 2>&1; then
-  missing+=(libclang-rt-dev)
+# ONNX Runtime for the ONNX tests, from npm into the git-ignored .deps/node_modules. Its install
+# script only downloads optional extras from a host CI cannot reach; the CPU library ships inside
+# the package, so --ignore-scripts.
+ort_version=1.30.0
+deps="$(cd "$(dirname "$0")/.." && pwd)/.deps"
+ort_pkg="$deps/node_modules/onnxruntime-node/package.json"
+if ! grep -qs "\"version\": \"$ort_version\"" "$ort_pkg"; then
+  mkdir -p "$deps"
+  npm install --ignore-scripts --no-audit --no-fund --prefix "$deps" "onnxruntime-node@$ort_version" >/dev/null
+  echo "install_deps: installed onnxruntime-node $ort_version into $deps/node_modules"
 fi
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-echo "install_deps: installed ${missing[*]}"

@@ -75,17 +75,24 @@ BlockImpl::BlockImpl(BlockOptions options, int64_t expansion)
   }
 }
 
-void BlockImpl::set_folded(bool on) {
-  folded_.clear();
-  folded_projection_ = FoldedConv{};
-  if (!on) return;
+std::vector<FoldedConv> BlockImpl::fold_layers() const {
+  std::vector<FoldedConv> folded;
   for (size_t i = 0; i < convs_.size(); ++i) {
     torch::nn::BatchNorm2d after{nullptr};
     if (!options_.preact) after = bns_[i];
     else if (i + 1 < bns_.size()) after = bns_[i + 1];
-    folded_.push_back(fold_conv_bn(convs_[i], after));
+    folded.push_back(fold_conv_bn(convs_[i], after));
   }
-  if (projection_conv_) folded_projection_ = fold_conv_bn(projection_conv_, projection_bn_);
+  return folded;
+}
+
+FoldedConv BlockImpl::fold_projection() const {
+  return projection_conv_ ? fold_conv_bn(projection_conv_, projection_bn_) : FoldedConv{};
+}
+
+void BlockImpl::set_folded(bool on) {
+  folded_ = on ? fold_layers() : std::vector<FoldedConv>{};
+  folded_projection_ = on ? fold_projection() : FoldedConv{};
 }
 
 at::Tensor BlockImpl::shortcut(const at::Tensor& x, const at::Tensor& pre) {

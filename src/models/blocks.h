@@ -73,6 +73,14 @@ class BlockImpl : public torch::nn::Module {
   // The BN whose gamma = 0 zeroes the residual branch (zero_init_residual).
   torch::nn::BatchNorm2d last_branch_bn() const { return bns_.back(); }
 
+  // For exporters: the branch's layers (convs()[i], bns()[i] are conv<i+1>, bn<i+1>), each conv
+  // with the BN that follows it folded in (post-activation: bn<i+1>; pre-activation: bn<i+2>,
+  // none after the last conv), and the projection with its BN (weight undefined without one).
+  const std::vector<torch::nn::Conv2d>& convs() const { return convs_; }
+  const std::vector<torch::nn::BatchNorm2d>& bns() const { return bns_; }
+  std::vector<FoldedConv> fold_layers() const;
+  FoldedConv fold_projection() const;
+
  protected:
   // Registers layer k (1-based) of the branch as conv<k> and bn<k>.
   void add_layer(torch::nn::Conv2d conv, torch::nn::BatchNorm2d bn);

@@ -102,9 +102,11 @@ void ResNetImpl::set_lesioned(const std::vector<int>& lesioned) {
   for (int i : lesioned) blocks_.at(static_cast<size_t>(i))->lesioned = true;
 }
 
+FoldedConv ResNetImpl::fold_stem() const { return fold_conv_bn(stem_conv_, stem_bn_); }
+
 void ResNetImpl::set_folded(bool on) {
   // Pre-activation stems have no BN of their own; the final BN (before the pool) follows a sum.
-  stem_folded_ = on && stem_bn_ ? fold_conv_bn(stem_conv_, stem_bn_) : FoldedConv{};
+  stem_folded_ = on && stem_bn_ ? fold_stem() : FoldedConv{};
   for (auto& b : blocks_) b->set_folded(on);
 }
 
