@@ -329,6 +329,19 @@ TEST(LoadWeights, MisfitsOfKnownCodesSayWhichOptionsTheyNeed) {
   expect_input_error([&] { load_weights_into(*r18, path); }, path + ": does not fit resnet-18-imagenet (torchvision names)",
                      "torchvision's resnet-50-imagenet (option B, trained on mean [0.485,0.456,0.406] std "
                      "[0.229,0.224,0.225]): try --set model.depth=50 --set model.block=bottleneck --set model.num_classes=1000");
+  // kuangliu's PreActResNet18: our pre-activation layout without the BN before the pool.
+  ModelConfig preact = imagenet_model(18);
+  preact.stem = "cifar";
+  preact.preact = true;
+  auto p18 = make_model(preact);
+  NamedTensors no_final_bn = as_scheme(*p18, "kuangliu");
+  no_final_bn.erase(std::remove_if(no_final_bn.begin(), no_final_bn.end(),
+                                   [](const auto& e) { return e.first.rfind("bn.", 0) == 0; }),
+                    no_final_bn.end());
+  write_weights(tmp / "preact.pt", WeightsFormat::kPt, no_final_bn, {});
+  expect_input_error([&] { load_weights_into(*p18, tmp / "preact.pt"); },
+                     tmp / "preact.pt" + ": does not fit preact-resnet-18-imagenet (kuangliu names): 4 missing (bn.weight, "
+                     "bn.bias, bn.running_mean, bn.running_var)");
   // Keys of nothing we can build (a stage missing): the listing alone.
   NamedTensors odd = as_scheme(*r20, "kuangliu");
   odd.erase(std::remove_if(odd.begin(), odd.end(), [](const auto& e) { return e.first.rfind("layer2.", 0) == 0; }), odd.end());
