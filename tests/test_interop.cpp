@@ -354,6 +354,36 @@ TEST(LoadWeights, MisfitsOfKnownCodesSayWhichOptionsTheyNeed) {
   }
 }
 
+// The keys come from a file the user handed us: odd names, shapes and counts make no guess (and
+// no exception), they never reach the model builder unchecked.
+TEST(LoadWeights, OddKeysMakeNoGuess) {
+  const at::Tensor stem = at::zeros({16, 3, 3, 3}), head = at::zeros({10, 64}), v = at::zeros({1});
+  const std::vector<NamedTensors> odd = {
+      {},
+      {{"conv1.weight", stem}},                                                   // no head
+      {{"conv1.weight", at::zeros({16, 3})}, {"linear.weight", head}},            // a 2-D stem
+      {{"conv1.weight", stem}, {"linear.weight", at::zeros({10})}},               // a 1-D head
+      {{"conv1.weight", stem}, {"linear.weight", at::zeros({0, 64})}},            // no classes
+      {{"conv1.weight", stem}, {"linear.weight", head}},                          // no stages
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer99999999.0.conv1.weight", v}},
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer123456789012345678901234.0.conv1.weight", v}},
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.99999999.conv1.weight", v}},
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer.0.conv1.weight", v}, {"layer1.", v}, {"layer1", v}},
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer2.0.conv1.weight", v}},  // stage 1 missing
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.1.conv1.weight", v}},  // block 0 missing
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.0.a", v}, {"layer2.0.a", v}},  // 2 stages
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.0.a", v}, {"layer2.0.a", v}, {"layer2.1.a", v},
+       {"layer3.0.a", v}},  // uneven stages
+  };
+  for (size_t i = 0; i < odd.size(); ++i)
+    EXPECT_FALSE(guess_origin(odd[i], naming_scheme("kuangliu")).has_value()) << "case " << i;
+  // Ten thousand stages of one block each: contiguous, but no network of ours.
+  NamedTensors many = {{"conv1.weight", stem}, {"linear.weight", head}};
+  for (int s = 1; s <= 10000; ++s) many.emplace_back("layer" + std::to_string(s) + ".0.conv1.weight", v);
+  EXPECT_FALSE(guess_origin(many, naming_scheme("kuangliu")).has_value());
+  EXPECT_FALSE(guess_origin(many, naming_scheme("native")).has_value());  // native keys carry no guess
+}
+
 // Keys fit, but the code that wrote them pads option A (and normalises) its own way: a note says so.
 TEST(LoadWeights, ALoadThatFitsStillNotesWhatTheKeysCannotShow) {
   TempDir tmp;
