@@ -42,8 +42,9 @@ struct BlockOptions {
   int64_t stride = 1;
   bool residual = true;
   char shortcut = 'A';     // 'A' | 'B' | 'C'
-  bool pad_split = false;  // option A: zero channels before and after x (else after it)
   bool preact = false;
+  bool pad_split = false;  // option A: zero channels before and after x (else after it); last,
+                           // so that positional initialisers ({in, planes, stride, ...}) keep their meaning
 };
 
 // What BasicBlock and Bottleneck share: both are a chain of (conv, BN) layers; they differ only
