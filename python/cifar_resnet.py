@@ -13,8 +13,9 @@ Mirrors src/models/{resnet,blocks}.cpp (He et al. 2015, 2016):
   pre-activation block    y = F(x) + s(x),        F = conv2(relu(bn2(conv1(relu(bn1(x))))))
   residual=False: the plain twin, y = relu(F(x)) (pre-activation: F(x)), no shortcut modules.
   Shortcut where the shape changes: A = identity on a stride-2 subsample, zero-padded channels
-  (no parameters); B = 1x1 conv + BN only there; C = 1x1 conv + BN on every block. Pre-activation
-  projections read relu(bn1(x)) and have no BN.
+  (no parameters; option_a_padding "after": the zeros after x's channels, "split": half before and
+  half after, as akamaster/pytorch_resnet_cifar10 pads); B = 1x1 conv + BN only there; C = 1x1 conv
+  + BN on every block. Pre-activation projections read relu(bn1(x)) and have no BN.
 """
 import torch
 import torch.nn as nn
@@ -27,18 +28,19 @@ def _conv(cin, cout, kernel, stride):
     return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
 
 
-def option_a_shortcut(x, stride, out_channels):
+def option_a_shortcut(x, stride, out_channels, split=False):
     s = x[:, :, ::stride, ::stride] if stride != 1 else x
     extra = out_channels - x.size(1)
-    return F.pad(s, (0, 0, 0, 0, 0, extra)) if extra > 0 else s
+    before = extra // 2 if split else 0
+    return F.pad(s, (0, 0, 0, 0, before, extra - before)) if extra > 0 else s
 
 
 class Block(nn.Module):
     """A chain of (conv, BN) layers; `widths` lists (kernel, in, out, stride) per layer."""
 
-    def __init__(self, in_channels, planes, stride, expansion, layers, residual, shortcut, preact):
+    def __init__(self, in_channels, planes, stride, expansion, layers, residual, shortcut, preact, pad_split=False):
         super().__init__()
-        self.stride, self.out_channels = stride, planes * expansion
+        self.stride, self.out_channels, self.pad_split = stride, planes * expansion, pad_split
         self.residual, self.preact = residual, preact
         self.changes_shape = stride != 1 or in_channels != self.out_channels
         project = residual and (shortcut == "C" or (shortcut == "B" and self.changes_shape))
@@ -55,7 +57,7 @@ class Block(nn.Module):
         if self.shortcut_conv is not None:
             s = self.shortcut_conv(pre)
             return self.shortcut_bn(s) if self.shortcut_bn is not None else s
-        return option_a_shortcut(x, self.stride, self.out_channels) if self.changes_shape else x
+        return option_a_shortcut(x, self.stride, self.out_channels, self.pad_split) if self.changes_shape else x
 
     def forward(self, x):
         convs = [getattr(self, f"conv{k}") for k in range(1, self.n + 1)]
@@ -88,7 +90,7 @@ def bottleneck(cin, planes, stride, **kw):
 
 class ResNet(nn.Module):
     def __init__(self, family="cifar", depth=20, residual=True, shortcut="auto", block="auto", preact=False,
-                 stem="auto", num_classes=10, **_ignored):
+                 stem="auto", num_classes=10, option_a_padding="after", **_ignored):
         super().__init__()
         if family == "cifar":
             block = "basic" if block == "auto" else block
@@ -117,7 +119,7 @@ class ResNet(nn.Module):
             for b in range(count):
                 stride = 2 if s > 0 and b == 0 else 1
                 setattr(self, f"block{i}", make(channels, p, stride, residual=residual, shortcut=shortcut,
-                                                preact=preact))
+                                                preact=preact, pad_split=option_a_padding == "split"))
                 channels, i = p * expansion, i + 1
         self.num_blocks = i
         self.final_bn = nn.BatchNorm2d(channels) if preact else None

@@ -12,6 +12,9 @@
 #include <thread>
 
 #include "analysis/analysis.h"
+#include "data/cifar10.h"
+#include "interop/naming.h"
+#include "interop/weights.h"
 #include "test_support.h"
 #include "util/json_io.h"
 
@@ -266,6 +269,69 @@ TEST(ResnetAnalyzeCli, WritesJsonAndPngForEveryAnalysis) {
   const std::string negative = base + " --out " + (tmp / "neg") + " --max-k -1 2>/dev/null";
   EXPECT_EQ(WEXITSTATUS(std::system(negative.c_str())), 2);
   EXPECT_FALSE(fs::exists(tmp / "neg"));
+}
+
+// resnet-analyze --weights: a weights file (ours with its metadata, or another code's names with
+// the normaliser from data.mean/data.std or fitted) is analysed exactly as the same network in
+// process.
+TEST(ResnetAnalyzeCli, WeightsFilesAreAnalysedLikeTheSameNetworkInProcess) {
+  TempDir tmp;
+  resnet::testing::write_synthetic_cifar(tmp / "data", 40, 60);
+  write_file_atomic(tmp / "tiny.json", R"({"model": {"depth": 8}})");
+  ExperimentConfig c = load_config(tmp / "tiny.json");
+  Cifar10 data = load_cifar10(tmp / "data");
+  Subject s;
+  s.config = c;
+  s.model = make_model(c.model);
+  s.normalizer = fit_normalizer(data.train.images, "channel");
+  {
+    at::manual_seed(3);
+    c10::NoGradGuard no_grad;
+    for (auto& [name, t] : model_state(*s.model))
+      if (name.find("running_var") != std::string::npos) t.uniform_(0.5, 1.5);
+      else if (t.is_floating_point() && t.dim() == 1) t.normal_(0, 0.1);
+  }
+  std::vector<Subject> subjects = {s};
+  const ImageSet first30{data.test.images.narrow(0, 0, 30), data.test.labels.narrow(0, 0, 30)};
+  const nlohmann::json expected = responses_json(subjects, first30, 20)["subjects"][0]["layers"];
+  export_weights(*s.model, tmp / "ours.pt", WeightsFormat::kPt, Names::kNative,
+                 weights_metadata(c.model, s.normalizer, "channel", 0, nullptr, "", Names::kNative));
+  const auto kuangliu = scheme_names(*s.model, naming_scheme("kuangliu"));
+  NamedTensors theirs;
+  for (const auto& [name, t] : model_state(*s.model)) theirs.emplace_back("module." + kuangliu.at(name), t);
+  write_weights(tmp / "theirs.pt", WeightsFormat::kPt, theirs, {});
+  // data.mean/data.std win over fitting (ImageNet's constants, as akamaster's code normalises).
+  DataConfig imagenet;
+  imagenet.mean = {0.485, 0.456, 0.406};
+  imagenet.std = {0.229, 0.224, 0.225};
+  subjects[0].normalizer = explicit_normalizer(imagenet);
+  const nlohmann::json expected_explicit = responses_json(subjects, first30, 20)["subjects"][0]["layers"];
+  const std::string explicit_normaliser = " --set 'data.mean=[0.485,0.456,0.406]' --set 'data.std=[0.229,0.224,0.225]'";
+  for (const std::string file : {"ours.pt", "theirs.pt", "theirs.pt+set", "ours.pt+set"}) {
+    const bool set = file.find("+set") != std::string::npos;
+    const std::string cmd = std::string(RESNET_ANALYZE_BIN) + " responses --weights " + (tmp / file.substr(0, file.find('+'))) +
+                            " --config " + (tmp / "tiny.json") + (set ? explicit_normaliser : "") + " --data-dir " +
+                            (tmp / "data") + " --out " + (tmp / "out") + " --images 30 --batch 20 --device cpu > " +
+                            (tmp / "log") + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << file << ": " << read_text_file(tmp / "log");
+    const nlohmann::json got = read_json_file(tmp / "out/responses.json")["subjects"][0]["layers"];
+    const nlohmann::json& want = set ? expected_explicit : expected;
+    ASSERT_EQ(got.size(), want.size()) << file;
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i]["std"].get<double>(), want[i]["std"].get<double>(), 1e-6 * want[i]["std"].get<double>())
+          << file << " " << got[i]["name"];
+    // akamaster's keys (kuangliu's names, option A): the note says what they cannot show.
+    const bool note = read_text_file(tmp / "log").find("note: " + (tmp / "theirs.pt") +
+                                                       ": these keys look like akamaster") != std::string::npos;
+    EXPECT_EQ(note, file.rfind("theirs", 0) == 0) << read_text_file(tmp / "log");
+  }
+  // Two files and two configs pair up; two files and three configs do not.
+  const std::string three = std::string(RESNET_ANALYZE_BIN) + " lesion --weights " + (tmp / "ours.pt") + " --weights " +
+                            (tmp / "theirs.pt") + " --config " + (tmp / "tiny.json") + " --config " + (tmp / "tiny.json") +
+                            " --config " + (tmp / "tiny.json") + " --data-dir " + (tmp / "data") + " --out " +
+                            (tmp / "x") + " 2>/dev/null";
+  EXPECT_EQ(WEXITSTATUS(std::system(three.c_str())), 2);
+  EXPECT_FALSE(fs::exists(tmp / "x"));
 }
 
 // scripts/depth_sweep.sh: finished runs are skipped, interrupted runs are resumed.

@@ -88,6 +88,41 @@ TEST(Config, InvalidValuesAreErrors) {
                       "train.lr_schedule.min_lr");
 }
 
+TEST(Config, OptionAPaddingIsAfterOrSplitAndOnlyForShortcutA) {
+  EXPECT_EQ(config_from_json(json::object()).model.option_a_padding, "after");
+  ExperimentConfig c = config_from_json({{"model", {{"option_a_padding", "split"}}}});
+  EXPECT_EQ(c.model.option_a_padding, "split");
+  EXPECT_EQ(to_json(c)["model"]["option_a_padding"], "split");  // config.json, checkpoints, exports
+  EXPECT_EQ(config_from_json(to_json(c)).model.option_a_padding, "split");
+  expect_error_naming({{"model", {{"option_a_padding", "middle"}}}}, "model.option_a_padding");
+  expect_error_naming({{"model", {{"option_a_padding", "split"}, {"shortcut", "B"}}}}, "model.option_a_padding");
+  expect_error_naming({{"model", {{"option_a_padding", "split"}, {"family", "imagenet"}, {"depth", 18}}}},
+                      "model.option_a_padding");
+}
+
+TEST(Config, ExplicitNormaliserIsThreeValuesEachOnTheZeroOneScale) {
+  const json imagenet = {{"mean", {0.485, 0.456, 0.406}}, {"std", {0.229, 0.224, 0.225}}};
+  ExperimentConfig c = config_from_json({{"data", imagenet}});
+  EXPECT_EQ(c.data.mean, (std::vector<double>{0.485, 0.456, 0.406}));
+  EXPECT_EQ(c.data.std, (std::vector<double>{0.229, 0.224, 0.225}));
+  EXPECT_EQ(config_from_json(to_json(c)).data.std, c.data.std);
+  EXPECT_TRUE(config_from_json(json::object()).data.mean.empty());  // default: fitted
+  EXPECT_EQ(config_from_json({{"data", {{"mean", {0, 1, 0}}, {"std", {1, 1, 1}}}}}).data.mean[1], 1.0);
+  expect_error_naming({{"data", {{"mean", {0.5, 0.5, 0.5}}}}}, "data.mean: needs data.std");
+  expect_error_naming({{"data", {{"std", {0.5, 0.5, 0.5}}}}}, "data.std: needs data.mean");
+  expect_error_naming({{"data", {{"mean", {0.5, 0.5}}, {"std", {0.5, 0.5, 0.5}}}}}, "data.mean: expected 3 values");
+  expect_error_naming({{"data", {{"mean", {125.3, 123.0, 113.9}}, {"std", {0.5, 0.5, 0.5}}}}}, "data.mean: 125.3 is not");
+  expect_error_naming({{"data", {{"mean", {0.5, 0.5, 0.5}}, {"std", {0.5, 0, 0.5}}}}}, "data.std: 0.0 is not");
+  expect_error_naming({{"data", {{"mean", {0.5, 0.5, 0.5}}, {"std", {0.5, "x", 0.5}}}}}, "data.std[1]: expected a number");
+  expect_error_naming({{"data", {{"normalize", "pixel"}, {"mean", {0.5, 0.5, 0.5}}, {"std", {0.5, 0.5, 0.5}}}}},
+                      "data.mean: an explicit normaliser is per channel");
+  // From the command line, as the README writes it.
+  json user = json::object();
+  apply_override(user, "data.mean=[0.4914,0.4822,0.4465]");
+  apply_override(user, "data.std=[0.2023,0.1994,0.2010]");
+  EXPECT_EQ(config_from_json(user).data.mean[0], 0.4914);
+}
+
 TEST(Config, IntegersAreAcceptedWhereNumbersAreExpected) {
   ExperimentConfig c = config_from_json({{"train", {{"lr", 1}}}});
   EXPECT_DOUBLE_EQ(c.train.lr, 1.0);

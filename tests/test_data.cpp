@@ -178,6 +178,27 @@ TEST(Normalizer, ChannelStatisticsGiveZeroMeanUnitStd) {
   EXPECT_LT(p(set.images).mean(0).abs().max().item<float>(), 1e-4);  // per-pixel mean removed
 }
 
+// data.mean / data.std (e.g. ImageNet's, which most published CIFAR weights were trained with)
+// replace the fitted normaliser: (x / 255 - mean) / std with the float32 values of the constants.
+TEST(Normalizer, ExplicitMeanAndStdAreUsedInsteadOfFitting) {
+  ImageSet set = resnet::testing::synthetic_set(50, 3);
+  DataConfig d;
+  d.mean = {0.485, 0.456, 0.406};
+  d.std = {0.229, 0.224, 0.225};
+  const Normalizer n = make_normalizer(set.images, d);
+  ASSERT_EQ(n.mean.sizes(), (std::vector<int64_t>{1, 3, 1, 1}));
+  EXPECT_EQ(n.mean.scalar_type(), at::kFloat);
+  const at::Tensor mean = at::tensor({0.485f, 0.456f, 0.406f}).view({1, 3, 1, 1});
+  const at::Tensor std = at::tensor({0.229f, 0.224f, 0.225f}).view({1, 3, 1, 1});
+  EXPECT_TRUE(at::equal(n(set.images), (set.images.to(at::kFloat) / 255 - mean) / std));
+  // Without them, the fitted one (and data.normalize still chooses how).
+  d.mean.clear();
+  d.std.clear();
+  EXPECT_TRUE(at::equal(make_normalizer(set.images, d).mean, fit_normalizer(set.images, "channel").mean));
+  d.normalize = "pixel";
+  EXPECT_EQ(make_normalizer(set.images, d).mean.sizes(), (std::vector<int64_t>{1, 3, 32, 32}));
+}
+
 // Without augmentation a batch is exactly the normalised source images of its step, in the
 // order the labels give (labels here are the images' ids).
 TEST(Batches, WithoutAugmentationBatchesAreTheNormalisedSourceImages) {

@@ -229,7 +229,7 @@ TEST(LoadWeights, ExportThenLoadRestoresEveryTensorUnderEitherNames) {
     export_weights(*source, path, format_for(path), tv ? Names::kTorchvision : Names::kNative, {});
     auto target = make_model(config);
     const WeightsLoad load = load_weights_into(*target, path);
-    EXPECT_EQ(load.names, tv ? Names::kTorchvision : Names::kNative);
+    EXPECT_EQ(load.scheme, tv ? "torchvision" : "native");
     EXPECT_EQ(load.loaded, static_cast<int64_t>(model_state(*source).size()));
     EXPECT_EQ(load.sha256, sha256_hex(read_text_file(path)));
     expect_bit_identical(model_state(*source), model_state(*target));
@@ -262,6 +262,169 @@ TEST(LoadWeights, MismatchesAreListedByName) {
   write_weights(tmp / "extra.pt", WeightsFormat::kPt, extra, {});
   expect_input_error([&] { load_weights_into(*r20, tmp / "extra.pt"); }, tmp / "extra.pt", "1 unexpected ('block99.conv1.weight')");
   expect_input_error([&] { load_weights_into(*r20, path, {}, std::string(64, '0')); }, path + ": SHA-256");
+}
+
+// The state_dict of `model` as the code of `scheme` names it (naming.h), optionally without BN's
+// num_batches_tracked (older PyTorch) and under DataParallel's "module." prefix.
+NamedTensors as_scheme(const ResNetImpl& model, const std::string& scheme, bool counters = true,
+                       const std::string& prefix = "") {
+  const auto names = scheme_names(model, naming_scheme(scheme));
+  NamedTensors out;
+  for (const auto& [name, t] : model_state(model))
+    if (counters || name.find("num_batches_tracked") == std::string::npos) out.emplace_back(prefix + names.at(name), t);
+  return out;
+}
+
+// Every scheme of the widely used codes on every layout they name: detected, loaded bit for bit.
+TEST(LoadWeights, PublishedNamingSchemesAreDetectedAndLoadEveryTensor) {
+  TempDir tmp;
+  ModelConfig r20b = cifar_model(20), preact, r18 = imagenet_model(18);
+  r20b.shortcut = "B";
+  preact.depth = 11;  // 9n+2, n = 1
+  preact.block = "bottleneck";
+  preact.preact = true;
+  r18.stem = "cifar";
+  int seed = 0;
+  for (ModelConfig config : {cifar_model(20), r20b, preact, r18}) {
+    validate_model(config);
+    auto source = make_model(config);
+    randomise(*source, ++seed);
+    for (const auto& scheme : naming_schemes()) {
+      // ResNet-18 (the slowest to write and load) only as kuangliu/pytorch-cifar names it.
+      if (!scheme.layered() || (config.family == "imagenet" && scheme.name != "kuangliu")) continue;
+      const bool counters = seed % 2 == 0;
+      write_weights(tmp / "w.pt", WeightsFormat::kPt, as_scheme(*source, scheme.name, counters, "module."), {});
+      auto target = make_model(config);
+      const WeightsLoad load = load_weights_into(*target, tmp / "w.pt");
+      // Without projections two schemes name a network alike; either is right then.
+      EXPECT_EQ(scheme_names(*target, naming_scheme(load.scheme)), scheme_names(*target, scheme))
+          << model_name(config) << ": " << scheme.name << " detected as " << load.scheme;
+      if (config.shortcut != "A") EXPECT_EQ(load.scheme, scheme.name);
+      auto expected = model_state(*source), got = model_state(*target);
+      for (size_t i = 0; i < expected.size(); ++i)
+        if (counters || expected[i].first.find("num_batches_tracked") == std::string::npos)
+          EXPECT_TRUE(at::equal(expected[i].second, got[i].second)) << scheme.name << " " << expected[i].first;
+    }
+  }
+  // The names themselves, as those codes write them.
+  auto r20 = make_model(r20b);
+  const auto kuangliu = scheme_names(*r20, naming_scheme("kuangliu"));
+  EXPECT_EQ(kuangliu.at("block3.shortcut_conv.weight"), "layer2.0.shortcut.0.weight");
+  EXPECT_EQ(kuangliu.at("block3.shortcut_bn.running_mean"), "layer2.0.shortcut.1.running_mean");
+  EXPECT_EQ(kuangliu.at("fc.bias"), "linear.bias");
+  EXPECT_EQ(kuangliu.at("stem_bn.weight"), "bn1.weight");
+  EXPECT_EQ(scheme_names(*r20, naming_scheme("torchvision")).at("block8.conv2.weight"), "layer3.2.conv2.weight");
+}
+
+// A file of a known code that does not fit the config: the listing, then the options that would
+// build the network its keys describe, with what the keys cannot say (padding, normaliser).
+TEST(LoadWeights, MisfitsOfKnownCodesSayWhichOptionsTheyNeed) {
+  TempDir tmp;
+  auto write_as = [&](ModelConfig config, const std::string& scheme) {
+    validate_model(config);
+    auto m = make_model(config);
+    write_weights(tmp / "w.pt", WeightsFormat::kPt, as_scheme(*m, scheme, false, "module."), {});
+    return tmp / "w.pt";
+  };
+  auto r20 = make_model(cifar_model(20));
+  std::string path = write_as(cifar_model(56), "kuangliu");  // akamaster's ResNet-56
+  expect_input_error([&] { load_weights_into(*r20, path); }, path + ": does not fit resnet-20 (kuangliu names): ",
+                     "; these keys look like akamaster/pytorch_resnet_cifar10's resnet-56 (option A or a plain net, zeros "
+                     "split around the identity channels, trained on mean [0.485,0.456,0.406] std [0.229,0.224,0.225]): "
+                     "try --set model.depth=56 --set model.option_a_padding=split --set 'data.mean=[0.485,0.456,0.406]' "
+                     "--set 'data.std=[0.229,0.224,0.225]'; model.init_skip can leave layers out");
+  ModelConfig k18 = imagenet_model(18);
+  k18.stem = "cifar";
+  path = write_as(k18, "kuangliu");  // kuangliu's ResNet18
+  expect_input_error([&] { load_weights_into(*r20, path); }, path + ": does not fit resnet-20 (kuangliu names)",
+                     "kuangliu/pytorch-cifar's resnet-18-imagenet (option B, trained on mean [0.4914,0.4822,0.4465] std "
+                     "[0.2023,0.1994,0.201]): try --set model.family=imagenet --set model.depth=18 --set model.stem=cifar "
+                     "--set model.shortcut=B --set 'data.mean=");
+  ModelConfig c20 = cifar_model(20);
+  c20.shortcut = "B";
+  path = write_as(c20, "torchvision");  // chenyaofo's cifar10_resnet20
+  expect_input_error([&] { load_weights_into(*r20, path); }, path + ": does not fit resnet-20 (torchvision names)",
+                     "chenyaofo/pytorch-cifar-models's resnet-20 (option B, trained on mean [0.4914,0.4822,0.4465] std "
+                     "[0.2023,0.1994,0.201]): try --set model.shortcut=B --set 'data.mean=");
+  path = write_as(imagenet_model(50, 1000), "torchvision");
+  auto r18 = make_model(imagenet_model(18));
+  expect_input_error([&] { load_weights_into(*r18, path); }, path + ": does not fit resnet-18-imagenet (torchvision names)",
+                     "torchvision's resnet-50-imagenet (option B, trained on mean [0.485,0.456,0.406] std "
+                     "[0.229,0.224,0.225]): try --set model.depth=50 --set model.block=bottleneck --set model.num_classes=1000");
+  // kuangliu's PreActResNet18: our pre-activation layout without the BN before the pool.
+  ModelConfig preact = imagenet_model(18);
+  preact.stem = "cifar";
+  preact.preact = true;
+  auto p18 = make_model(preact);
+  NamedTensors no_final_bn = as_scheme(*p18, "kuangliu");
+  no_final_bn.erase(std::remove_if(no_final_bn.begin(), no_final_bn.end(),
+                                   [](const auto& e) { return e.first.rfind("bn.", 0) == 0; }),
+                    no_final_bn.end());
+  write_weights(tmp / "preact.pt", WeightsFormat::kPt, no_final_bn, {});
+  expect_input_error([&] { load_weights_into(*p18, tmp / "preact.pt"); },
+                     tmp / "preact.pt" + ": does not fit preact-resnet-18-imagenet (kuangliu names): 4 missing (bn.weight, "
+                     "bn.bias, bn.running_mean, bn.running_var)");
+  // Keys of nothing we can build (a stage missing): the listing alone.
+  NamedTensors odd = as_scheme(*r20, "kuangliu");
+  odd.erase(std::remove_if(odd.begin(), odd.end(), [](const auto& e) { return e.first.rfind("layer2.", 0) == 0; }), odd.end());
+  write_weights(tmp / "odd.pt", WeightsFormat::kPt, odd, {});
+  try {
+    load_weights_into(*r20, tmp / "odd.pt");
+    ADD_FAILURE() << "accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()).find("look like"), std::string::npos) << e.what();
+  }
+}
+
+// The keys come from a file the user handed us: odd names, shapes and counts make no guess (and
+// no exception), they never reach the model builder unchecked.
+TEST(LoadWeights, OddKeysMakeNoGuess) {
+  const at::Tensor stem = at::zeros({16, 3, 3, 3}), head = at::zeros({10, 64}), v = at::zeros({1});
+  const std::vector<NamedTensors> odd = {
+      {},
+      {{"conv1.weight", stem}},                                                   // no head
+      {{"conv1.weight", at::zeros({16, 3})}, {"linear.weight", head}},            // a 2-D stem
+      {{"conv1.weight", stem}, {"linear.weight", at::zeros({10})}},               // a 1-D head
+      {{"conv1.weight", stem}, {"linear.weight", at::zeros({0, 64})}},            // no classes
+      {{"conv1.weight", stem}, {"linear.weight", head}},                          // no stages
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer99999999.0.conv1.weight", v}},
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer123456789012345678901234.0.conv1.weight", v}},
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.99999999.conv1.weight", v}},
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer.0.conv1.weight", v}, {"layer1.", v}, {"layer1", v}},
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer2.0.conv1.weight", v}},  // stage 1 missing
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.1.conv1.weight", v}},  // block 0 missing
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.0.a", v}, {"layer2.0.a", v}},  // 2 stages
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.0.a", v}, {"layer2.0.a", v}, {"layer2.1.a", v},
+       {"layer3.0.a", v}},  // uneven stages
+  };
+  for (size_t i = 0; i < odd.size(); ++i)
+    EXPECT_FALSE(guess_origin(odd[i], naming_scheme("kuangliu")).has_value()) << "case " << i;
+  // Ten thousand stages of one block each: contiguous, but no network of ours.
+  NamedTensors many = {{"conv1.weight", stem}, {"linear.weight", head}};
+  for (int s = 1; s <= 10000; ++s) many.emplace_back("layer" + std::to_string(s) + ".0.conv1.weight", v);
+  EXPECT_FALSE(guess_origin(many, naming_scheme("kuangliu")).has_value());
+  EXPECT_FALSE(guess_origin(many, naming_scheme("native")).has_value());  // native keys carry no guess
+}
+
+// Keys fit, but the code that wrote them pads option A (and normalises) its own way: a note says so.
+TEST(LoadWeights, ALoadThatFitsStillNotesWhatTheKeysCannotShow) {
+  TempDir tmp;
+  auto r20 = make_model(cifar_model(20));
+  write_weights(tmp / "a.pt", WeightsFormat::kPt, as_scheme(*r20, "kuangliu"), {});
+  const WeightsLoad load = load_weights_into(*r20, tmp / "a.pt");
+  ExperimentConfig c;
+  c.model = r20->config();
+  EXPECT_EQ(weights_note(load, c, false),
+            "these keys look like akamaster/pytorch_resnet_cifar10's resnet-20 (option A or a plain net, zeros split around "
+            "the identity channels, trained on mean [0.485,0.456,0.406] std [0.229,0.224,0.225]): try --set "
+            "model.option_a_padding=split --set 'data.mean=[0.485,0.456,0.406]' --set 'data.std=[0.229,0.224,0.225]'");
+  c.model.option_a_padding = "split";
+  c.data.mean = {0.485, 0.456, 0.406};
+  c.data.std = {0.229, 0.224, 0.225};
+  EXPECT_EQ(weights_note(load, c, true), "");
+  // Our own files say nothing: their metadata carries what they need.
+  write_weights(tmp / "n.pt", WeightsFormat::kPt, model_state(*r20), {});
+  EXPECT_EQ(weights_note(load_weights_into(*r20, tmp / "n.pt"), c, false), "");
 }
 
 TEST(LoadWeights, ConfigKeysAreValidated) {

@@ -239,6 +239,155 @@ TEST_F(InteropPython, FineTuneFromA1000ClassTorchvisionCheckpoint) {
   EXPECT_LT((now - start).norm().item<double>(), 0.2 * start.norm().item<double>());
 }
 
+// The README's "Weights from other code" table: the `build/resnet-eval ...` command of the row
+// whose source starts with `source`.
+std::string readme_command(const std::string& source) {
+  const std::string readme = read_text_file(std::string(RESNET_SOURCE_DIR) + "/README.md");
+  const size_t section = readme.find("## Weights from other code");
+  const size_t row = readme.find("\n| " + source, section);
+  if (section == std::string::npos || row == std::string::npos) return "";
+  const size_t start = readme.find("`build/resnet-eval ", row), end = readme.find('\n', row + 1);
+  if (start == std::string::npos || start > end) return "";
+  return readme.substr(start + 1, readme.find('`', start + 1) - start - 1);
+}
+
+// `command` (a README row's) for `weights` in place of its file, and our binaries and configs.
+std::string as_test_command(std::string command, const std::string& weights, const std::string& config) {
+  std::smatch m;
+  std::regex_search(command, m, std::regex("--weights (\\S+) --config configs/(\\S+)"));
+  command = m.prefix().str() + "--weights " + weights + " --config " + RESNET_SOURCE_DIR + "/configs/" +
+            (config.empty() ? m[2].str() : config) + m.suffix().str();
+  return std::regex_replace(command, std::regex("^build/resnet-eval"), RESNET_EVAL_BIN);
+}
+
+// (5) The weights the popular CIFAR codes publish: networks written after each code's published
+// architecture (tests/interop/published_models.py), saved as those codes save them, evaluated by
+// the README table's command for that code: Python's logits on 64 images, and its test error on
+// the first 1,000 real test images when $CIFAR10_DIR is set.
+TEST_F(InteropPython, PublishedCodesWeightsGiveTheirLogitsWithTheReadmesCommands) {
+  const char* real = std::getenv("CIFAR10_DIR");
+  const bool have_real = real && fs::exists(std::string(real) + "/test_batch.bin");
+  // The save formats under test: torch.save's zip files and its legacy (pre-1.6) stream, in which
+  // akamaster's pretrained_models/*.th were written (published_models.py --formats).
+  const std::vector<std::string> formats = {"zip", "legacy"};
+  std::string formats_flag;
+  for (const auto& f : formats) formats_flag += " " + f;
+  const std::string real_flags = have_real ? std::string(" --real ") + real +
+                                                 " --real-only akamaster_resnet20 chenyaofo_resnet20"
+                                           : "";
+  auto [rc, text] = run(python("published_models.py", "--out " + (tmp / "py") + " --data " + data + " --formats" +
+                                                          formats_flag + real_flags),
+                        tmp);
+  ASSERT_EQ(rc, 0) << text;
+  struct Case {
+    std::string model, source, config;  // config: "" = the row's own
+    nlohmann::json model_json;          // what the row's command builds
+    bool real = false;                  // also the error on 1,000 real images (one case per scheme)
+  };
+  const nlohmann::json akamaster = {{"depth", 20}, {"option_a_padding", "split"}};
+  const nlohmann::json chenyaofo = {{"depth", 20}, {"shortcut", "B"}};
+  const std::vector<Case> cases = {
+      {"akamaster_resnet20", "akamaster/pytorch_resnet_cifar10", "", akamaster, true},
+      {"akamaster_resnet56", "akamaster/pytorch_resnet_cifar10", "cifar_resnet56.json",
+       {{"depth", 56}, {"option_a_padding", "split"}}},
+      {"kuangliu_resnet18", "kuangliu/pytorch-cifar", "", {{"family", "imagenet"}, {"depth", 18}, {"stem", "cifar"}}},
+      {"chenyaofo_resnet20", "chenyaofo/pytorch-cifar-models", "", chenyaofo, true},
+      {"fork_shortcut_fc", "chenyaofo/pytorch-cifar-models", "", chenyaofo},  // the same network, mixed names
+      {"fork_downsample_linear", "chenyaofo/pytorch-cifar-models", "", chenyaofo},
+  };
+  for (const auto& c : cases) {
+    const std::string command = readme_command(c.source);
+    ASSERT_FALSE(command.empty()) << "no README row for " << c.source;
+    const at::Tensor theirs = read_weights(tmp / ("py/" + c.model) + "_logits.pt").tensors.at(0).second;
+    for (const auto& format : formats) {
+      // The README's command on the file DataParallel and a training script wrote ...
+      const std::string file = tmp / ("py/" + c.model + "." + format + ".module_state_dict.pt");
+      const std::string logits = tmp / "logits.safetensors";
+      std::tie(rc, text) = run(as_test_command(command, file, c.config) + " --data-dir " + data +
+                                   " --limit 64 --device cpu --logits " + logits, tmp);
+      ASSERT_EQ(rc, 0) << file << ": " << text;
+      EXPECT_NE(text.find("normaliser data.mean/data.std"), std::string::npos) << text;
+      EXPECT_EQ(text.find("note:"), std::string::npos) << "the README's command misses an option: " << text;
+      const at::Tensor ours = read_weights(logits).tensors.at(0).second;
+      const double diff = (ours - theirs).abs().max().item<double>();
+      EXPECT_LE(diff, 1e-4) << file;
+      std::printf("%s.%s: max |logit diff| %.3g (|logit| up to %.3g)\n", c.model.c_str(), format.c_str(), diff,
+                  theirs.abs().max().item<double>());
+      // ... and the plain state_dict and the {"model": ...} wrapper load the very same tensors.
+      auto reference = make_model(config_from_json({{"model", c.model_json}}).model);
+      load_weights_into(*reference, file);
+      for (const char* saved : {"plain", "module_model"}) {
+        auto other = make_model(config_from_json({{"model", c.model_json}}).model);
+        load_weights_into(*other, tmp / ("py/" + c.model + "." + format + "." + saved + ".pt"));
+        const auto x = model_state(*reference), y = model_state(*other);
+        for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(at::equal(x[i].second, y[i].second)) << saved << " " << x[i].first;
+      }
+    }
+    if (!have_real || !c.real) continue;
+    std::tie(rc, text) = run(as_test_command(command, tmp / ("py/" + c.model + ".zip.plain.pt"), c.config) +
+                                 " --data-dir " + real + " --limit 1000 --device cpu --json " + (tmp / "eval.json"),
+                             tmp);
+    ASSERT_EQ(rc, 0) << text;
+    const double ours = read_json_file(tmp / "eval.json")["error"];
+    const double theirs_error = read_json_file(tmp / ("py/" + c.model + ".json"))["error_real"];
+    EXPECT_EQ(std::lround(ours * 1000), std::lround(theirs_error * 1000)) << c.model;  // the same misclassified count
+    std::printf("%s: test error on 1,000 real images %.3f (Python %.3f)\n", c.model.c_str(), ours, theirs_error);
+  }
+  if (!have_real)
+    std::printf("SKIPPED (this check only): the same test error on 1,000 real images needs $CIFAR10_DIR\n");
+}
+
+// The same files with the options left out: a network the keys do not fit gets the options that
+// build it; one they fit but whose code pads and normalises otherwise loads with a note; a
+// fine-tune from it says the same; kuangliu's own {"net": ...} wrapper is read through.
+TEST_F(InteropPython, PublishedCodesWeightsSayWhichOptionsTheyNeed) {
+  auto [rc, text] = run(python("published_models.py", "--out " + (tmp / "py") + " --data " + data +
+                                                          " --only akamaster_resnet20 akamaster_resnet56"),
+                        tmp);
+  ASSERT_EQ(rc, 0) << text;
+  const std::string r20 = std::string(RESNET_SOURCE_DIR) + "/configs/cifar_resnet20.json";
+  const std::string eval = std::string(RESNET_EVAL_BIN) + " --data-dir " + data + " --limit 8 --device cpu --config " + r20;
+  const std::string r56 = tmp / "py/akamaster_resnet56.zip.module_state_dict.pt";
+  std::tie(rc, text) = run(eval + " --weights " + r56, tmp);
+  EXPECT_EQ(rc, 2) << text;
+  EXPECT_NE(text.find("resnet-eval: error: " + r56 + ": does not fit resnet-20 (kuangliu names): "), std::string::npos) << text;
+  EXPECT_NE(text.find("; these keys look like akamaster/pytorch_resnet_cifar10's resnet-56 (option A or a plain net, "
+                      "zeros split around the identity channels, trained on mean [0.485,0.456,0.406] std "
+                      "[0.229,0.224,0.225]): try --set model.depth=56 --set model.option_a_padding=split --set "
+                      "'data.mean=[0.485,0.456,0.406]' --set 'data.std=[0.229,0.224,0.225]'"),
+            std::string::npos)
+      << text;
+  std::printf("%s", text.c_str());
+  const std::string a20 = tmp / "py/akamaster_resnet20.zip.plain.pt";
+  std::tie(rc, text) = run(eval + " --weights " + a20, tmp);
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("resnet-eval: note: " + a20 + ": these keys look like akamaster/pytorch_resnet_cifar10's resnet-20"),
+            std::string::npos)
+      << text;
+  // Fine-tuning from it: the same note where the run starts.
+  std::tie(rc, text) = run(std::string(RESNET_TRAIN_BIN) + " --config " + r20 + " --data-dir " + data + " --out " +
+                               (tmp / "ft") + " --no-progress --set model.init_from=" + a20 +
+                               " --set train.iterations=1 --set train.batch_size=10 --set runtime.threads=1",
+                           tmp);
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("note: model.init_from: " + a20 + ": these keys look like akamaster"), std::string::npos) << text;
+  // kuangliu's checkpoint/ckpt.pth layout, {"net": state_dict, "acc": 95.1, "epoch": 199}: the
+  // state_dict under "net" is read through, the same tensors as the plain file.
+  std::tie(rc, text) = run("cd " + kScripts + " && PYTHONDONTWRITEBYTECODE=1 " + kPython +
+                               " -c 'import torch; torch.save({\"net\": torch.load(\"" + (tmp / "py/akamaster_resnet20.zip.module_model.pt") +
+                               "\")[\"model\"], \"acc\": 95.1, \"epoch\": 199}, \"" + (tmp / "ckpt.pth") + "\")'",
+                           tmp);
+  ASSERT_EQ(rc, 0) << text;
+  const nlohmann::json a20_model = {{"model", {{"depth", 20}, {"option_a_padding", "split"}}}};
+  auto plain = make_model(config_from_json(a20_model).model);
+  auto wrapped = make_model(config_from_json(a20_model).model);
+  load_weights_into(*plain, a20);
+  load_weights_into(*wrapped, tmp / "ckpt.pth");
+  const auto x = model_state(*plain), y = model_state(*wrapped);
+  ASSERT_EQ(x.size(), y.size());
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(at::equal(x[i].second, y[i].second)) << x[i].first;
+}
+
 // The README's "Using the weights in Python" snippets, run as written next to the files its
 // commands produce.
 TEST_F(InteropPython, ReadmeSnippetsRunAsWritten) {

@@ -99,6 +99,42 @@ TEST(Shortcuts, OptionAHasNoParametersAndBCAddExactlyTheProjections) {
   for (const auto& block : model->blocks()) EXPECT_FALSE(block->has_projection());
 }
 
+// Option A's zero channels after x (ours) or split around it (akamaster's code): the identity
+// channels sit where the trained weights expect them.
+TEST(Shortcuts, OptionAPaddingPutsTheZerosAfterOrAroundTheIdentityChannels) {
+  using torch::indexing::Slice;
+  const auto x = torch::randn({2, 16, 8, 8}) + 1;  // no zeros of its own
+  const auto sub = x.index({Slice(), Slice(), Slice(0, c10::nullopt, 2), Slice(0, c10::nullopt, 2)});
+  const auto after = option_a_shortcut(x, 2, 32, /*split=*/false);
+  const auto split = option_a_shortcut(x, 2, 32, /*split=*/true);
+  ASSERT_EQ(after.sizes(), (std::vector<int64_t>{2, 32, 4, 4}));
+  ASSERT_EQ(split.sizes(), after.sizes());
+  EXPECT_TRUE(torch::equal(after.narrow(1, 0, 16), sub));
+  EXPECT_EQ(after.narrow(1, 16, 16).abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(split.narrow(1, 0, 8).abs().sum().item<float>(), 0.0f);
+  EXPECT_TRUE(torch::equal(split.narrow(1, 8, 16), sub));
+  EXPECT_EQ(split.narrow(1, 24, 8).abs().sum().item<float>(), 0.0f);
+  // An odd number of new channels: the extra one goes after.
+  const auto odd = option_a_shortcut(x, 1, 19, true);
+  EXPECT_EQ(odd.narrow(1, 0, 1).abs().sum().item<float>(), 0.0f);
+  EXPECT_TRUE(torch::equal(odd.narrow(1, 1, 16), x));
+  EXPECT_EQ(odd.narrow(1, 17, 2).abs().sum().item<float>(), 0.0f);
+
+  // Same parameters, different function: a net trained with one layout is another net with the other.
+  torch::NoGradGuard no_grad;
+  ModelConfig m = cifar(20);
+  auto a = make_model(m);
+  m.option_a_padding = "split";
+  auto b = make_model(m);
+  EXPECT_EQ(count_parameters(*a), count_parameters(*b));
+  auto pa = a->named_parameters(), pb = b->named_parameters();
+  for (const auto& item : pa) pb[item.key()].copy_(item.value());
+  a->eval();
+  b->eval();
+  const auto images = torch::randn({2, 3, 32, 32});
+  EXPECT_FALSE(torch::allclose(a->forward(images), b->forward(images)));
+}
+
 TEST(Shapes, EveryFamilyAndOptionGivesLogits) {
   torch::NoGradGuard no_grad;
   for (const auto& m : every_layout()) {

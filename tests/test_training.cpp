@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "data/batches.h"
 #include "models/resnet.h"
 #include "test_support.h"
 #include "train/checkpoint.h"
@@ -165,6 +166,35 @@ TEST_F(Training, ResumingGivesBitIdenticalWeights) {
   Weights a = weights_of(tmp / "straight"), b = weights_of(tmp / "split");
   EXPECT_EQ(b.step, 24);
   expect_identical(a, b);
+}
+
+// data.mean/data.std: the run normalises with them (not with statistics fitted on its images),
+// its checkpoint stores them, a resume keeps them, and a resume allowed to change them switches.
+TEST_F(Training, AnExplicitNormaliserIsTheOneTheRunUses) {
+  ExperimentConfig c = tiny_config(tmp / "data", 10);
+  c.data.mean = {0.485, 0.456, 0.406};
+  c.data.std = {0.229, 0.224, 0.225};
+  ASSERT_EQ(train(c, quiet(tmp / "explicit")), 0);
+  auto stored = [&](const std::string& run) { return CheckpointReader(run + "/checkpoints/last.ckpt").contents().normalizer; };
+  const Normalizer n = stored(tmp / "explicit");
+  const at::Tensor mean = at::tensor(std::vector<double>{0.485, 0.456, 0.406}, at::kFloat).view({1, 3, 1, 1});
+  const at::Tensor std_ = at::tensor(std::vector<double>{0.229, 0.224, 0.225}, at::kFloat).view({1, 3, 1, 1});
+  EXPECT_TRUE(at::allclose(n.mean.reshape({1, 3, 1, 1}), mean, 0, 1e-7)) << n.mean;
+  EXPECT_TRUE(at::allclose(n.std.reshape({1, 3, 1, 1}), std_, 0, 1e-7)) << n.std;
+  // The weights differ from a run with the fitted normaliser: the inputs really were others.
+  ExperimentConfig fitted = tiny_config(tmp / "data", 10);
+  ASSERT_EQ(train(fitted, quiet(tmp / "fitted")), 0);
+  EXPECT_FALSE(at::allclose(stored(tmp / "fitted").mean, n.mean));
+  EXPECT_FALSE(at::equal(weights_of(tmp / "fitted").model[0], weights_of(tmp / "explicit").model[0]));
+  // A resume keeps the stored normaliser; changing it is refused unless allowed, then applied.
+  ASSERT_EQ(resume(tmp / "explicit", {"train.iterations=20"}, quiet("")), 0);
+  EXPECT_TRUE(at::equal(stored(tmp / "explicit").mean, n.mean));
+  EXPECT_THROW(resume(tmp / "explicit", {"train.iterations=30", "data.mean=[0.5,0.5,0.5]"}, quiet("")), InputError);
+  TrainOptions allow = quiet("");
+  allow.allow_changes = {"data.mean"};
+  ASSERT_EQ(resume(tmp / "explicit", {"train.iterations=30", "data.mean=[0.5,0.5,0.5]"}, allow), 0);
+  EXPECT_TRUE(at::allclose(stored(tmp / "explicit").mean.reshape({3}), at::full({3}, 0.5f)));
+  EXPECT_TRUE(at::equal(stored(tmp / "explicit").std, n.std));
 }
 
 TEST_F(Training, ExistingRunIsNeverOverwrittenWithoutForce) {

@@ -11,6 +11,7 @@
 
 #include "analysis/plots.h"
 #include "eval/evaluate.h"
+#include "interop/weights.h"
 #include "train/checkpoint.h"
 #include "util/errors.h"
 
@@ -77,6 +78,25 @@ Subject subject_from_checkpoint(const std::string& path, const c10::Device& devi
   reader.load_model(*s.model);
   s.normalizer = reader.contents().normalizer;
   s.label = fmt::format("{} @{}", model_name(s.config.model), reader.contents().state.step);
+  return s;
+}
+
+Subject subject_from_weights(const std::string& path, const ExperimentConfig& config, const ImageSet& train,
+                             const c10::Device& device) {
+  Subject s;
+  s.config = config;
+  s.model = make_model(config.model);
+  const WeightsLoad load = load_weights_into(*s.model, path);
+  s.model->to(device);
+  const bool explicit_one = !config.data.mean.empty();
+  const bool from_file = !explicit_one && normalizer_from_metadata(load.metadata, path, &s.normalizer);
+  if (!from_file) {
+    if (!explicit_one && train.size() == 0)
+      throw InputError(path + ": no normaliser in the file, and no training images to fit one on");
+    s.normalizer = make_normalizer(train.images, config.data);  // data.mean/data.std, else fitted
+  }
+  s.note = weights_note(load, config, explicit_one || from_file);
+  s.label = model_name(config.model) + " (" + std::filesystem::path(path).filename().string() + ")";
   return s;
 }
 

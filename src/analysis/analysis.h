@@ -25,10 +25,17 @@ struct Subject {
   ExperimentConfig config;
   ResNet model{nullptr};
   Normalizer normalizer;
+  std::string note;  // for the user: what a foreign weights file's code does differently (weights_note)
 };
 
 // From a checkpoint (file or run folder); label "<kind>-<depth> @<step>".
 Subject subject_from_checkpoint(const std::string& path, const c10::Device& device);
+// From a weights file (.pt/.safetensors under any naming interop/weights.h loads: ours,
+// torchvision's, the popular CIFAR codes') for the model `config` names; label
+// "<kind>-<depth> (<file name>)". The normaliser is data.mean/data.std if the config sets them,
+// else the file's metadata's, else fitted on `train` (the training images) as a new run would.
+Subject subject_from_weights(const std::string& path, const ExperimentConfig& config, const ImageSet& train,
+                             const c10::Device& device);
 // A freshly initialised model of `config` (seeded by runtime.seed); label "<kind>-<depth> @init".
 Subject subject_from_config(const ExperimentConfig& config, const Normalizer& normalizer,
                             const c10::Device& device);

@@ -2,6 +2,8 @@
 //   resnet-analyze {responses|gradients|residuals|activations|lesion}
 //                  (--checkpoint FILE|RUN_DIR)... [--config FILE [--set k=v]...]... [--init]
 //                  [--data-dir DIR] --out DIR
+//   resnet-analyze ... (--weights FILE.pt|FILE.safetensors)... --config FILE [--set k=v]...
+//                  (foreign weights: the config names their model, one for all or one per file)
 // Writes <analysis>.json and <analysis>*.png (gnuplot) into DIR.
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
@@ -90,25 +92,69 @@ nlohmann::json activations(std::vector<Subject>& subjects, const Cifar10& data, 
   return out;
 }
 
+// What to analyse, as given on the command line.
+struct Inputs {
+  std::vector<std::string> checkpoints, weights, config_paths, sets;
+  bool with_init = false;
+  std::string data_dir;
+};
+
+// The subjects in command-line order (checkpoints, weights files, fresh models) and the data.
+// Fresh models see images normalised like a trained one: the first subject's normaliser if
+// there is one, else their config's (data.mean/data.std, or fitted on the training images).
+std::vector<Subject> gather_subjects(const Inputs& in, const c10::Device& device, Cifar10& data) {
+  std::vector<ExperimentConfig> configs;
+  for (const auto& p : in.config_paths) configs.push_back(resnet::cli::resolve_config(p, in.sets));
+  if (!in.weights.empty() && configs.size() != 1 && configs.size() != in.weights.size())
+    throw InputError("--weights: give one --config for all weights files, or one per file (" +
+                     std::to_string(in.weights.size()) + " files, " + std::to_string(configs.size()) + " configs)");
+  std::vector<Subject> subjects;
+  DataConfig data_cfg;
+  for (const auto& c : in.checkpoints) {
+    subjects.push_back(subject_from_checkpoint(checkpoint_in(c), device));
+    data_cfg = subjects.back().config.data;
+  }
+  if (!configs.empty()) data_cfg = configs.back().data;
+  const bool fresh_configs = in.weights.empty();  // with --weights the configs name their models
+  const bool need_train = !in.weights.empty() || (fresh_configs && !configs.empty() && in.checkpoints.empty());
+  data = load_cifar10(resolve_data_dir(in.data_dir, data_cfg), need_train);
+  for (size_t i = 0; i < in.weights.size(); ++i) {
+    subjects.push_back(subject_from_weights(in.weights[i], configs[configs.size() == 1 ? 0 : i], data.train, device));
+    if (!subjects.back().note.empty())
+      std::cerr << "resnet-analyze: note: " << in.weights[i] << ": " << subjects.back().note << "\n";
+  }
+  std::vector<ExperimentConfig> fresh;
+  if (in.with_init)
+    for (const auto& s : subjects) fresh.push_back(s.config);
+  if (fresh_configs) fresh.insert(fresh.end(), configs.begin(), configs.end());
+  for (const auto& c : fresh) {
+    Normalizer norm = !subjects.empty() ? subjects.front().normalizer : make_normalizer(data.train.images, c.data);
+    subjects.push_back(subject_from_config(c, norm, device));
+  }
+  return subjects;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   resnet::cli::tune_malloc();
   CLI::App app{"Analyse trained or fresh ResNets: responses, gradients, residuals, activations, lesions", "resnet-analyze"};
-  std::string analysis, out_dir, data_dir, device = "auto";
-  std::vector<std::string> checkpoints, config_paths, sets;
-  bool with_init = false;
+  std::string analysis, out_dir, device = "auto";
+  Inputs in;
   int64_t images = 1000, batch = 128, limit = 2000;
   std::vector<int64_t> show = {0, 1, 2, 3};
   resnet::LesionOptions lesion;
   app.add_option("analysis", analysis, "responses | gradients | residuals | activations | lesion")
       ->required()->check(CLI::IsMember({"responses", "gradients", "residuals", "activations", "lesion"}));
-  app.add_option("--checkpoint", checkpoints, "checkpoint file or run folder (repeatable)");
-  app.add_option("--config", config_paths, "analyse a freshly initialised model of this config (repeatable)");
-  app.add_option("--set", sets, "override a key of every --config");
-  app.add_flag("--init", with_init, "also analyse a fresh model of each checkpoint's config");
+  app.add_option("--checkpoint", in.checkpoints, "checkpoint file or run folder (repeatable)");
+  app.add_option("--weights", in.weights, "a .pt or .safetensors state_dict, e.g. published weights (repeatable; "
+                                          "--config names its model)");
+  app.add_option("--config", in.config_paths, "analyse a freshly initialised model of this config (repeatable); with "
+                                              "--weights: the weights' model");
+  app.add_option("--set", in.sets, "override a key of every --config");
+  app.add_flag("--init", in.with_init, "also analyse a fresh model of each checkpoint's (and weights file's) config");
   app.add_option("--out", out_dir, "output folder")->required();
-  app.add_option("--data-dir", data_dir, "CIFAR-10 folder");
+  app.add_option("--data-dir", in.data_dir, "CIFAR-10 folder");
   app.add_option("--device", device, "auto, cpu or cuda");
   app.add_option("--images", images, "test images for responses/residuals (default 1000)")
       ->check(CLI::PositiveNumber);
@@ -122,33 +168,15 @@ int main(int argc, char** argv) {
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
 
   return resnet::cli::run_main("resnet-analyze", [&] {
-    if (checkpoints.empty() && config_paths.empty()) throw InputError("give at least one --checkpoint or --config");
+    if (in.checkpoints.empty() && in.config_paths.empty()) throw InputError("give at least one --checkpoint or --config");
+    if (!in.weights.empty() && in.config_paths.empty()) throw InputError("--weights: needs --config naming the model");
     RuntimeConfig rc;
     rc.device = device;
     rc.cuda_graph = false;
     Runtime rt = resolve_runtime(rc);
     apply_runtime(rt);
-
-    std::vector<Subject> subjects;
-    std::vector<ExperimentConfig> fresh;
-    DataConfig data_cfg;
-    for (const auto& c : checkpoints) {
-      subjects.push_back(subject_from_checkpoint(checkpoint_in(c), rt.device));
-      if (with_init) fresh.push_back(subjects.back().config);
-      data_cfg = subjects.back().config.data;
-    }
-    for (const auto& p : config_paths) {
-      fresh.push_back(resnet::cli::resolve_config(p, sets));
-      data_cfg = fresh.back().data;
-    }
-    const bool need_train = !fresh.empty() && checkpoints.empty();
-    Cifar10 data = load_cifar10(resolve_data_dir(data_dir, data_cfg), need_train);
-    for (const auto& c : fresh) {
-      // A fresh model sees images normalised like a trained one: the checkpoint's statistics if
-      // there is one, else those of the training set.
-      Normalizer norm = !subjects.empty() ? subjects.front().normalizer : fit_normalizer(data.train.images, c.data.normalize);
-      subjects.push_back(subject_from_config(c, norm, rt.device));
-    }
+    Cifar10 data;
+    std::vector<Subject> subjects = gather_subjects(in, rt.device, data);
 
     make_output_folder(out_dir);
     auto first = [&](int64_t n) {

@@ -2,6 +2,7 @@
 // BN in eval mode).
 //   resnet-eval --checkpoint FILE|RUN_DIR [--data-dir DIR] [--split test|train|val] [--json FILE]
 //   resnet-eval --weights FILE.pt|FILE.safetensors --config CFG [--set key=value]... [same options]
+//     (ours, torchvision's, and the popular CIFAR codes' state_dicts: interop/naming.h)
 //   --logits FILE (.pt or .safetensors) also writes {"logits": float [N, classes], "labels": int64 [N]}
 //   of the evaluated images; --limit N evaluates only the split's first N images.
 #include <CLI/CLI.hpp>
@@ -25,7 +26,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> sets;
   int64_t batch_size = 0, limit = 0;
   auto* ckpt_opt = app.add_option("--checkpoint", checkpoint, "checkpoint file or run folder");
-  auto* weights_opt = app.add_option("--weights", weights, "a .pt or .safetensors state_dict (native or torchvision names)");
+  auto* weights_opt = app.add_option("--weights", weights, "a .pt or .safetensors state_dict (ours, torchvision's, kuangliu's, akamaster's, ... names)");
   auto* config_opt = app.add_option("--config", config_path, "with --weights: the experiment config that names the model");
   app.add_option("--set", sets, "with --weights: override a config key (JSON value)")->needs(config_opt);
   ckpt_opt->excludes(weights_opt);
@@ -68,17 +69,25 @@ int main(int argc, char** argv) {
     auto model = resnet::make_model(config.model);
     resnet::Normalizer normalizer;
     bool fitted = false;
-    std::string label;
+    std::string label, normaliser_source;
     if (reader) {
       reader->load_model(*model);
       normalizer = reader->contents().normalizer;
       label = config.name + ", step " + std::to_string(reader->contents().state.step);
     } else {
       const resnet::WeightsLoad load = resnet::load_weights_into(*model, weights);
-      // Our exports carry the normaliser they were trained with; foreign weights get the one a
-      // new run of this config would fit on its training images.
-      fitted = !resnet::normalizer_from_metadata(load.metadata, weights, &normalizer);
-      label = resnet::model_name(config.model) + ", " + resnet::names_name(load.names) + " names";
+      // The config's data.mean/data.std if it sets them; else the normaliser our exports carry;
+      // else the one a new run of this config would fit on its training images.
+      if (!config.data.mean.empty()) {
+        normalizer = resnet::explicit_normalizer(config.data);
+        normaliser_source = ", normaliser data.mean/data.std";
+      } else {
+        fitted = !resnet::normalizer_from_metadata(load.metadata, weights, &normalizer);
+      }
+      label = resnet::model_name(config.model) + ", " + load.scheme + " names";
+      // Keys cannot show option A's padding or the normaliser: say what the known code uses.
+      const std::string note = resnet::weights_note(load, config, !fitted);
+      if (!note.empty()) std::cerr << "resnet-eval: note: " << weights << ": " << note << std::endl;
     }
     model->to(rt.device);
     if (rt.channels_last) resnet::to_channels_last(*model);
@@ -96,7 +105,7 @@ int main(int argc, char** argv) {
     resnet::EvalOptions opts{batch, rt.channels_last, rt.bf16};
     resnet::EvalResult result = resnet::evaluate(*model, set, normalizer, opts);
     std::cout << source << " (" << label << "), " << split << " split"
-              << (fitted ? ", normaliser fitted on the training images" : "") << "\n"
+              << (fitted ? ", normaliser fitted on the training images" : normaliser_source) << "\n"
               << resnet::format_report(result, data.class_names);
     if (!logits_out.empty()) {
       const at::Tensor logits = resnet::compute_logits(*model, set, normalizer, batch);

@@ -1,12 +1,15 @@
-// resnet-export: write a checkpoint's weights as a state_dict that PyTorch reads.
+// resnet-export: write a checkpoint's weights as a state_dict that PyTorch reads, or the network
+// as an ONNX model.
 //   resnet-export --checkpoint RUN_DIR|FILE --out FILE.pt|FILE.safetensors
 //                 [--names native|torchvision] [--format pt|safetensors]
+//   resnet-export --checkpoint RUN_DIR|FILE --out FILE.onnx [--format onnx] [--with-normalizer]
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
 #include "cli/common.h"
+#include "interop/onnx_export.h"
 #include "interop/weights.h"
 #include "train/checkpoint.h"
 #include "train/run_dir.h"
@@ -35,19 +38,24 @@ nlohmann::json test_error_at(const std::string& checkpoint, int64_t step) {
 
 int main(int argc, char** argv) {
   resnet::cli::tune_malloc();
-  CLI::App app{"Export a checkpoint's weights as a PyTorch state_dict (.pt or .safetensors)", "resnet-export"};
-  std::string checkpoint, out, names = "native", format;
+  CLI::App app{"Export a checkpoint's weights as a PyTorch state_dict (.pt or .safetensors), or as ONNX", "resnet-export"};
+  std::string checkpoint, out, names, format;
+  bool with_normalizer = false;
   app.add_option("--checkpoint", checkpoint, "checkpoint file or run folder")->required();
-  app.add_option("--out", out, "output file: .pt (torch.load) or .safetensors")->required();
+  app.add_option("--out", out, "output file: .pt (torch.load), .safetensors or .onnx")->required();
   app.add_option("--names", names, "native (python/cifar_resnet.py) or torchvision (torchvision.models.resnetNN)")
       ->check(CLI::IsMember({"native", "torchvision"}));
-  app.add_option("--format", format, "pt or safetensors (default: from the --out extension)")
-      ->check(CLI::IsMember({"pt", "safetensors"}));
+  app.add_option("--format", format, "pt, safetensors or onnx (default: from the --out extension)")
+      ->check(CLI::IsMember({"pt", "safetensors", "onnx"}));
+  app.add_flag("--with-normalizer", with_normalizer, "onnx: the model takes uint8 0-255 images and normalises them");
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
 
   return resnet::cli::run_main("resnet-export", [&] {
-    const resnet::WeightsFormat fmt = resnet::format_for(out, format);
-    const resnet::Names naming = resnet::names_from_flag(names);
+    const bool onnx = format == "onnx" || (format.empty() && std::filesystem::path(out).extension() == ".onnx");
+    if (onnx && !names.empty()) throw resnet::InputError("--names: only for .pt and .safetensors (ONNX has no names to choose)");
+    if (!onnx && with_normalizer) throw resnet::InputError("--with-normalizer: only with --format onnx");
+    const resnet::WeightsFormat fmt = onnx ? resnet::WeightsFormat::kPt : resnet::format_for(out, format);
+    const resnet::Names naming = resnet::names_from_flag(names.empty() ? "native" : names);
     resnet::check_output_file(out);
     const std::string path = resnet::checkpoint_in(checkpoint);
     resnet::CheckpointReader reader(path);
@@ -63,6 +71,12 @@ int main(int argc, char** argv) {
     const nlohmann::json meta = resnet::weights_metadata(
         config.model, reader.contents().normalizer, config.data.normalize, step, test_error_at(path, step),
         std::filesystem::absolute(path).lexically_normal().string(), naming);
+    if (onnx) {
+      resnet::export_onnx(*model, reader.contents().normalizer, meta, out, {with_normalizer});
+      std::cout << out << ": " << resnet::model_name(config.model) << " at step " << step << ", ONNX opset "
+                << resnet::kOnnxOpset << (with_normalizer ? ", uint8 input" : ", normalised float input") << std::endl;
+      return 0;
+    }
     resnet::export_weights(*model, out, fmt, naming, meta);
     std::cout << out << ": " << resnet::model_name(config.model) << " at step " << step << ", "
               << resnet::names_name(naming) << " names, " << resnet::format_name(fmt) << std::endl;

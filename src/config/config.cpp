@@ -16,8 +16,9 @@ using nlohmann::json;
 // Keys whose value is true, false or "auto" (decided later from the device).
 const std::set<std::string> kTriState = {"runtime.channels_last", "runtime.cuda_graph",
                                          "runtime.cudnn_benchmark"};
-// Arrays of strings (every other array holds integers).
+// Arrays of strings, and of numbers (every other array holds integers).
 const std::set<std::string> kStringArrays = {"model.init_skip"};
+const std::set<std::string> kNumberArrays = {"data.mean", "data.std"};
 
 json tri(const std::optional<bool>& v) { return v ? json(*v) : json("auto"); }
 std::optional<bool> tri(const json& v) {
@@ -68,11 +69,12 @@ void check_schema(const json& schema, const json& user, const std::string& path)
     if (!user.is_string()) fail("a string");
   } else if (schema.is_array()) {
     if (!user.is_array()) fail("an array");
-    const bool strings = kStringArrays.count(path) > 0;
+    const bool strings = kStringArrays.count(path) > 0, numbers = kNumberArrays.count(path) > 0;
     for (size_t i = 0; i < user.size(); ++i) {
-      if (strings) {
-        if (!user[i].is_string())
-          throw InputError(path + "[" + std::to_string(i) + "]: expected a string, got " + user[i].dump());
+      if (strings || numbers) {
+        if (strings ? !user[i].is_string() : !user[i].is_number())
+          throw InputError(path + "[" + std::to_string(i) + "]: expected " + (strings ? "a string" : "a number") +
+                           ", got " + user[i].dump());
         continue;
       }
       if (!user[i].is_number_integer() || !fits_int64(user[i]))
@@ -115,6 +117,26 @@ void one_of(const std::string& key, const std::string& value,
   bad(key, "'" + printable(value) + "' is not one of " + list);
 }
 
+// One of data.mean / data.std: R, G, B on the 0-1 scale (a std of 0 would divide by zero).
+void check_channel_values(const char* key, const std::vector<double>& v, bool is_std) {
+  const std::string example = " (ImageNet's: data.mean [0.485, 0.456, 0.406], data.std [0.229, 0.224, 0.225])";
+  if (v.size() != 3) bad(key, "expected 3 values (R, G, B), got " + std::to_string(v.size()) + example);
+  for (double x : v)
+    if (x < 0 || x > 1 || (is_std && x == 0))
+      bad(key, json(x).dump() + " is not " + (is_std ? "a std" : "a mean") + " on the 0-1 scale of images / 255" + example);
+}
+
+// data.mean / data.std: both or neither, per channel.
+void validate_normaliser(const DataConfig& d) {
+  if (d.mean.empty() && !d.std.empty()) bad("data.std", "needs data.mean too (an explicit normaliser is both)");
+  if (!d.mean.empty() && d.std.empty()) bad("data.mean", "needs data.std too (an explicit normaliser is both)");
+  if (d.mean.empty()) return;
+  if (d.normalize != "channel")
+    bad("data.mean", "an explicit normaliser is per channel, and data.normalize is '" + d.normalize + "'");
+  check_channel_values("data.mean", d.mean, false);
+  check_channel_values("data.std", d.std, true);
+}
+
 }  // namespace
 
 json to_json(const ExperimentConfig& c) {
@@ -127,13 +149,14 @@ json to_json(const ExperimentConfig& c) {
       {"name", c.name},
       {"model",
        {{"family", m.family}, {"depth", m.depth}, {"residual", m.residual},
-        {"shortcut", m.shortcut}, {"block", m.block}, {"preact", m.preact}, {"stem", m.stem},
+        {"shortcut", m.shortcut}, {"option_a_padding", m.option_a_padding}, {"block", m.block},
+        {"preact", m.preact}, {"stem", m.stem},
         {"num_classes", m.num_classes}, {"zero_init_residual", m.zero_init_residual},
         {"init_from", m.init_from}, {"init_skip", m.init_skip}, {"init_sha256", m.init_sha256}}},
       {"data",
        {{"dir", d.dir}, {"val_size", d.val_size}, {"val_seed", d.val_seed},
         {"train_limit", d.train_limit}, {"test_limit", d.test_limit},
-        {"normalize", d.normalize}, {"augment", d.augment}}},
+        {"normalize", d.normalize}, {"mean", d.mean}, {"std", d.std}, {"augment", d.augment}}},
       {"train",
        {{"batch_size", t.batch_size}, {"iterations", t.iterations}, {"epochs", t.epochs},
         {"lr", t.lr}, {"momentum", t.momentum}, {"nesterov", t.nesterov},
@@ -162,12 +185,29 @@ ExperimentConfig config_from_json(const json& user) {
   ExperimentConfig c;
   c.name = j["name"];
   const json& m = j["model"];
-  c.model = {m["family"], to_int(m["depth"], "model.depth"), m["residual"], m["shortcut"], m["block"],
-             m["preact"], m["stem"], to_int(m["num_classes"], "model.num_classes"), m["zero_init_residual"],
-             m["init_from"], m["init_skip"].get<std::vector<std::string>>(), m["init_sha256"]};
+  c.model.family = m["family"];
+  c.model.depth = to_int(m["depth"], "model.depth");
+  c.model.residual = m["residual"];
+  c.model.shortcut = m["shortcut"];
+  c.model.option_a_padding = m["option_a_padding"];
+  c.model.block = m["block"];
+  c.model.preact = m["preact"];
+  c.model.stem = m["stem"];
+  c.model.num_classes = to_int(m["num_classes"], "model.num_classes");
+  c.model.zero_init_residual = m["zero_init_residual"];
+  c.model.init_from = m["init_from"];
+  c.model.init_skip = m["init_skip"].get<std::vector<std::string>>();
+  c.model.init_sha256 = m["init_sha256"];
   const json& d = j["data"];
-  c.data = {d["dir"], d["val_size"], d["val_seed"], d["train_limit"], d["test_limit"],
-            d["normalize"], d["augment"]};
+  c.data.dir = d["dir"];
+  c.data.val_size = d["val_size"];
+  c.data.val_seed = d["val_seed"];
+  c.data.train_limit = d["train_limit"];
+  c.data.test_limit = d["test_limit"];
+  c.data.normalize = d["normalize"];
+  c.data.mean = d["mean"].get<std::vector<double>>();
+  c.data.std = d["std"].get<std::vector<double>>();
+  c.data.augment = d["augment"];
   const json& t = j["train"];
   const json& s = t["lr_schedule"];
   c.train.batch_size = t["batch_size"];
@@ -234,6 +274,10 @@ void validate_model(ModelConfig& m) {
   // Option A (parameter-free identity + zero padding) is the paper's CIFAR choice; the
   // ImageNet models (and torchvision's counts) use B.
   if (m.shortcut == "auto") m.shortcut = (m.family == "cifar" && m.block == "basic") ? "A" : "B";
+  one_of("model.option_a_padding", m.option_a_padding, {"after", "split"});
+  if (m.option_a_padding != "after" && m.shortcut != "A")
+    bad("model.option_a_padding",
+        "'" + m.option_a_padding + "' places option A's zero channels; this model uses shortcut " + m.shortcut);
 }
 
 void validate(ExperimentConfig& c) {
@@ -248,6 +292,7 @@ void validate(ExperimentConfig& c) {
   if (d.train_limit < 0) bad("data.train_limit", "must be >= 0");
   if (d.test_limit < 0) bad("data.test_limit", "must be >= 0");
   one_of("data.normalize", d.normalize, {"channel", "pixel"});
+  validate_normaliser(d);
 
   auto& t = c.train;
   if (t.batch_size < 1) bad("train.batch_size", "must be >= 1");

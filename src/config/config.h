@@ -23,12 +23,19 @@ struct ModelConfig {
   std::string stem = "auto";     // cifar (3x3/1) | imagenet (7x7/2 + maxpool); auto = per family
   int num_classes = 10;
   bool zero_init_residual = false;  // last BN of each residual branch starts at gamma = 0
-  // Fine-tuning: a new run starts from the weights in this .pt/.safetensors file (native or
-  // torchvision names, told apart automatically) instead of a random initialisation; resumes
+  // Fine-tuning: a new run starts from the weights in this .pt/.safetensors file (any naming
+  // interop/naming.h knows, told apart automatically) instead of a random initialisation; resumes
   // ignore it. Layers under an init_skip prefix ("fc", "conv1") keep their random start.
   std::string init_from;
   std::vector<std::string> init_skip;
   std::string init_sha256;  // the file's SHA-256: "" = any (the run fills it in), else must match
+  // Where option A's zero channels go when a shortcut widens x from C to C' channels:
+  //   after  [x, 0 ... 0]                        (ours, the default)
+  //   split  [0 (floor((C'-C)/2)), x, 0 (rest)]  (akamaster/pytorch_resnet_cifar10's
+  //          F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes//4, planes//4)): identity channels in the middle)
+  // Only meaningful with shortcut A; the trained weights depend on it. (Declared last, like
+  // data.mean/std, so that positional initialisers elsewhere keep their meaning.)
+  std::string option_a_padding = "after";
 };
 
 struct DataConfig {
@@ -39,6 +46,11 @@ struct DataConfig {
   int64_t test_limit = 0;        // evaluate on the first N test images (0 = all)
   std::string normalize = "channel";  // channel (mean/std per channel) | pixel (paper: per-pixel mean)
   bool augment = true;           // 4-pixel pad + random 32x32 crop + horizontal flip
+  // An explicit per-channel normaliser (R, G, B on the 0-1 scale: x' = (x / 255 - mean) / std)
+  // instead of one fitted on the training images, e.g. ImageNet's [0.485, 0.456, 0.406] /
+  // [0.229, 0.224, 0.225] for weights trained with it. Empty = fit (data.normalize). (Last, as above.)
+  std::vector<double> mean;
+  std::vector<double> std;
 };
 
 struct LrScheduleConfig {

@@ -52,6 +52,19 @@ at::Tensor crop_flip(const at::Tensor& images, const at::Tensor& offsets, const 
   return padded.take(index);
 }
 
+Normalizer explicit_normalizer(const DataConfig& data) {
+  if (data.mean.size() != 3 || data.std.size() != 3)
+    throw std::invalid_argument("explicit_normalizer: data.mean/data.std need 3 values each");
+  // float32 values of the decimal constants, as torchvision's Normalize holds them.
+  return {at::tensor(data.mean, at::kDouble).to(at::kFloat).view({1, 3, 1, 1}),
+          at::tensor(data.std, at::kDouble).to(at::kFloat).view({1, 3, 1, 1})};
+}
+
+Normalizer make_normalizer(const at::Tensor& train_images, const DataConfig& data) {
+  if (!data.mean.empty()) return explicit_normalizer(data);
+  return fit_normalizer(train_images, data.normalize);
+}
+
 BatchSource::BatchSource(const ImageSet& set, Normalizer normalizer, int64_t batch_size,
                          bool augment, uint64_t seed, const c10::Device& device, Shard shard)
     : images_(set.images.to(device)),

@@ -28,6 +28,12 @@ struct Normalizer {
 // subtraction (He et al. §4.2), no scaling.
 Normalizer fit_normalizer(const at::Tensor& images, const std::string& mode);
 
+// data.mean / data.std (validated: three values each) as a per-channel Normalizer.
+Normalizer explicit_normalizer(const DataConfig& data);
+// What a new run normalises with: data.mean / data.std when set, else fitted on `train_images`
+// (uint8 [N, 3, 32, 32]) per data.normalize.
+Normalizer make_normalizer(const at::Tensor& train_images, const DataConfig& data);
+
 // The paper's augmentation (§4.2, after Lee et al.): pad 4 zero pixels on each side, take the
 // 32x32 crop at `offsets` (int64 [B, 2]: row, col in 0..8), mirror where `flips` (bool [B]).
 // One gather over the padded batch does crop and flip together.

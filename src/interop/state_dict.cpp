@@ -1,5 +1,6 @@
 #include "interop/state_dict.h"
 
+#include "interop/naming.h"
 #include "util/errors.h"
 
 namespace resnet {
@@ -35,35 +36,7 @@ std::string torchvision_mismatch(const ModelConfig& m) {
 std::map<std::string, std::string> torchvision_names(const ResNetImpl& model) {
   const std::string why = torchvision_mismatch(model.config());
   if (!why.empty()) throw InputError("--names torchvision: " + why);
-  // Block i of the whole net -> "layer<stage>.<index within the stage>".
-  std::map<std::string, std::string> block_name;
-  int previous_stage = 0, within = 0;
-  for (size_t i = 0; i < model.blocks().size(); ++i) {
-    const int stage = model.stage_of(i);
-    within = stage == previous_stage ? within + 1 : 0;
-    previous_stage = stage;
-    block_name["block" + std::to_string(i)] = "layer" + std::to_string(stage) + "." + std::to_string(within);
-  }
-  static const std::map<std::string, std::string> kLayer = {
-      {"stem_conv", "conv1"}, {"stem_bn", "bn1"}, {"shortcut_conv", "downsample.0"}, {"shortcut_bn", "downsample.1"}};
-  std::map<std::string, std::string> out;
-  for (const auto& [name, t] : model_state(model)) {
-    // Replace each dotted component that has a torchvision name; the rest (conv1, bn2,
-    // weight, running_mean, fc) are the same in both.
-    std::string mapped, part;
-    size_t start = 0;
-    while (start <= name.size()) {
-      const size_t dot = name.find('.', start);
-      part = name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-      if (auto b = block_name.find(part); b != block_name.end()) part = b->second;
-      else if (auto l = kLayer.find(part); l != kLayer.end()) part = l->second;
-      mapped += (mapped.empty() ? "" : ".") + part;
-      if (dot == std::string::npos) break;
-      start = dot + 1;
-    }
-    out[name] = mapped;
-  }
-  return out;
+  return scheme_names(model, naming_scheme("torchvision"));
 }
 
 NamedTensors named_state(const ResNetImpl& model, Names names) {

@@ -10,6 +10,7 @@
 //
 // Our ImageNet family is torchvision's architecture (stride on the bottleneck's 3x3 conv, "v1.5";
 // projections only where the shape changes, i.e. option B), so the two names are one network.
+// These are the names exports write; loads also read the other codes' names (naming.h).
 // Order: PyTorch's (each module's parameters, then its buffers; modules as registered).
 #include <map>
 #include <string>

@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <set>
 
@@ -104,6 +105,78 @@ void export_weights(const ResNetImpl& model, const std::string& path, WeightsFor
   write_weights(path, format, named_state(model, names), metadata);
 }
 
+namespace {
+
+// A state_dict saved from nn.DataParallel prefixes every name with "module.".
+void strip_module_prefix(NamedTensors& tensors) {
+  for (const auto& [name, t] : tensors)
+    if (name.rfind("module.", 0) != 0) return;
+  for (auto& [name, t] : tensors) name = name.substr(7);
+}
+
+// How a file's entries meet a model's under one naming.
+struct Fit {
+  std::vector<std::string> missing, unexpected, misshaped, skipped;
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (model tensor, file tensor)
+  bool ok() const { return missing.empty() && unexpected.empty() && misshaped.empty(); }
+};
+
+std::string misshaped_text(const std::string& name, const at::Tensor& src, const at::Tensor& dst) {
+  const bool differ = src.is_floating_point() != dst.is_floating_point();
+  std::string what = name + " " + shape_text(src.sizes());
+  if (differ) what += std::string(" ") + c10::toString(src.scalar_type());
+  what += " in the file, " + shape_text(dst.sizes());
+  if (differ) what += std::string(" ") + c10::toString(dst.scalar_type());
+  return what + " in the model";
+}
+
+// `to_file`: native name -> the file's name for each model entry.
+Fit match(const NamedTensors& state, const std::map<std::string, std::string>& to_file, const NamedTensors& file,
+          const std::vector<std::string>& skip) {
+  Fit fit;
+  std::map<std::string, at::Tensor> by_name(file.begin(), file.end());
+  std::set<std::string> wanted;
+  for (const auto& [native, dst] : state) {
+    const std::string& name = to_file.at(native);
+    wanted.insert(name);
+    if (skipped_by(skip, native, name)) {
+      fit.skipped.push_back(native);
+      continue;
+    }
+    auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      if (!is_bn_counter(native)) fit.missing.push_back(name);
+    } else if (it->second.sizes() != dst.sizes() || it->second.is_floating_point() != dst.is_floating_point()) {
+      fit.misshaped.push_back(misshaped_text(name, it->second, dst));
+    } else {
+      fit.copies.emplace_back(dst, it->second);
+    }
+  }
+  for (const auto& [name, t] : file)
+    if (!wanted.count(name) && !skipped_by(skip, name, name)) fit.unexpected.push_back(quoted_name(name));
+  return fit;
+}
+
+std::string misfit_message(const std::string& path, const ResNetImpl& model, const WeightsLoad& load, const Fit& fit) {
+  std::string msg = path + ": does not fit " + model_name(model.config()) + " (" + load.scheme + " names):";
+  std::string sep = " ";
+  auto list = [&](const std::vector<std::string>& items, const char* what) {
+    if (items.empty()) return;
+    msg += sep + std::to_string(items.size()) + " " + what + " (" + list_text(items) + ")";
+    sep = "; ";
+  };
+  list(fit.missing, "missing");
+  list(fit.unexpected, "unexpected");
+  list(fit.misshaped, "mis-shaped");
+  if (load.origin) {
+    const std::string hint = origin_hint(*load.origin, suggested_sets(*load.origin, model.config(), nullptr));
+    if (!hint.empty()) msg += "; " + hint;
+  }
+  return msg + "; model.init_skip can leave layers out";
+}
+
+}  // namespace
+
 WeightsLoad load_weights_into(ResNetImpl& model, const std::string& path, const std::vector<std::string>& skip,
                               const std::string& expect_sha256) {
   WeightsLoad load;
@@ -115,79 +188,25 @@ WeightsLoad load_weights_into(ResNetImpl& model, const std::string& path, const 
                      " that model.init_sha256 asks for (the file changed?)");
   WeightsFile file = parse_weights(bytes, path);
   load.metadata = file.metadata;
+  strip_module_prefix(file.tensors);
 
-  // A state_dict saved from nn.DataParallel prefixes every name with "module.".
-  bool prefixed = true;
-  for (const auto& [name, t] : file.tensors) prefixed = prefixed && name.rfind("module.", 0) == 0;
-  if (prefixed)
-    for (auto& [name, t] : file.tensors) name = name.substr(7);
-
-  const NamedTensors state = model_state(model);
-  std::map<std::string, std::string> to_file;  // native -> the name the file would use
-  for (const auto& [name, t] : state) to_file[name] = name;
-  std::set<std::string> file_names;
-  for (const auto& [name, t] : file.tensors) file_names.insert(name);
-  if (torchvision_mismatch(model.config()).empty()) {
-    const auto tv = torchvision_names(model);
-    size_t native_hits = 0, tv_hits = 0;
-    for (const auto& [native, torchvision] : tv) {
-      native_hits += file_names.count(native);
-      tv_hits += file_names.count(torchvision);
-    }
-    if (tv_hits > native_hits) {
-      load.names = Names::kTorchvision;
-      to_file = tv;
-    }
-  }
-  std::map<std::string, std::string> to_native;
-  for (const auto& [native, name] : to_file) to_native[name] = native;
-
-  std::map<std::string, at::Tensor> by_name(file.tensors.begin(), file.tensors.end());
-  std::vector<std::string> missing, unexpected, misshaped;
-  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (model tensor, file tensor)
-  for (const auto& [native, dst] : state) {
-    const std::string& name = to_file.at(native);
-    if (skipped_by(skip, native, name)) {
-      load.skipped.push_back(native);
-      continue;
-    }
-    auto it = by_name.find(name);
-    if (it == by_name.end()) {
-      if (!is_bn_counter(native)) missing.push_back(name);
-      continue;
-    }
-    const at::Tensor& src = it->second;
-    const bool src_float = src.is_floating_point(), dst_float = dst.is_floating_point();
-    if (src.sizes() != dst.sizes() || src_float != dst_float) {
-      std::string what = name + " " + shape_text(src.sizes());
-      if (src_float != dst_float) what += std::string(" ") + c10::toString(src.scalar_type());
-      what += " in the file, " + shape_text(dst.sizes());
-      if (src_float != dst_float) what += std::string(" ") + c10::toString(dst.scalar_type());
-      misshaped.push_back(what + " in the model");
-      continue;
-    }
-    copies.emplace_back(dst, src);
-  }
-  for (const auto& [name, t] : file.tensors) {
-    if (to_native.count(name)) continue;
-    if (skipped_by(skip, name, name)) continue;
-    unexpected.push_back(quoted_name(name));
-  }
-  if (!missing.empty() || !unexpected.empty() || !misshaped.empty()) {
-    std::string msg = path + ": does not fit " + model_name(model.config()) + " (" + names_name(load.names) + " names):";
-    std::string sep = " ";
-    if (!missing.empty()) msg += sep + std::to_string(missing.size()) + " missing (" + list_text(missing) + ")", sep = "; ";
-    if (!unexpected.empty())
-      msg += sep + std::to_string(unexpected.size()) + " unexpected (" + list_text(unexpected) + ")", sep = "; ";
-    if (!misshaped.empty())
-      msg += sep + std::to_string(misshaped.size()) + " mis-shaped (" + list_text(misshaped) + ")";
-    msg += "; model.init_skip can leave layers out";
-    throw InputError(msg);
-  }
+  std::vector<std::string> file_names;
+  for (const auto& [name, t] : file.tensors) file_names.push_back(name);
+  const NamingScheme& scheme = detect_scheme(model, file_names);
+  load.scheme = scheme.name;
+  load.origin = guess_origin(file.tensors, scheme);
+  Fit fit = match(model_state(model), scheme_names(model, scheme), file.tensors, skip);
+  if (!fit.ok()) throw InputError(misfit_message(path, model, load, fit));
   c10::NoGradGuard no_grad;
-  for (auto& [dst, src] : copies) dst.copy_(src);
-  load.loaded = static_cast<int64_t>(copies.size());
+  for (auto& [dst, src] : fit.copies) dst.copy_(src);
+  load.loaded = static_cast<int64_t>(fit.copies.size());
+  load.skipped = std::move(fit.skipped);
   return load;
+}
+
+std::string weights_note(const WeightsLoad& load, const ExperimentConfig& config, bool normaliser_known) {
+  if (!load.origin) return "";
+  return origin_hint(*load.origin, suggested_sets(*load.origin, config.model, &config.data, !normaliser_known));
 }
 
 void init_from_file(ResNetImpl& model, ModelConfig& config) {
@@ -196,6 +215,11 @@ void init_from_file(ResNetImpl& model, ModelConfig& config) {
     const WeightsLoad load = load_weights_into(model, config.init_from, config.init_skip, config.init_sha256);
     config.init_from = load.path;
     config.init_sha256 = load.sha256;
+    ExperimentConfig c;
+    c.model = config;
+    const std::string note = weights_note(load, c, /*normaliser_known=*/true);  // the run's normaliser is its own
+    // Printed where the run starts (the trainer's log does not exist yet).
+    if (!note.empty()) std::cerr << "note: model.init_from: " << load.path << ": " << note << std::endl;
   } catch (const InputError& e) {
     throw InputError(std::string("model.init_from: ") + e.what());
   }

@@ -50,14 +50,17 @@ FoldedConv fold_conv_bn(const torch::nn::Conv2d& conv, const torch::nn::BatchNor
   return f;
 }
 
-at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_channels) {
+at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_channels, bool split) {
   using torch::indexing::Slice;
   at::Tensor s = stride == 1 ? x : x.index({Slice(), Slice(), Slice(0, c10::nullopt, stride),
                                             Slice(0, c10::nullopt, stride)});
   const int64_t extra = out_channels - x.size(1);
   // The new channels carry zeros: the shortcut stays an identity on the old ones and adds
   // no parameters, so a plain net and its residual twin have exactly the same weights.
-  if (extra > 0) s = F::pad(s, F::PadFuncOptions({0, 0, 0, 0, 0, extra}));
+  // Where they go changes nothing here, but trained weights expect their own layout (akamaster's
+  // code splits them, putting the identity channels in the middle).
+  const int64_t before = split ? extra / 2 : 0;
+  if (extra > 0) s = F::pad(s, F::PadFuncOptions({0, 0, 0, 0, before, extra - before}));
   return s;
 }
 
@@ -72,17 +75,24 @@ BlockImpl::BlockImpl(BlockOptions options, int64_t expansion)
   }
 }
 
-void BlockImpl::set_folded(bool on) {
-  folded_.clear();
-  folded_projection_ = FoldedConv{};
-  if (!on) return;
+std::vector<FoldedConv> BlockImpl::fold_layers() const {
+  std::vector<FoldedConv> folded;
   for (size_t i = 0; i < convs_.size(); ++i) {
     torch::nn::BatchNorm2d after{nullptr};
     if (!options_.preact) after = bns_[i];
     else if (i + 1 < bns_.size()) after = bns_[i + 1];
-    folded_.push_back(fold_conv_bn(convs_[i], after));
+    folded.push_back(fold_conv_bn(convs_[i], after));
   }
-  if (projection_conv_) folded_projection_ = fold_conv_bn(projection_conv_, projection_bn_);
+  return folded;
+}
+
+FoldedConv BlockImpl::fold_projection() const {
+  return projection_conv_ ? fold_conv_bn(projection_conv_, projection_bn_) : FoldedConv{};
+}
+
+void BlockImpl::set_folded(bool on) {
+  folded_ = on ? fold_layers() : std::vector<FoldedConv>{};
+  folded_projection_ = on ? fold_projection() : FoldedConv{};
 }
 
 at::Tensor BlockImpl::shortcut(const at::Tensor& x, const at::Tensor& pre) {
@@ -92,7 +102,7 @@ at::Tensor BlockImpl::shortcut(const at::Tensor& x, const at::Tensor& pre) {
     at::Tensor s = projection_conv_->forward(pre);
     return projection_bn_ ? projection_bn_->forward(s) : s;
   }
-  if (changes_shape()) return option_a_shortcut(x, options_.stride, out_channels());
+  if (changes_shape()) return option_a_shortcut(x, options_.stride, out_channels(), options_.pad_split);
   return x;
 }
 
@@ -112,7 +122,7 @@ at::Tensor BlockImpl::combine(const at::Tensor& x, const at::Tensor& pre, const 
 at::Tensor BlockImpl::lesion_output(const at::Tensor& x, const at::Tensor& pre,
                                     ForwardRecorder* recorder, int index) {
   at::Tensor y = options_.residual ? shortcut(x, pre)
-                                   : option_a_shortcut(x, options_.stride, out_channels());
+                                   : option_a_shortcut(x, options_.stride, out_channels(), options_.pad_split);
   if (!options_.preact && options_.residual) y = torch::relu(y);
   if (recorder) recorder->on_block(index, x, at::Tensor(), y);
   return y;

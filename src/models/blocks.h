@@ -8,7 +8,8 @@
 // `residual = false` gives the plain twin: the same layers with the addition removed (and no
 // shortcut modules, so with option A plain and residual nets have identical parameters).
 // Shortcut s(x) where the shape changes (stride 2 or more channels):
-//   A  identity on a stride-2 subsample, extra channels zero-padded: no parameters (paper, CIFAR)
+//   A  identity on a stride-2 subsample, extra channels zero-padded: no parameters (paper, CIFAR);
+//      the zeros go after the identity channels, or half before and half after (`pad_split`)
 //   B  1x1 conv + BN projection only where the shape changes
 //   C  1x1 conv + BN projection on every block
 // In pre-activation blocks projections see the pre-activated input and have no BN of their own.
@@ -42,6 +43,8 @@ struct BlockOptions {
   bool residual = true;
   char shortcut = 'A';     // 'A' | 'B' | 'C'
   bool preact = false;
+  bool pad_split = false;  // option A: zero channels before and after x (else after it); last,
+                           // so that positional initialisers ({in, planes, stride, ...}) keep their meaning
 };
 
 // What BasicBlock and Bottleneck share: both are a chain of (conv, BN) layers; they differ only
@@ -70,6 +73,14 @@ class BlockImpl : public torch::nn::Module {
 
   // The BN whose gamma = 0 zeroes the residual branch (zero_init_residual).
   torch::nn::BatchNorm2d last_branch_bn() const { return bns_.back(); }
+
+  // For exporters: the branch's layers (convs()[i], bns()[i] are conv<i+1>, bn<i+1>), each conv
+  // with the BN that follows it folded in (post-activation: bn<i+1>; pre-activation: bn<i+2>,
+  // none after the last conv), and the projection with its BN (weight undefined without one).
+  const std::vector<torch::nn::Conv2d>& convs() const { return convs_; }
+  const std::vector<torch::nn::BatchNorm2d>& bns() const { return bns_; }
+  std::vector<FoldedConv> fold_layers() const;
+  FoldedConv fold_projection() const;
 
  protected:
   // Registers layer k (1-based) of the branch as conv<k> and bn<k>.
@@ -118,7 +129,8 @@ class BottleneckImpl : public BlockImpl {
 TORCH_MODULE(BasicBlock);
 TORCH_MODULE(Bottleneck);
 
-// Option A's parameter-free shortcut: subsample by `stride`, zero-pad channels up to `out`.
-at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_channels);
+// Option A's parameter-free shortcut: subsample by `stride`, zero-pad channels up to `out`:
+// the extra E = out - C channels after x's C, or (split) floor(E/2) before and the rest after.
+at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_channels, bool split = false);
 
 }  // namespace resnet

@@ -56,6 +56,7 @@ ResNetImpl::ResNetImpl(const ModelConfig& config) : config_(config), spec_(netwo
       o.stride = (s > 0 && b == 0) ? 2 : 1;  // each stage after the first halves the map
       o.residual = config_.residual;
       o.shortcut = config_.shortcut.at(0);
+      o.pad_split = config_.option_a_padding == "split";
       o.preact = config_.preact;
       std::shared_ptr<BlockImpl> block;
       if (bottleneck) block = std::make_shared<BottleneckImpl>(o);
@@ -101,9 +102,11 @@ void ResNetImpl::set_lesioned(const std::vector<int>& lesioned) {
   for (int i : lesioned) blocks_.at(static_cast<size_t>(i))->lesioned = true;
 }
 
+FoldedConv ResNetImpl::fold_stem() const { return fold_conv_bn(stem_conv_, stem_bn_); }
+
 void ResNetImpl::set_folded(bool on) {
   // Pre-activation stems have no BN of their own; the final BN (before the pool) follows a sum.
-  stem_folded_ = on && stem_bn_ ? fold_conv_bn(stem_conv_, stem_bn_) : FoldedConv{};
+  stem_folded_ = on && stem_bn_ ? fold_stem() : FoldedConv{};
   for (auto& b : blocks_) b->set_folded(on);
 }
 

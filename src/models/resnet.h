@@ -53,6 +53,12 @@ class ResNetImpl : public torch::nn::Module {
   // (see BlockImpl::set_folded); the folded copies reflect the weights at the time of the call.
   void set_folded(bool on);
 
+  // For exporters: the stem conv with its BN folded in (pre-activation: the conv alone), the
+  // pre-activation final BN (null otherwise) and the classifier.
+  FoldedConv fold_stem() const;
+  const torch::nn::BatchNorm2d& final_bn() const { return final_bn_; }
+  const torch::nn::Linear& fc() const { return fc_; }
+
  private:
   ModelConfig config_;
   NetworkSpec spec_;

@@ -41,6 +41,16 @@ class ConsoleSink : public spdlog::sinks::base_sink<std::mutex> {
 
 // The data, its splits and the normaliser; the data folder resolved into the stored config (so
 // resume and resnet-eval find it without being told again; a --data-dir given later still wins).
+bool changes_normalizer(const nlohmann::json& changes, int64_t step) {
+  for (const auto& c : changes) {
+    const std::string key = c.value("key", "");
+    if (c.value("step", int64_t{-1}) == step &&
+        (key == "data" || key == "data.normalize" || key == "data.mean" || key == "data.std"))
+      return true;
+  }
+  return false;
+}
+
 void prepare_data(Session& s, CheckpointReader* from) {
   const std::string data_dir = resolve_data_dir(s.options.data_dir, s.config.data);
   s.data = load_cifar10(data_dir);
@@ -52,7 +62,11 @@ void prepare_data(Session& s, CheckpointReader* from) {
   // Evaluation sets stay on the device too: evaluate() then reads them in place every time.
   for (ImageSet* set : {&s.splits.test, &s.splits.val})
     if (set->size() > 0) *set = {set->images.to(s.runtime.device), set->labels.to(s.runtime.device)};
-  s.normalizer = from ? from->contents().normalizer : fit_normalizer(s.splits.train.images, s.config.data.normalize);
+  // A resume keeps the checkpoint's normaliser unless it was allowed to change how inputs are
+  // normalised (data.normalize, data.mean, data.std): then the new setting applies from here on.
+  s.normalizer = from && !changes_normalizer(s.changes, from->contents().state.step)
+                     ? from->contents().normalizer
+                     : make_normalizer(s.splits.train.images, s.config.data);
 }
 
 }  // namespace
