@@ -1,5 +1,5 @@
 // resnet-analyze: why residual learning works, measured on checkpoints or fresh models.
-//   resnet-analyze {responses|gradients|residuals|activations|lesion}
+//   resnet-analyze {responses|gradients|residuals|activations|lesion|landscape|hessian|paths}
 //                  (--checkpoint FILE|RUN_DIR)... [--config FILE [--set k=v]...]... [--init]
 //                  [--data-dir DIR] --out DIR
 // Writes <analysis>.json and <analysis>*.png (gnuplot) into DIR.
@@ -13,6 +13,7 @@
 
 #include "analysis/analysis.h"
 #include "analysis/plots.h"
+#include "cli/analyze_geometry.h"
 #include "cli/common.h"
 #include "train/run_dir.h"
 #include "train/runtime.h"
@@ -101,8 +102,9 @@ int main(int argc, char** argv) {
   int64_t images = 1000, batch = 128, limit = 2000;
   std::vector<int64_t> show = {0, 1, 2, 3};
   resnet::LesionOptions lesion;
-  app.add_option("analysis", analysis, "responses | gradients | residuals | activations | lesion")
-      ->required()->check(CLI::IsMember({"responses", "gradients", "residuals", "activations", "lesion"}));
+  app.add_option("analysis", analysis, "responses | gradients | residuals | activations | lesion | landscape | hessian | paths")
+      ->required()->check(CLI::IsMember({"responses", "gradients", "residuals", "activations", "lesion", "landscape",
+                                         "hessian", "paths"}));
   app.add_option("--checkpoint", checkpoints, "checkpoint file or run folder (repeatable)");
   app.add_option("--config", config_paths, "analyse a freshly initialised model of this config (repeatable)");
   app.add_option("--set", sets, "override a key of every --config");
@@ -119,6 +121,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-k", lesion.max_k, "lesion: largest number of deleted blocks (0 = all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--show", show, "activations: test image indices (default 0 1 2 3)")->delimiter(',');
+  // landscape | hessian | paths (loss surfaces, curvature, gradient paths): cli/analyze_geometry.h.
+  resnet::cli::GeometryFlags geometry;
+  resnet::cli::add_geometry_flags(app, geometry);
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
 
   return resnet::cli::run_main("resnet-analyze", [&] {
@@ -141,7 +146,7 @@ int main(int argc, char** argv) {
       fresh.push_back(resnet::cli::resolve_config(p, sets));
       data_cfg = fresh.back().data;
     }
-    const bool need_train = !fresh.empty() && checkpoints.empty();
+    const bool need_train = (!fresh.empty() && checkpoints.empty()) || resnet::cli::geometry_needs_train(analysis, geometry);
     Cifar10 data = load_cifar10(resolve_data_dir(data_dir, data_cfg), need_train);
     for (const auto& c : fresh) {
       // A fresh model sees images normalised like a trained one: the checkpoint's statistics if
@@ -151,6 +156,9 @@ int main(int argc, char** argv) {
     }
 
     make_output_folder(out_dir);
+    if (resnet::cli::is_geometry_analysis(analysis))
+      return resnet::cli::run_geometry(analysis, geometry, subjects, data, app.count("--images") ? images : 0,
+                                       app.count("--batch") ? batch : 0, sets, out_dir);
     auto first = [&](int64_t n) {
       n = n > 0 ? std::min(n, data.test.size()) : data.test.size();
       return ImageSet{data.test.images.narrow(0, 0, n), data.test.labels.narrow(0, 0, n)};
