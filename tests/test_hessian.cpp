@@ -149,6 +149,8 @@ TEST(Hessian, RanksSplitChunksProbesAndRunsAndAddUpToOneRank) {
   model_hessian(*p.model, p.x, p.y, 4, {}, &one).apply(v);
   model_hessian(*p.model, p.x, p.y, 4, {}, &first).apply(v);
   model_hessian(*p.model, p.x, p.y, 4, {}, &second).apply(v);
+  ASSERT_EQ(first.sums.size(), 1u);
+  ASSERT_EQ(second.sums.size(), 1u);
   EXPECT_TRUE(at::allclose(resnet::testing::summed_over({&first, &second})[0], one.sums[0], 1e-12, 1e-14));
   EXPECT_FALSE(at::allclose(first.sums[0], one.sums[0], 1e-3, 0)) << "each rank has half of the images";
   // Probes and Lanczos runs: rank-local products, items split, the tables summed.

@@ -175,6 +175,8 @@ TEST(Paths, TwoRanksGiveTheOneRankTable) {
   gradient_paths(*model, x, y, o, first);
   gradient_paths(*model, x, y, o, second);
   ASSERT_EQ(one.sums.size(), 1u);
+  ASSERT_EQ(first.sums.size(), 1u);
+  ASSERT_EQ(second.sums.size(), 1u);
   // Each rank filled only its items (i % 2 == rank).
   for (int64_t i = 0; i < one.sums[0].numel(); ++i)
     EXPECT_EQ(first.sums[0][i].item<double>() == 0, i % 2 == 1) << i;

@@ -320,7 +320,9 @@ std::vector<std::string> plot_hessian(const nlohmann::json& result, const std::s
     top.series.push_back({s.at("label"), rank, values, {}});
   }
   const std::string png = (std::filesystem::path(dir) / "hessian.png").string();
-  plots::line_plot(png, "Curvature of the loss: the Hessian's spectrum (as PyHessian)", {density, top}, 2, 640, 460);
+  std::vector<plots::Panel> panels{top};
+  if (!density.series.empty()) panels.insert(panels.begin(), density);  // no SLQ runs: no density
+  plots::line_plot(png, "Curvature of the loss: the Hessian's spectrum (as PyHessian)", panels, 2, 640, 460);
   return {png};
 }
 
