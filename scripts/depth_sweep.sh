@@ -20,8 +20,10 @@
 #   --slurm ARGS one Slurm job array (sbatch ARGS --array=0-K, a task per unfinished run; a requeued
 #                task resumes its folder) and a job that writes the summary after it (afterany).
 #                Scripts and logs go to DIR/slurm/; --dry-run prints them instead of submitting.
-#   --analyze    also resnet-analyze the deepest nets: responses (Fig. 7, shallowest and deepest of
-#                each kind) and lesions (Veit et al.), into DIR/analysis/.
+#   --analyze    also resnet-analyze the nets of the first seed into DIR/analysis/: responses (Fig. 7,
+#                shallowest and deepest of each kind), lesions (Veit et al.), the loss landscape pair
+#                and the Hessian numbers (deepest plain vs deepest ResNet: Li et al., PyHessian), and
+#                the paths gradients take (deepest ResNet, Veit et al. Fig. 6).
 # Writes into DIR: summary.md, summary.csv, summary.json (mean ± std, min, max of the final test and
 # training error over seeds, against the paper's Table 6), runs.csv, training_error.png and
 # test_error.png (plain left, ResNet right, mean curve and min-max band per depth), and report.html
@@ -289,7 +291,7 @@ summarize() {
   local analysis=() failed=0 a rc
   stopped || return
   if [ $analyze = 1 ]; then
-    for a in responses lesion; do
+    for a in responses lesion landscape hessian paths; do
       rc=0; analyse "$a" || rc=$?
       if [ $rc = 0 ]; then analysis+=(--analysis "$out/analysis/$a"); elif [ $rc = 1 ]; then failed=1; fi
     done
@@ -319,13 +321,22 @@ stopped() {
   [ "${rc:-1}" = 2 ] && return 2 || return 1
 }
 # analyse NAME: resnet-analyze on the first seed's nets. Fig. 7 (responses) needs shallow and deep
-# nets of both kinds, the lesion study the deepest. 0 done or up to date, 1 failed, 2 runs missing.
+# nets of both kinds, the paths the deepest ResNet (a plain net has one path), the others the deepest
+# of both kinds. 0 done or up to date, 1 failed, 2 runs missing.
 analyse() {
-  local a=$1 shallow deep first=${seeds[0]:-} nets m r fresh=1 dir="$out/analysis/$1" ckpts=()
+  local a=$1 shallow deep first=${seeds[0]:-} nets m r fresh=1 dir="$out/analysis/$1" ckpts=() extra=()
   shallow=$(tr ' ' '\n' <<<"$depths" | grep . | sort -n | head -1)
   deep=$(tr ' ' '\n' <<<"$depths" | grep . | sort -n | tail -1)
   nets="plain:$deep resnet:$deep"
   [ "$a" != responses ] || nets="plain:$shallow plain:$deep resnet:$shallow resnet:$deep"
+  [ "$a" != paths ] || nets="resnet:$deep"
+  # Sized for a 2-core CPU (ResNet-56: ~10 + 10 + 3 minutes): an 11x11 grid on 500 training images,
+  # the top 2 eigenvalues, 16 probes and 20 Lanczos steps on 128 images, 5 samples per path length.
+  case $a in
+    landscape) extra=(--grid 11 --images 500) ;;
+    hessian) extra=(--images 128 --top-k 2 --probes 16 --lanczos-steps 20) ;;
+    paths) extra=(--images 64 --samples 5) ;;
+  esac
   for m in $(tr ' ' '\n' <<<"$nets" | awk '!seen[$0]++'); do
     r=$(run_dir "$m:$first")
     [ -f "$r/summary.json" ] || { echo "skip   analysis $a: $r is not finished"; return 2; }
@@ -334,7 +345,8 @@ analyse() {
   done
   if [ $fresh = 1 ]; then echo "skip   analysis $a (up to date)"; return 0; fi
   echo "analyse $a -> $dir"
-  "$bin/resnet-analyze" "$a" "${ckpts[@]}" "${data_args[@]}" --out "$dir" >"$out/analysis-$a.log" 2>&1 && return 0
+  "$bin/resnet-analyze" "$a" "${ckpts[@]}" "${extra[@]}" "${data_args[@]}" --out "$dir" >"$out/analysis-$a.log" 2>&1 &&
+    return 0
   echo "depth_sweep.sh: resnet-analyze $a failed (see $out/analysis-$a.log); the report goes without it" >&2
   return 1
 }

@@ -43,6 +43,7 @@ test_packages=(
   slurm-wlm munge         # a one-node Slurm for the test of depth_sweep.sh --slurm (the test starts its own
                           # daemons with their own config; where systemd runs, apt also enables the services)
   python3-onnx python3-opencv   # the ONNX tests: the checker from Python, OpenCV's DNN module as a runtime
+  universal-ctags         # tests/function_length.sh: how long each function in src/ is
 )
 if [ "$want_test" = 1 ]; then
   packages+=("${test_packages[@]}")

@@ -16,6 +16,9 @@ writes into DIR:
                                          mean curve and a min-max band per depth (gnuplot)
   report.html                            summary.md with every picture inline (data: URIs), so the
                                          one file can be mailed or opened offline
+With --analysis folders, their PNGs, and the numbers of the geometry analyses found there
+(landscape.json, hessian.json, paths.json: loss over the grid, top eigenvalues and trace, the
+range of path lengths that carries the gradient) as tables.
 A run without summary.json is missing, one whose files cannot be read is unreadable (one line on
 stderr says why): both are listed as such and left out of the statistics, and the exit status is
 then 3 (the other outputs are still written). No run with metrics: no plots (gnuplot is not
@@ -298,7 +301,72 @@ def plot(out, groups, column, what):
     return os.path.basename(png)
 
 
-def blocks(groups, runs, images, recipe, sets):
+def geometry_blocks(dirs):
+    """Tables of the numbers of resnet-analyze landscape / hessian / paths (their JSON), if any."""
+    out = []
+    for d in dirs:
+        for name, render in (("landscape.json", landscape_rows), ("hessian.json", hessian_rows),
+                             ("paths.json", paths_rows)):
+            path = os.path.join(d, name)
+            if not os.path.exists(path):
+                continue
+            try:
+                out += render(read_json(path))
+            except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+                print(f"sweep_report.py: {path}: unreadable ({e})", file=sys.stderr)
+                out.append(("p", f"{path}: unreadable"))
+    return out
+
+
+def fmt_g(x):
+    return "—" if x is None else f"{x:.4g}"
+
+
+def landscape_rows(j):
+    rows = []
+    for s in j["subjects"]:
+        flat = [v for row in (s["loss"] if j["kind"] == "surface" else [s["loss"]]) for v in row]
+        n = len(s["axis"])
+        centre = s["loss"][n // 2][n // 2] if j["kind"] == "surface" else s["loss"][n // 2]
+        rows.append([s["label"], fmt_g(centre), fmt_g(s.get("min_loss")), fmt_g(s.get("max_loss")),
+                     str(sum(v is None for v in flat))])
+    return [("h2", "Loss landscape (Li et al. 2018)"),
+            ("p", f"Training loss on a {j['grid']}×{j['grid'] if j['kind'] == 'surface' else 1} grid of "
+                  f"filter-normalised directions (range ±{j['range']}, seed {j['seed']}) on the first "
+                  f"{j['images']['first']} {j['images']['split']} images, BN in eval mode."),
+            ("table", (["model", "loss at the centre", "min over the grid", "max over the grid", "non-finite"],
+                       rows))]
+
+
+def hessian_rows(j):
+    rows = []
+    for s in j["subjects"]:
+        t = s.get("trace")
+        rows.append([s["label"], f"{s['parameters']:,}", ", ".join(fmt_g(v) for v in s["top_eigenvalues"]),
+                     f"{t['estimate']:.4g} ± {t['standard_error']:.2g}" if t else "—"])
+    return [("h2", "Curvature: the Hessian (PyHessian's measures)"),
+            ("p", f"Mean cross-entropy on the first {j['images']['first']} {j['images']['split']} images, BN in "
+                  f"eval mode, fp32: top eigenvalues by power iteration, trace by Hutchinson ({j['probes']} "
+                  "probes, ± standard error)."),
+            ("table", (["model", "parameters", "top eigenvalues", "trace"], rows))]
+
+
+def paths_rows(j):
+    rows = []
+    for s in j["subjects"]:
+        e = s["effective"]
+        total = sum(l["total"] for l in s["lengths"]) or 1.0
+        mean_k = sum(l["k"] * l["total"] for l in s["lengths"]) / total
+        rows.append([s["label"], str(s["blocks"]), f"{e['lo']}–{e['hi']}", f"{100 * e['share']:.0f}",
+                     f"{mean_k:.1f}"])
+    return [("h2", "The paths gradients take (Veit et al. 2016, Fig. 6)"),
+            ("p", f"|dL/dx| at the first block along one path of length k ({j['samples']} samples per k), times "
+                  f"the C(n, k) paths of that length: the shortest range of lengths that carries "
+                  f"{100 * j['mass']:.0f} % of the gradient."),
+            ("table", (["model", "blocks n", "effective path lengths", "% of the gradient", "mean length"], rows))]
+
+
+def blocks(groups, runs, images, recipe, sets, geometry=()):
     """The report as a list of blocks that both summary.md and report.html render."""
     done = [r for r in runs if r["finished"]]
     seeds = sorted({r["seed"] for r in done if r["seed"] is not None})
@@ -334,6 +402,7 @@ def blocks(groups, runs, images, recipe, sets):
     b += runs_blocks(runs, sets)
     if not any(g["curve"] for g in groups):
         b.append(("p", "No plots: no run has evaluated yet (no metrics)."))
+    b += list(geometry)
     for title, rel in images:
         b.append(("img", (title, rel)))
     return b
@@ -408,7 +477,7 @@ def report(a):
             if name.endswith(".png"):
                 rel = os.path.relpath(os.path.join(d, name), a.out)
                 images.append((f"resnet-analyze {os.path.basename(d)}: {name}", rel))
-    bl = blocks(groups, runs, images, a.recipe, sets)
+    bl = blocks(groups, runs, images, a.recipe, sets, geometry_blocks(a.analysis))
     with open(os.path.join(a.out, "summary.md"), "w") as f:
         f.write(render_md(bl))
     tmp = os.path.join(a.out, "report.html.partial")

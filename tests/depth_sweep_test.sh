@@ -121,12 +121,24 @@ for model in rows:
 # Two seeds that gave bit-identical runs everywhere would mean the seed was not applied.
 assert seeds_differ, "seed 0 and seed 1 gave the same errors in every group"
 md = open(f"{out}/summary.md").read()
+# The geometry analyses' numbers (deepest plain vs deepest ResNet; paths: the ResNet), from their JSON.
+hessian = json.load(open(f"{out}/analysis/hessian/hessian.json"))
+assert [s["label"].split(" ")[0] for s in hessian["subjects"]] == ["plain-14", "resnet-14"], hessian["subjects"]
+for s in hessian["subjects"]:
+    assert f"| {s['label']} | {s['parameters']:,} | {s['top_eigenvalues'][0]:.4g}" in md, s["label"]
+paths = json.load(open(f"{out}/analysis/paths/paths.json"))["subjects"][0]
+e = paths["effective"]
+assert f"| {paths['label']} | 6 | {e['lo']}–{e['hi']} |" in md, paths["label"]
+land = json.load(open(f"{out}/analysis/landscape/landscape.json"))
+assert len(land["subjects"]) == 2 and land["grid"] == 11, land["grid"]
+assert "## Loss landscape (Li et al. 2018)" in md
 for model, r in rows.items():
     cell = f"{float(r['test_error_mean_pct']):.2f} ± {float(r['test_error_std_pct']):.2f}"
     assert f"| {model} |" in md and cell in md, (model, cell)
 EOF
 for f in training_error.png test_error.png analysis/responses/responses.png analysis/lesion/lesion_single.png \
-         analysis/lesion/lesion_random.png; do
+         analysis/lesion/lesion_random.png analysis/landscape/landscape_contour.png \
+         analysis/landscape/landscape_surface.png analysis/hessian/hessian.png analysis/paths/paths.png; do
   check "$f is a picture" [ "$(head -c 4 "$out/$f" 2>/dev/null | od -An -c | tr -d ' ')" = "211PNG" ]
 done
 
@@ -144,7 +156,7 @@ check "report.html is self-contained (no script, no external reference)" \
   bash -c "! grep -Eq '<script|src=\"(https?:|file:|[^d])' '$out/report.html'"
 seen=$(browse "$out/report.html")
 echo "     chromium: $seen"
-check "chromium loads all 5 images of report.html" [ "$seen" = "images 5 loaded 5" ]
+check "chromium loads all 9 images of report.html" [ "$seen" = "images 9 loaded 9" ]
 # The check can fail: a page with one damaged image reports it.
 $py - "$out/report.html" "$tmp/damaged.html" <<'EOF'
 import sys
@@ -152,7 +164,7 @@ page = open(sys.argv[1]).read()
 i = page.index("data:image/png;base64,") + len("data:image/png;base64,")
 open(sys.argv[2], "w").write(page[:i] + "AAAA" + page[i + 40:])
 EOF
-check "chromium reports a damaged image" [ "$(browse "$tmp/damaged.html")" = "images 5 loaded 4" ]
+check "chromium reports a damaged image" [ "$(browse "$tmp/damaged.html")" = "images 9 loaded 8" ]
 
 # ---- 3. a re-run skips everything ---------------------------------------------------------
 : >"$tmp/train_calls.log"
@@ -160,7 +172,7 @@ bash "$sweep" "${args[@]}" >"$tmp/second.log" 2>&1
 check "the re-run exits 0" [ $? = 0 ]
 check "the re-run starts no resnet-train" [ ! -s "$tmp/train_calls.log" ]
 check "the re-run skips all 8 runs" [ "$(grep -c '^skip   .* (finished)$' "$tmp/second.log")" = 8 ]
-check "the re-run skips both analyses" [ "$(grep -c '^skip   analysis .* (up to date)$' "$tmp/second.log")" = 2 ]
+check "the re-run skips all 5 analyses" [ "$(grep -c '^skip   analysis .* (up to date)$' "$tmp/second.log")" = 5 ]
 
 # ---- 4. Ctrl-C mid-sweep, then resume -----------------------------------------------------
 # Three runs to redo: two start at once, the third waits for a free job slot.

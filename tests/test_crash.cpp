@@ -34,18 +34,11 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 ExperimentConfig tiny_config(const std::string& data_dir, int64_t iterations) {
-  ExperimentConfig c;
+  ExperimentConfig c = resnet::testing::tiny_defaults(data_dir, iterations);
   c.name = "crash";
-  c.model.depth = 8;
-  c.data.dir = data_dir;
-  c.train.batch_size = 32;
-  c.train.iterations = iterations;
-  c.train.eval_every = 10;
   c.train.checkpoint_every = 2;  // many checkpoint writes: many chances to be killed during one
   c.train.log_every = 1;
-  c.train.eval_batch_size = 50;
   c.train.lr_schedule.milestones = {iterations / 2};
-  c.runtime.threads = 1;  // ctest -j2 runs two tests at once on the 2 cores: more threads only wait
   c.runtime.seed = 5;
   validate(c);
   return c;

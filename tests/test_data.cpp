@@ -16,15 +16,10 @@ using resnet::testing::TempDir;
 
 namespace {
 
-// Expects `fn` to throw an InputError whose message contains `text`.
+// Expects `fn` to throw a one-line InputError whose message contains `text`.
 template <typename Fn>
 void expect_input_error(Fn fn, const std::string& text) {
-  try {
-    fn();
-    FAIL() << "no error; expected one mentioning " << text;
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
-  }
+  resnet::testing::expect_input_error(fn, "", text);
 }
 
 void write_bytes(const std::string& path, const std::string& bytes) {

@@ -48,19 +48,13 @@ namespace {
 constexpr int64_t kBatch = 32;
 
 ExperimentConfig tiny_config(const std::string& data_dir, int64_t iterations) {
-  ExperimentConfig c;
+  ExperimentConfig c = resnet::testing::tiny_defaults(data_dir, iterations);
   c.name = "dist";
-  c.model.depth = 8;
-  c.data.dir = data_dir;
   c.train.batch_size = kBatch;
-  c.train.iterations = iterations;
   c.train.eval_every = 5;
   c.train.checkpoint_every = 2;
   c.train.log_every = 1;
-  c.train.eval_batch_size = 50;
   c.train.lr_schedule.milestones = {iterations / 2};
-  c.runtime.threads = 1;
-  c.runtime.seed = 3;
   c.runtime.dist_timeout_s = 20;
   validate(c);
   return c;
@@ -150,19 +144,7 @@ int worker(const std::string& mode) {
 }
 
 // ---- the test side ------------------------------------------------------------------------
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
+using resnet::testing::free_port;
 
 // Starts `bin args` as rank `rank` of `world` (torchrun's variables), output to files.
 pid_t spawn_rank(const std::string& bin, const std::vector<std::string>& args, int rank, int world, int port,

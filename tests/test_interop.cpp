@@ -60,19 +60,7 @@ void expect_bit_identical(const NamedTensors& a, const NamedTensors& b) {
   }
 }
 
-// Expects `body` to throw a one-line InputError that starts with `prefix` and mentions `needle`.
-template <typename F>
-void expect_input_error(F&& body, const std::string& prefix, const std::string& needle = "") {
-  try {
-    body();
-    ADD_FAILURE() << "accepted (" << prefix << ")";
-  } catch (const InputError& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.rfind(prefix, 0), 0u) << msg;
-    EXPECT_NE(msg.find(needle), std::string::npos) << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-  }
-}
+using resnet::testing::expect_input_error;
 
 class Bytes : public caffe2::serialize::ReadAdapterInterface {
  public:

@@ -19,23 +19,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// ResNet-8 on 320 synthetic training images, 100 test images.
 ExperimentConfig tiny_config(const std::string& data_dir, int64_t iterations) {
-  ExperimentConfig c;
-  c.name = "tiny";
-  c.model.depth = 8;
-  c.data.dir = data_dir;
-  c.train.batch_size = 32;
-  c.train.iterations = iterations;
+  ExperimentConfig c = resnet::testing::tiny_defaults(data_dir, iterations);
   c.train.eval_every = 5;
-  c.train.checkpoint_every = 10;
   c.train.log_every = 5;
-  c.train.eval_batch_size = 50;
   c.train.lr_schedule.milestones = {15, 25};
-  // One thread: ctest -j2 runs two tests at once on 2 cores, where a 2-thread ResNet-8 step
-  // measured 2-35x slower than a 1-thread one (OpenMP threads waiting for a descheduled peer).
-  c.runtime.threads = 1;
-  c.runtime.seed = 3;
   validate(c);
   return c;
 }

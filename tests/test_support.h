@@ -2,16 +2,34 @@
 // Helpers shared by the tests: temporary folders and small synthetic CIFAR-10 sets.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 
+#include "config/config.h"
 #include "data/cifar10.h"
 #include "util/errors.h"
 
 namespace resnet::testing {
+
+// A TCP port on the loopback that nobody listens on now (for a test job's store).
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
+}
 
 // A fresh folder under the system temp dir, removed when the object goes.
 class TempDir {
@@ -47,6 +65,27 @@ inline void write_synthetic_cifar(const std::string& dir, int64_t per_file, int6
   for (int i = 1; i <= 5; ++i)
     write_cifar10_file(dir + "/data_batch_" + std::to_string(i) + ".bin", synthetic_set(per_file, i));
   write_cifar10_file(dir + "/test_batch.bin", synthetic_set(test_n, 99));
+}
+
+// ResNet-8 (n = 1) on a small synthetic set: a run of a few hundred steps takes seconds. The
+// tests that train start from this, set what they need otherwise, then validate().
+inline ExperimentConfig tiny_defaults(const std::string& data_dir, int64_t iterations) {
+  ExperimentConfig c;
+  c.name = "tiny";
+  c.model.depth = 8;
+  c.data.dir = data_dir;
+  c.train.batch_size = 32;
+  c.train.iterations = iterations;
+  c.train.eval_every = 10;
+  c.train.checkpoint_every = 10;
+  c.train.log_every = 2;
+  c.train.eval_batch_size = 50;
+  c.train.lr_schedule.milestones = {iterations / 2, 3 * iterations / 4};
+  // One thread: ctest -j2 runs two tests at once on 2 cores, where a 2-thread ResNet-8 step
+  // measured 2-35x slower than a 1-thread one (OpenMP threads waiting for a descheduled peer).
+  c.runtime.threads = 1;
+  c.runtime.seed = 3;
+  return c;
 }
 
 // Expects `body` to throw a one-line InputError that starts with `prefix` and mentions `needle`.

@@ -32,21 +32,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// ResNet-8 (n = 1) on a small synthetic set: a run of a few hundred steps takes seconds.
 ExperimentConfig tiny_config(const std::string& data_dir, int64_t iterations) {
-  ExperimentConfig c;
-  c.name = "tiny";
-  c.model.depth = 8;
-  c.data.dir = data_dir;
-  c.train.batch_size = 32;
-  c.train.iterations = iterations;
-  c.train.eval_every = 10;
-  c.train.checkpoint_every = 10;
-  c.train.log_every = 2;
-  c.train.eval_batch_size = 50;
-  c.train.lr_schedule.milestones = {iterations / 2, 3 * iterations / 4};
-  c.runtime.threads = 1;  // ctest -j2 runs two tests at once on the 2 cores: more threads only wait
-  c.runtime.seed = 3;
+  ExperimentConfig c = resnet::testing::tiny_defaults(data_dir, iterations);
   validate(c);
   return c;
 }

@@ -8,7 +8,6 @@
 #include <stdexcept>
 
 namespace resnet::plots {
-namespace {
 
 void render(const std::string& png, const std::string& script) {
   const std::string gp = png.substr(0, png.size() - 4) + ".gp";
@@ -23,8 +22,6 @@ void render(const std::string& png, const std::string& script) {
   if (std::system(cmd.c_str()) != 0) throw std::runtime_error("gnuplot failed on " + gp + " (see " + gp + ".log)");
   std::remove((gp + ".log").c_str());
 }
-
-}  // namespace
 
 std::string quote(const std::string& s) {
   std::string q = "'";

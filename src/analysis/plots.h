@@ -38,6 +38,9 @@ struct ImagePanel {
 void image_grid(const std::string& png, const std::string& title, const std::vector<ImagePanel>& panels,
                 int columns, int panel_size = 300);
 
+// Writes `script` beside `png` (same name, .gp) and runs gnuplot on it; the errors of line_plot.
+void render(const std::string& png, const std::string& script);
+
 // Quotes a string for gnuplot (titles, file names).
 std::string quote(const std::string& s);
 

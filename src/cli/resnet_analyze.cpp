@@ -1,5 +1,5 @@
 // resnet-analyze: why residual learning works, measured on checkpoints or fresh models.
-//   resnet-analyze {responses|gradients|residuals|activations|lesion}
+//   resnet-analyze {responses|gradients|residuals|activations|lesion|landscape|hessian|paths}
 //                  (--checkpoint FILE|RUN_DIR)... [--config FILE [--set k=v]...]... [--init]
 //                  [--data-dir DIR] --out DIR
 //   resnet-analyze ... (--weights FILE.pt|FILE.safetensors)... --config FILE [--set k=v]...
@@ -10,12 +10,16 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 
 #include "analysis/analysis.h"
 #include "analysis/plots.h"
+#include "cli/analyze_geometry.h"
 #include "cli/common.h"
+#include "parallel/job.h"
+#include "parallel/launch_env.h"
 #include "train/run_dir.h"
 #include "train/runtime.h"
 #include "util/errors.h"
@@ -102,7 +106,8 @@ struct Inputs {
 // The subjects in command-line order (checkpoints, weights files, fresh models) and the data.
 // Fresh models see images normalised like a trained one: the first subject's normaliser if
 // there is one, else their config's (data.mean/data.std, or fitted on the training images).
-std::vector<Subject> gather_subjects(const Inputs& in, const c10::Device& device, Cifar10& data) {
+// `want_train`: the analysis reads training images itself.
+std::vector<Subject> gather_subjects(const Inputs& in, const c10::Device& device, Cifar10& data, bool want_train) {
   std::vector<ExperimentConfig> configs;
   for (const auto& p : in.config_paths) configs.push_back(resnet::cli::resolve_config(p, in.sets));
   if (!in.weights.empty() && configs.size() != 1 && configs.size() != in.weights.size())
@@ -116,7 +121,8 @@ std::vector<Subject> gather_subjects(const Inputs& in, const c10::Device& device
   }
   if (!configs.empty()) data_cfg = configs.back().data;
   const bool fresh_configs = in.weights.empty();  // with --weights the configs name their models
-  const bool need_train = !in.weights.empty() || (fresh_configs && !configs.empty() && in.checkpoints.empty());
+  const bool need_train =
+      want_train || !in.weights.empty() || (fresh_configs && !configs.empty() && in.checkpoints.empty());
   data = load_cifar10(resolve_data_dir(in.data_dir, data_cfg), need_train);
   for (size_t i = 0; i < in.weights.size(); ++i) {
     subjects.push_back(subject_from_weights(in.weights[i], configs[configs.size() == 1 ? 0 : i], data.train, device));
@@ -144,8 +150,9 @@ int main(int argc, char** argv) {
   int64_t images = 1000, batch = 128, limit = 2000;
   std::vector<int64_t> show = {0, 1, 2, 3};
   resnet::LesionOptions lesion;
-  app.add_option("analysis", analysis, "responses | gradients | residuals | activations | lesion")
-      ->required()->check(CLI::IsMember({"responses", "gradients", "residuals", "activations", "lesion"}));
+  app.add_option("analysis", analysis, "responses | gradients | residuals | activations | lesion | landscape | hessian | paths")
+      ->required()->check(CLI::IsMember({"responses", "gradients", "residuals", "activations", "lesion", "landscape",
+                                         "hessian", "paths"}));
   app.add_option("--checkpoint", in.checkpoints, "checkpoint file or run folder (repeatable)");
   app.add_option("--weights", in.weights, "a .pt or .safetensors state_dict, e.g. published weights (repeatable; "
                                           "--config names its model)");
@@ -165,20 +172,44 @@ int main(int argc, char** argv) {
   app.add_option("--max-k", lesion.max_k, "lesion: largest number of deleted blocks (0 = all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--show", show, "activations: test image indices (default 0 1 2 3)")->delimiter(',');
+  // landscape | hessian | paths (loss surfaces, curvature, gradient paths): cli/analyze_geometry.h.
+  resnet::cli::GeometryFlags geometry;
+  resnet::cli::add_geometry_flags(app, geometry);
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
 
   return resnet::cli::run_main("resnet-analyze", [&] {
     if (in.checkpoints.empty() && in.config_paths.empty()) throw InputError("give at least one --checkpoint or --config");
     if (!in.weights.empty() && in.config_paths.empty()) throw InputError("--weights: needs --config naming the model");
-    RuntimeConfig rc;
+    // Under torchrun/srun the geometry analyses split their items over the ranks (c10d, as training
+    // does); every rank reads the inputs, a failure on one stops all of them at the next agreement.
+    const bool geometry_analysis = resnet::cli::is_geometry_analysis(analysis);
+    const LaunchEnv env = read_launch_env();
+    if (env.active() && !geometry_analysis)
+      throw InputError(analysis + ": runs as one process (only landscape, hessian and paths split over ranks); "
+                       "run it without torchrun/srun");
+    RuntimeConfig rc = resnet::cli::runtime_settings(in.sets);
     rc.device = device;
     rc.cuda_graph = false;
-    Runtime rt = resolve_runtime(rc);
+    const auto timeout = std::chrono::seconds(rc.dist_timeout_s);
+    Job job(env, timeout);
+    Runtime rt;
+    std::string backend;
+    job.agree("resolving the runtime", [&] {
+      rt = resolve_runtime(rc, env.local_rank, env.local_world_size);
+      if (env.active()) backend = resolve_backend(rc.dist_backend, rt.device);
+    });
     apply_runtime(rt);
     Cifar10 data;
-    std::vector<Subject> subjects = gather_subjects(in, rt.device, data);
-
-    make_output_folder(out_dir);
+    std::vector<Subject> subjects;
+    job.agree("reading the inputs", [&] {
+      subjects = gather_subjects(in, rt.device, data, resnet::cli::geometry_needs_train(analysis, geometry));
+      if (job.writer()) make_output_folder(out_dir);
+    });
+    if (geometry_analysis) {
+      std::unique_ptr<Communicator> comm = job.connect(backend, rt.device, timeout);
+      return resnet::cli::run_geometry(analysis, geometry, subjects, data, app.count("--images") ? images : 0,
+                                       app.count("--batch") ? batch : 0, in.sets, out_dir, *comm);
+    }
     auto first = [&](int64_t n) {
       n = n > 0 ? std::min(n, data.test.size()) : data.test.size();
       return ImageSet{data.test.images.narrow(0, 0, n), data.test.labels.narrow(0, 0, n)};

@@ -13,11 +13,67 @@
 #include "eval/evaluate.h"
 #include "eval/logits.h"
 #include "interop/weights.h"
+#include "models/resnet.h"
 #include "train/checkpoint.h"
 #include "train/run_dir.h"
 #include "train/runtime.h"
 #include "util/errors.h"
 #include "util/json_io.h"
+
+namespace {
+
+// What is evaluated: the model (on its device), its config and runtime, and its normaliser.
+struct Evaluated {
+  std::unique_ptr<resnet::CheckpointReader> reader;  // null for --weights
+  resnet::ExperimentConfig config;
+  resnet::Runtime runtime;
+  resnet::ResNet model{nullptr};
+  resnet::Normalizer normalizer;
+  bool fitted = false;  // the normaliser is still to be fitted on the training images
+  std::string source, label, normaliser_source;
+};
+
+Evaluated load_model(const std::string& checkpoint, const std::string& weights, const std::string& config_path,
+                     const std::vector<std::string>& sets, const std::string& device) {
+  Evaluated e;
+  if (!checkpoint.empty()) {
+    e.source = resnet::checkpoint_in(checkpoint);
+    e.reader = std::make_unique<resnet::CheckpointReader>(e.source);
+    e.config = e.reader->config();
+  } else {
+    e.source = weights;
+    e.config = resnet::cli::resolve_config(config_path, sets);
+  }
+  e.config.runtime.device = device;
+  e.config.runtime.cuda_graph = false;
+  e.runtime = resnet::resolve_runtime(e.config.runtime);
+  resnet::apply_runtime(e.runtime);
+  e.model = resnet::make_model(e.config.model);
+  if (e.reader) {
+    e.reader->load_model(*e.model);
+    e.normalizer = e.reader->contents().normalizer;
+    e.label = e.config.name + ", step " + std::to_string(e.reader->contents().state.step);
+  } else {
+    const resnet::WeightsLoad load = resnet::load_weights_into(*e.model, weights);
+    // The config's data.mean/data.std if it sets them; else the normaliser our exports carry;
+    // else the one a new run of this config would fit on its training images.
+    if (!e.config.data.mean.empty()) {
+      e.normalizer = resnet::explicit_normalizer(e.config.data);
+      e.normaliser_source = ", normaliser data.mean/data.std";
+    } else {
+      e.fitted = !resnet::normalizer_from_metadata(load.metadata, weights, &e.normalizer);
+    }
+    e.label = resnet::model_name(e.config.model) + ", " + load.scheme + " names";
+    // Keys cannot show option A's padding or the normaliser: say what the known code uses.
+    const std::string note = resnet::weights_note(load, e.config, !e.fitted);
+    if (!note.empty()) std::cerr << "resnet-eval: note: " << weights << ": " << note << std::endl;
+  }
+  e.model->to(e.runtime.device);
+  if (e.runtime.channels_last) resnet::to_channels_last(*e.model);
+  return e;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   resnet::cli::tune_malloc();
@@ -51,46 +107,14 @@ int main(int argc, char** argv) {
         logits_out.empty() ? resnet::WeightsFormat::kPt : resnet::format_for(logits_out);
     if (!logits_out.empty()) resnet::check_output_file(logits_out);
 
-    std::unique_ptr<resnet::CheckpointReader> reader;
-    resnet::ExperimentConfig config;
-    std::string source;
-    if (!checkpoint.empty()) {
-      source = resnet::checkpoint_in(checkpoint);
-      reader = std::make_unique<resnet::CheckpointReader>(source);
-      config = reader->config();
-    } else {
-      source = weights;
-      config = resnet::cli::resolve_config(config_path, sets);
-    }
-    config.runtime.device = device;
-    config.runtime.cuda_graph = false;
-    resnet::Runtime rt = resnet::resolve_runtime(config.runtime);
-    resnet::apply_runtime(rt);
-    auto model = resnet::make_model(config.model);
-    resnet::Normalizer normalizer;
-    bool fitted = false;
-    std::string label, normaliser_source;
-    if (reader) {
-      reader->load_model(*model);
-      normalizer = reader->contents().normalizer;
-      label = config.name + ", step " + std::to_string(reader->contents().state.step);
-    } else {
-      const resnet::WeightsLoad load = resnet::load_weights_into(*model, weights);
-      // The config's data.mean/data.std if it sets them; else the normaliser our exports carry;
-      // else the one a new run of this config would fit on its training images.
-      if (!config.data.mean.empty()) {
-        normalizer = resnet::explicit_normalizer(config.data);
-        normaliser_source = ", normaliser data.mean/data.std";
-      } else {
-        fitted = !resnet::normalizer_from_metadata(load.metadata, weights, &normalizer);
-      }
-      label = resnet::model_name(config.model) + ", " + load.scheme + " names";
-      // Keys cannot show option A's padding or the normaliser: say what the known code uses.
-      const std::string note = resnet::weights_note(load, config, !fitted);
-      if (!note.empty()) std::cerr << "resnet-eval: note: " << weights << ": " << note << std::endl;
-    }
-    model->to(rt.device);
-    if (rt.channels_last) resnet::to_channels_last(*model);
+    Evaluated e = load_model(checkpoint, weights, config_path, sets, device);
+    const resnet::ExperimentConfig& config = e.config;
+    const resnet::Runtime& rt = e.runtime;
+    auto& model = e.model;
+    const bool fitted = e.fitted;
+    resnet::Normalizer& normalizer = e.normalizer;
+    const std::string& source = e.source;
+    const auto& reader = e.reader;
 
     const std::string dir = resnet::resolve_data_dir(data_dir, config.data);
     resnet::Cifar10 data = resnet::load_cifar10(dir, split != "test" || fitted);
@@ -104,8 +128,8 @@ int main(int argc, char** argv) {
     const int64_t batch = batch_size > 0 ? batch_size : config.train.eval_batch_size;
     resnet::EvalOptions opts{batch, rt.channels_last, rt.bf16};
     resnet::EvalResult result = resnet::evaluate(*model, set, normalizer, opts);
-    std::cout << source << " (" << label << "), " << split << " split"
-              << (fitted ? ", normaliser fitted on the training images" : normaliser_source) << "\n"
+    std::cout << source << " (" << e.label << "), " << split << " split"
+              << (fitted ? ", normaliser fitted on the training images" : e.normaliser_source) << "\n"
               << resnet::format_report(result, data.class_names);
     if (!logits_out.empty()) {
       const at::Tensor logits = resnet::compute_logits(*model, set, normalizer, batch);

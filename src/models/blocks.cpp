@@ -108,13 +108,17 @@ at::Tensor BlockImpl::shortcut(const at::Tensor& x, const at::Tensor& pre) {
 
 at::Tensor BlockImpl::combine(const at::Tensor& x, const at::Tensor& pre, const at::Tensor& branch,
                               ForwardRecorder* recorder, int index) {
+  using Path = GradientPath;
+  const at::Tensor f = gradient_path == Path::kSkip ? branch.detach() : branch;
   at::Tensor y;
   if (options_.residual) {
-    y = branch + shortcut(x, pre);  // y = F(x) + s(x)
+    const at::Tensor s = shortcut(x, pre);
+    y = f + (gradient_path == Path::kBranch ? s.detach() : s);  // y = F(x) + s(x)
   } else {
-    y = branch;  // plain: y = F(x)
+    y = f;  // plain: y = F(x)
   }
-  if (!options_.preact) y = relu_fresh(y, !options_.residual && recorder);  // plain: y is the recorded branch
+  // Plain: y is the branch itself (recorded, or aliased by a detached copy): not in place.
+  if (!options_.preact) y = relu_fresh(y, !options_.residual && (recorder || gradient_path != Path::kBoth));
   if (recorder) recorder->on_block(index, x, branch, y);
   return y;
 }

@@ -66,6 +66,13 @@ class BlockImpl : public torch::nn::Module {
   // parameter-free option-A map of x, i.e. the layer is simply skipped).
   bool lesioned = false;
 
+  // Which way the gradient may leave the addition y = F(x) + s(x) backwards (Veit et al. 2016
+  // §4, Fig. 6: the gradient along one path): kBranch only through F, kSkip only through s (a
+  // plain block, having no skip, passes none). The other term is detached: forward values are
+  // bit for bit those of kBoth, only the backward graph loses an edge.
+  enum class GradientPath { kBoth, kBranch, kSkip };
+  GradientPath gradient_path = GradientPath::kBoth;
+
   // Evaluation speed: with `on`, forward() in eval mode without a recorder runs every BN that
   // follows a conv folded into that conv (computed here from the current running statistics);
   // `off` drops the folded copies. Training mode always runs the real layers.

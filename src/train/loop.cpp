@@ -16,6 +16,7 @@
 #include "train/observers.h"
 #include "train/run_dir.h"
 #include "train/step.h"
+#include "util/duration.h"
 #include "util/errors.h"
 
 namespace resnet {

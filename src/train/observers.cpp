@@ -6,6 +6,7 @@
 #include <map>
 
 #include "train/run_dir.h"
+#include "util/duration.h"
 
 #if defined(RESNET_WITH_TENSORBOARD)
 #include "tensorboard/event_writer.h"
@@ -85,13 +86,6 @@ class ProgressLine final : public Observer {
 };
 
 }  // namespace
-
-std::string format_duration(double s) {
-  const auto t = static_cast<int64_t>(s);
-  if (t >= 3600) return fmt::format("{}h{:02d}m", t / 3600, (t % 3600) / 60);
-  if (t >= 60) return fmt::format("{}m{:02d}s", t / 60, t % 60);
-  return fmt::format("{}s", t);
-}
 
 Observers make_observers(const RunDir* dir, spdlog::logger& log, bool tty, bool tensorboard) {
   Observers out;

@@ -61,7 +61,4 @@ class Observers {
 // `dir` null: no observers (a rank other than 0).
 Observers make_observers(const RunDir* dir, spdlog::logger& log, bool tty, bool tensorboard);
 
-// "1h02m", "3m05s", "42s".
-std::string format_duration(double seconds);
-
 }  // namespace resnet
