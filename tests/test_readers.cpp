@@ -89,7 +89,7 @@ TEST(Readers, UnpicklerRefusesStructuralDamage) {
 // torch.save's legacy format (made by PyTorch itself, tests/fuzz/make_legacy_seeds.py): read by
 // the restricted unpickler, with the values PyTorch saved; damage is one line naming the file.
 TEST(Readers, LegacyTorchSaveFiles) {
-  for (const char* name : {"legacy_ok.pt", "legacy_wrapped_ok.pt"}) {
+  for (const char* name : {"legacy_ok.pt", "legacy_wrapped_ok.pt", "legacy_cuda_ok.pt"}) {
     SCOPED_TRACE(name);
     const WeightsFile f = read_weights(kCorpus + "weights/" + name);
     ASSERT_EQ(f.tensors.size(), 3u);

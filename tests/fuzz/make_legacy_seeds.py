@@ -60,6 +60,8 @@ def main():
     # A first storage whose element count differs from the object's.
     count = struct.unpack_from("<q", good, data_start)[0]
     seeds["legacy_count_mismatch.pt"] = good[:data_start] + struct.pack("<q", count + 1) + good[data_start + 8:]
+    # Storages saved on a GPU: their location says "cuda:0" (they load onto the CPU).
+    seeds["legacy_cuda_ok.pt"] = good.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
     # A global that is not a tensor rebuild.
     seeds["legacy_global.pt"] = good.replace(b"torch._utils\n_rebuild_tensor_v2\n", b"builtins\neval\n", 1)
     for name, data in seeds.items():
