@@ -351,7 +351,7 @@ TEST(ResnetAnalyzeGeometryCli, TwoRanksGiveTheOneProcessResults) {
   };
   const std::vector<std::pair<std::string, std::string>> runs = {
       {"landscape", "--grid 4 --images 16"},
-      {"hessian", "--images 12 --batch 4 --top-k 2 --max-iterations 6 --probes 3 --slq-runs 2 --lanczos-steps 3"},
+      {"hessian", "--images 12 --top-k 2 --max-iterations 6 --probes 3 --slq-runs 2 --lanczos-steps 3"},
       {"paths", "--images 8 --samples 3"}};
   for (const auto& [analysis, flags] : runs) {
     ASSERT_EQ(cli.run(analysis, "one_" + analysis, flags), 0) << cli.log();

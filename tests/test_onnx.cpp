@@ -2,7 +2,7 @@
 // checker (python3-onnx), ONNX Runtime (npm's onnxruntime-node, run by node) and OpenCV's DNN module
 // (python3-opencv) run the exported file on the same 64 images as resnet-eval and give its logits
 // within 1e-4 (tests/interop/check_onnx.py). These are test dependencies that
-// scripts/install_deps.sh installs: a missing one is a failure, not a skip.
+// scripts/install_deps.sh --test installs: a missing one is a failure, not a skip.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -53,10 +53,10 @@ std::string trained_run(const TempDir& tmp, const std::string& data, const std::
 TEST(OnnxExport, RunsInOnnxRuntimeAndOpenCVWithResnetEvalsLogits) {
   ASSERT_TRUE(onnx_available()) << "this build has no ONNX library: run scripts/install_deps.sh (libonnx-dev)";
   ASSERT_EQ(std::system("/usr/bin/python3 -c 'import onnx, cv2, torch' > /dev/null 2>&1"), 0)
-      << "/usr/bin/python3 needs python3-onnx, python3-opencv and python3-torch: run scripts/install_deps.sh";
+      << "/usr/bin/python3 needs python3-onnx, python3-opencv and python3-torch: run scripts/install_deps.sh --test";
   const std::string modules = kSource + "/.deps/node_modules";
   ASSERT_TRUE(fs::exists(modules + "/onnxruntime-node/package.json"))
-      << "no onnxruntime-node in " << modules << ": run scripts/install_deps.sh (npm)";
+      << "no onnxruntime-node in " << modules << ": run scripts/install_deps.sh --test (npm)";
   TempDir tmp;
   const std::string data = tmp / "data";
   resnet::testing::write_synthetic_cifar(data, 20, 64);  // 100 training images, 64 test images

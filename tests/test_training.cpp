@@ -182,6 +182,16 @@ TEST_F(Training, AnExplicitNormaliserIsTheOneTheRunUses) {
   ASSERT_EQ(resume(tmp / "explicit", {"train.iterations=30", "data.mean=[0.5,0.5,0.5]"}, allow), 0);
   EXPECT_TRUE(at::allclose(stored(tmp / "explicit").mean.reshape({3}), at::full({3}, 0.5f)));
   EXPECT_TRUE(at::equal(stored(tmp / "explicit").std, n.std));
+  // A fitted normaliser: kept bit for bit on resume; refitted per pixel when a resume may change
+  // data.normalize to "pixel".
+  const Normalizer f = stored(tmp / "fitted");
+  ASSERT_EQ(resume(tmp / "fitted", {"train.iterations=20"}, quiet("")), 0);
+  EXPECT_TRUE(at::equal(stored(tmp / "fitted").mean, f.mean));
+  TrainOptions allow_pixel = quiet("");
+  allow_pixel.allow_changes = {"data.normalize"};
+  ASSERT_EQ(resume(tmp / "fitted", {"train.iterations=30", "data.normalize=\"pixel\""}, allow_pixel), 0);
+  EXPECT_EQ(stored(tmp / "fitted").mean.numel(), 3 * 32 * 32);
+  EXPECT_EQ(f.mean.numel(), 3);
 }
 
 TEST_F(Training, ExistingRunIsNeverOverwrittenWithoutForce) {

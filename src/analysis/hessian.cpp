@@ -81,7 +81,7 @@ nlohmann::json subject_hessian(Subject& s, const at::Tensor& x, const at::Tensor
     products += h.products();
   }
   {
-    HessianOperator h = model_hessian(*s.model, x, y, o.chunk);
+    HessianOperator h = model_hessian(*s.model, x, y, o.local_chunk > 0 ? o.local_chunk : o.chunk);
     const TraceResult t = hutchinson_trace(h, o.probes, o.eigen.seed, comm);
     if (o.probes > 0)
       j["trace"] = {{"estimate", t.estimate}, {"standard_error", t.standard_error}, {"probes", o.probes}, {"samples", t.samples}};
@@ -134,6 +134,10 @@ at::Tensor HessianOperator::apply(const at::Tensor& v) {
   return hv;
 }
 
+bool HessianOperator::on_any_rank(bool flag, const char* what) {
+  return comm_ ? comm_->max(flag ? 1 : 0, what) == 1 : flag;
+}
+
 at::Tensor HessianOperator::gradient() {
   at::Tensor g = at::zeros({dimension_}, params_.front().options());
   for (int64_t c : chunks_) g += flatten(local_gradients(c, false), params_);
@@ -183,7 +187,7 @@ EigenResult top_eigenvalues(HessianOperator& h, const EigenOptions& o, bool show
       const bool converged = it > 1 && std::abs(rayleigh - lambda) < o.tolerance * (std::abs(lambda) + 1e-12);
       lambda = rayleigh;
       progress.update(h.products(), h.products());
-      if (converged || v.norm().item<double>() == 0) break;
+      if (h.on_any_rank(converged || v.norm().item<double>() == 0, "hessian: power iteration converged")) break;
     }
     orthonormalize(v, r.vectors);
     r.values.push_back(lambda);

@@ -37,6 +37,9 @@ class HessianOperator {
   int64_t dimension() const { return dimension_; }
   int64_t products() const { return products_; }
   const std::vector<at::Tensor>& params() const { return params_; }
+  // Whether `flag` holds on any rank (itself without a communicator): iterative methods stop
+  // together, even where ranks' roundings could differ (mixed devices).
+  bool on_any_rank(bool flag, const char* what);
 
  private:
   std::vector<at::Tensor> local_gradients(int64_t chunk, bool create_graph);
@@ -98,7 +101,8 @@ struct HessianOptions {
   int64_t probes = 32;         // Hutchinson probes (0: no trace)
   int64_t slq_runs = 1;        // SLQ runs (0: no density)
   int64_t lanczos_steps = 40;
-  int64_t chunk = 128;         // images per backward pass
+  int64_t chunk = 128;         // images per backward pass (the top eigenvalues: the batch split over ranks)
+  int64_t local_chunk = 0;     // the same for the rank-local trace and density; 0: chunk
 };
 
 // The hessian analysis of each subject on `set` (normalised as trained).

@@ -240,7 +240,10 @@ LandscapeGrid landscape_grid(Subject& s, const ImageSet& images, const Direction
   const bool two_d = !d.eta.empty();
   const int64_t n = static_cast<int64_t>(g.axis.size()), points = two_d ? n * n : n;
   at::Tensor table = at::zeros({points, 3}, at::kDouble);  // loss, error, done
-  if (comm.writer()) read_points(points_file, key, g.axis, table);
+  // Rank 0 reads (and may refuse) the points file; every rank learns whether it did.
+  comm.agree("landscape: reading the points written", [&] {
+    if (comm.writer()) read_points(points_file, key, g.axis, table);
+  });
   comm.broadcast({table}, "landscape: the points already written");
   std::vector<int64_t> todo;
   for (int64_t i = 0; i < points; ++i)
@@ -269,7 +272,9 @@ LandscapeGrid landscape_grid(Subject& s, const ImageSet& images, const Direction
       auto a = round.accessor<double, 2>();
       for (int64_t i = 0; i < points; ++i)
         if (a[i][2] == 1.0) lines += point_line(i, g.axis, two_d, a[i][0], a[i][1]);
-      if (comm.writer() && !lines.empty()) append_file(points_file, lines);
+      comm.agree("landscape: writing a round of points", [&] {
+        if (comm.writer() && !lines.empty()) append_file(points_file, lines);
+      });
       table += round;
       progress.update(table.select(1, 2).sum().item<int64_t>(), g.computed);
     }
@@ -300,7 +305,9 @@ nlohmann::json landscape_json(std::vector<Subject>& subjects, const ImageSet& im
     const nlohmann::json key = landscape_key(s, to, images_desc, o);
     const std::string dirs = fmt::format("directions_{}.safetensors", i), points = fmt::format("landscape_{}.jsonl", i);
     auto path = [&](const std::string& f) { return (std::filesystem::path(dir) / f).string(); };
-    if (comm.writer()) write_directions(path(dirs), d, key);
+    comm.agree("landscape: writing the directions", [&] {
+      if (comm.writer()) write_directions(path(dirs), d, key);
+    });
     const LandscapeGrid g = landscape_grid(s, images, d, o, comm, path(points), key);
     nlohmann::json j = subject_result(s, g, !d.eta.empty());
     j["directions"] = dirs;

@@ -39,16 +39,6 @@ ImageSet named_images(const Cifar10& data, const std::string& split, int64_t cou
 }
 
 // runtime.* of --set over the defaults, on the subjects' device: threads, precision, channels_last.
-Runtime geometry_runtime(const std::vector<std::string>& sets, const c10::Device& device) {
-  RuntimeConfig c = runtime_settings(sets);
-  c.device = device.is_cuda() ? "cuda" : "cpu";
-  c.cuda_graph = false;
-  Runtime rt = resolve_runtime(c);
-  rt.device = device;  // the subjects' (under torchrun: this rank's GPU)
-  apply_runtime(rt);
-  return rt;
-}
-
 nlohmann::json run_landscape(const GeometryFlags& f, std::vector<Subject>& subjects, const ImageSet& images,
                              const nlohmann::json& desc, int64_t batch, const Runtime& rt, Communicator& comm,
                              const std::string& out_dir) {
@@ -76,7 +66,10 @@ nlohmann::json run_hessian(const GeometryFlags& f, std::vector<Subject>& subject
   o.probes = f.probes;
   o.slq_runs = f.slq_runs;
   o.lanczos_steps = f.lanczos_steps;
-  o.chunk = batch > 0 ? batch : images.size();  // one chunk: its gradient graph is kept between products
+  // Default: the top eigenvalues' batch in one chunk per rank, the trace's and density's (rank
+  // local) in one chunk; one chunk keeps its gradient graph between products.
+  o.chunk = batch > 0 ? batch : (images.size() + comm.size() - 1) / comm.size();
+  o.local_chunk = batch > 0 ? batch : images.size();
   return hessian_json(subjects, images, desc, o, comm);
 }
 
@@ -121,9 +114,8 @@ RuntimeConfig runtime_settings(const std::vector<std::string>& sets) {
 }
 
 int run_geometry(const std::string& analysis, const GeometryFlags& f, std::vector<Subject>& subjects,
-                 const Cifar10& data, int64_t images, int64_t batch, const std::vector<std::string>& sets,
-                 const std::string& out_dir, Communicator& comm) {
-  const Runtime rt = geometry_runtime(sets, subjects.front().model->parameters().front().device());
+                 const Cifar10& data, int64_t images, int64_t batch, const Runtime& rt, const std::string& out_dir,
+                 Communicator& comm) {
   nlohmann::json desc;
   const ImageSet set = named_images(data, f.split, images > 0 ? images : default_images(analysis), desc);
   nlohmann::json result;
@@ -140,14 +132,17 @@ int run_geometry(const std::string& analysis, const GeometryFlags& f, std::vecto
     result["images"] = desc;
   }
   result["ranks"] = comm.size();  // how many processes shared the work
-  if (!comm.writer()) return 0;
-  const std::string json_path = (std::filesystem::path(out_dir) / (analysis + ".json")).string();
-  write_file_atomic(json_path, result.dump(2) + "\n");
-  const std::vector<std::string> pngs = analysis == "landscape" ? plot_landscape(result, out_dir)
-                                        : analysis == "hessian" ? plot_hessian(result, out_dir)
-                                                                : plot_paths(result, out_dir);
-  std::cout << json_path << "\n";
-  for (const auto& p : pngs) std::cout << p << "\n";
+  // Rank 0 writes; every rank learns whether that worked (and exits with it).
+  comm.agree("writing the results", [&] {
+    if (!comm.writer()) return;
+    const std::string json_path = (std::filesystem::path(out_dir) / (analysis + ".json")).string();
+    write_file_atomic(json_path, result.dump(2) + "\n");
+    const std::vector<std::string> pngs = analysis == "landscape" ? plot_landscape(result, out_dir)
+                                          : analysis == "hessian" ? plot_hessian(result, out_dir)
+                                                                  : plot_paths(result, out_dir);
+    std::cout << json_path << "\n";
+    for (const auto& p : pngs) std::cout << p << "\n";
+  });
   return 0;
 }
 

@@ -10,6 +10,7 @@
 #include "analysis/analysis.h"
 #include "config/config.h"
 #include "parallel/communicator.h"
+#include "train/runtime.h"
 
 namespace CLI {
 class App;
@@ -43,12 +44,13 @@ bool geometry_needs_train(const std::string& analysis, const GeometryFlags& flag
 // channels_last, dist_backend, dist_timeout_s); the other keys are the configs'.
 RuntimeConfig runtime_settings(const std::vector<std::string>& sets);
 
-// Runs `analysis` on `subjects`, its items split over `comm`'s ranks; the writer writes <analysis>.json and its PNGs into `out_dir`
-// and prints their paths. `images` and `batch` are resnet-analyze's --images/--batch, 0 where
-// not given (each analysis has its own default); `sets` its --set list (runtime.* keys apply:
-// precision, threads, channels_last).
+// Runs `analysis` on `subjects`, its items split over `comm`'s ranks; the writer writes
+// <analysis>.json and its PNGs into `out_dir` and prints their paths (every rank learns whether
+// that worked). `images` and `batch` are resnet-analyze's --images/--batch, 0 where not given
+// (each analysis has its own default); `rt` the runtime resnet-analyze resolved for this rank
+// (precision, channels_last apply).
 int run_geometry(const std::string& analysis, const GeometryFlags& flags, std::vector<Subject>& subjects,
-                 const Cifar10& data, int64_t images, int64_t batch, const std::vector<std::string>& sets,
-                 const std::string& out_dir, Communicator& comm);
+                 const Cifar10& data, int64_t images, int64_t batch, const Runtime& rt, const std::string& out_dir,
+                 Communicator& comm);
 
 }  // namespace resnet::cli

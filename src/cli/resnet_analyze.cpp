@@ -208,7 +208,7 @@ int main(int argc, char** argv) {
     if (geometry_analysis) {
       std::unique_ptr<Communicator> comm = job.connect(backend, rt.device, timeout);
       return resnet::cli::run_geometry(analysis, geometry, subjects, data, app.count("--images") ? images : 0,
-                                       app.count("--batch") ? batch : 0, in.sets, out_dir, *comm);
+                                       app.count("--batch") ? batch : 0, rt, out_dir, *comm);
     }
     auto first = [&](int64_t n) {
       n = n > 0 ? std::min(n, data.test.size()) : data.test.size();

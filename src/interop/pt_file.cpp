@@ -61,8 +61,8 @@ std::string encode_pt(const NamedTensors& tensors, const nlohmann::json& metadat
 }
 
 // The tensors of a state_dict: the top-level dict's tensor values, in order. Entries that are
-// not tensors (numbers, strings, an "epoch") are left out; a dict with no tensors but one entry
-// under a usual wrapping key holding them ({"epoch": 3, "state_dict": {...}}) is read through.
+// not tensors (numbers, strings, an "epoch") are left out; a dict of tensors under a usual
+// wrapping key ({"epoch": 3, "state_dict": {...}}) is read through.
 NamedTensors state_dict_of(const pickle::Pickle& p, const std::string& what) {
   using pickle::Value;
   auto has_tensors = [&](const Value& dict) {
@@ -73,13 +73,14 @@ NamedTensors state_dict_of(const pickle::Pickle& p, const std::string& what) {
   const Value* dict = &p.root();
   if (dict->kind != Value::kDict)
     throw InputError(what + ": holds " + pickle::kind_name(dict->kind) + ", not a state_dict (a dict of tensors)");
-  if (!has_tensors(*dict)) {
-    for (const char* name : {"state_dict", "model_state_dict", "model", "net"}) {
-      const Value* inner = p.find(*dict, name);
-      if (inner && inner->kind == Value::kDict && has_tensors(*inner)) {
-        dict = inner;
-        break;
-      }
+  // A state_dict's values are all tensors: a dict under a wrapping key is the wrapped one, even
+  // next to tensors of its own ({"state_dict": {...}, "best_acc1": tensor(76.1)}, as
+  // pytorch/examples' ImageNet script saves).
+  for (const char* name : {"state_dict", "model_state_dict", "model", "net"}) {
+    const Value* inner = p.find(*dict, name);
+    if (inner && inner->kind == Value::kDict && has_tensors(*inner)) {
+      dict = inner;
+      break;
     }
   }
   if (!has_tensors(*dict)) throw InputError(what + ": a dict without tensors, not a state_dict");

@@ -39,18 +39,14 @@ class ConsoleSink : public spdlog::sinks::base_sink<std::mutex> {
   bool tty_;
 };
 
-// The data, its splits and the normaliser; the data folder resolved into the stored config (so
-// resume and resnet-eval find it without being told again; a --data-dir given later still wins).
-bool changes_normalizer(const nlohmann::json& changes, int64_t step) {
-  for (const auto& c : changes) {
-    const std::string key = c.value("key", "");
-    if (c.value("step", int64_t{-1}) == step &&
-        (key == "data" || key == "data.normalize" || key == "data.mean" || key == "data.std"))
-      return true;
-  }
-  return false;
+// Whether `now` normalises otherwise than the checkpoint's run did (a resume allowed to change
+// data.normalize, data.mean or data.std).
+bool normaliser_changed(const DataConfig& before, const DataConfig& now) {
+  return before.normalize != now.normalize || before.mean != now.mean || before.std != now.std;
 }
 
+// The data, its splits and the normaliser; the data folder resolved into the stored config (so
+// resume and resnet-eval find it without being told again; a --data-dir given later still wins).
 void prepare_data(Session& s, CheckpointReader* from) {
   const std::string data_dir = resolve_data_dir(s.options.data_dir, s.config.data);
   s.data = load_cifar10(data_dir);
@@ -64,7 +60,7 @@ void prepare_data(Session& s, CheckpointReader* from) {
     if (set->size() > 0) *set = {set->images.to(s.runtime.device), set->labels.to(s.runtime.device)};
   // A resume keeps the checkpoint's normaliser unless it was allowed to change how inputs are
   // normalised (data.normalize, data.mean, data.std): then the new setting applies from here on.
-  s.normalizer = from && !changes_normalizer(s.changes, from->contents().state.step)
+  s.normalizer = from && !normaliser_changed(from->config().data, s.config.data)
                      ? from->contents().normalizer
                      : make_normalizer(s.splits.train.images, s.config.data);
 }

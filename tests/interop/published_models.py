@@ -8,7 +8,7 @@ the first N test images, normalised the way each code normalises.
 
 For each model NAME and save FORMAT it writes DIR/NAME.FORMAT.{plain,module_state_dict,module_model}.pt:
   plain              model.state_dict()                                   (what chenyaofo publishes)
-  module_state_dict  {"state_dict": DataParallel(model).state_dict(), "best_prec1": float, "epoch"}
+  module_state_dict  {"state_dict": DataParallel(model).state_dict(), "best_prec1": 0-d tensor, "epoch"}
                                                                           (akamaster's trainer.py)
   module_model       {"model": <"module."-prefixed state_dict>, "epoch": 3}
 and DIR/NAME_logits.pt ({"logits"} on --data's first --limit test images) and DIR/NAME.json
@@ -124,9 +124,9 @@ def save(model, out, name, fmt):
     wrapped = nn.DataParallel(model).state_dict()  # "module." on every key, as on a GPU box
     kw = FORMATS[fmt]
     torch.save(sd, os.path.join(out, f"{name}.{fmt}.plain.pt"), **kw)
-    # best_prec1 as a float: a 0-d tensor beside the wrapped state_dict makes the reader take the
-    # top level for the state_dict (reported; the reader is being rewritten).
-    torch.save({"state_dict": wrapped, "best_prec1": 91.73, "epoch": 200},
+    # best_prec1 as a 0-d tensor, as akamaster's trainer (PyTorch 0.4 era) kept it: a tensor beside
+    # the wrapped state_dict, which the reader must not take for the state_dict.
+    torch.save({"state_dict": wrapped, "best_prec1": torch.tensor(91.73), "epoch": 200},
                os.path.join(out, f"{name}.{fmt}.module_state_dict.pt"), **kw)
     torch.save({"model": wrapped, "epoch": 3}, os.path.join(out, f"{name}.{fmt}.module_model.pt"), **kw)
 
