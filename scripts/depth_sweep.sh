@@ -324,7 +324,7 @@ stopped() {
 # nets of both kinds, the paths the deepest ResNet (a plain net has one path), the others the deepest
 # of both kinds. 0 done or up to date, 1 failed, 2 runs missing.
 analyse() {
-  local a=$1 shallow deep first=${seeds[0]:-} nets m r fresh=1 dir="$out/analysis/$1" ckpts=() extra=()
+  local a=$1 shallow deep first=${seeds[0]:-} nets m r fresh=1 f dir="$out/analysis/$1" ckpts=() extra=()
   shallow=$(tr ' ' '\n' <<<"$depths" | grep . | sort -n | head -1)
   deep=$(tr ' ' '\n' <<<"$depths" | grep . | sort -n | tail -1)
   nets="plain:$deep resnet:$deep"

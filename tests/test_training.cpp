@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "data/batches.h"
+#include "data/cifar10.h"
 #include "models/resnet.h"
 #include "test_support.h"
 #include "train/checkpoint.h"
@@ -182,10 +183,15 @@ TEST_F(Training, AnExplicitNormaliserIsTheOneTheRunUses) {
   ASSERT_EQ(resume(tmp / "explicit", {"train.iterations=30", "data.mean=[0.5,0.5,0.5]"}, allow), 0);
   EXPECT_TRUE(at::allclose(stored(tmp / "explicit").mean.reshape({3}), at::full({3}, 0.5f)));
   EXPECT_TRUE(at::equal(stored(tmp / "explicit").std, n.std));
-  // A fitted normaliser: kept bit for bit on resume; refitted per pixel when a resume may change
+  // A fitted normaliser: kept bit for bit on resume, even on other training images (a refit
+  // there would give other statistics); refitted per pixel when a resume may change
   // data.normalize to "pixel".
   const Normalizer f = stored(tmp / "fitted");
-  ASSERT_EQ(resume(tmp / "fitted", {"train.iterations=20"}, quiet("")), 0);
+  resnet::testing::write_synthetic_cifar(tmp / "other", 80, 100);  // other images, other statistics
+  EXPECT_FALSE(at::allclose(fit_normalizer(load_cifar10(tmp / "other").train.images, "channel").mean, f.mean));
+  TrainOptions other_data = quiet("");
+  other_data.allow_changes = {"data.dir"};
+  ASSERT_EQ(resume(tmp / "fitted", {"train.iterations=20", "data.dir=\"" + (tmp / "other") + "\""}, other_data), 0);
   EXPECT_TRUE(at::equal(stored(tmp / "fitted").mean, f.mean));
   TrainOptions allow_pixel = quiet("");
   allow_pixel.allow_changes = {"data.normalize"};

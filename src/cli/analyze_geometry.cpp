@@ -38,7 +38,7 @@ ImageSet named_images(const Cifar10& data, const std::string& split, int64_t cou
   return out;
 }
 
-// runtime.* of --set over the defaults, on the subjects' device: threads, precision, channels_last.
+// The landscape options from the flags and the rank's runtime (precision, channels_last).
 nlohmann::json run_landscape(const GeometryFlags& f, std::vector<Subject>& subjects, const ImageSet& images,
                              const nlohmann::json& desc, int64_t batch, const Runtime& rt, Communicator& comm,
                              const std::string& out_dir) {
