@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <regex>
 
+#include "run_support.h"
 #include "test_support.h"
 #include "train/trainer.h"
 #include "util/json_io.h"
@@ -43,12 +44,9 @@ class GeometryPython : public ::testing::Test {
     c.runtime.threads = 1;
     c.runtime.seed = 3;
     validate(c);
-    TrainOptions o;
-    o.out_dir = tmp / name;
-    o.progress = false;
-    o.console = false;
-    EXPECT_EQ(train(c, o), 0);
-    return o.out_dir;
+    const std::string out = tmp / name;
+    EXPECT_EQ(train(c, resnet::testing::quiet(out)), 0);
+    return out;
   }
 
   // Exit status and output of a command.

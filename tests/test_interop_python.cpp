@@ -11,6 +11,7 @@
 #include <regex>
 
 #include "interop/weights.h"
+#include "run_support.h"
 #include "test_support.h"
 #include "train/checkpoint.h"
 #include "train/sgd.h"
@@ -64,12 +65,9 @@ class InteropPython : public ::testing::Test {
     c.runtime.threads = 1;
     c.runtime.seed = 5;
     validate(c);
-    TrainOptions o;
-    o.out_dir = tmp / name;
-    o.progress = false;
-    o.console = false;
-    EXPECT_EQ(train(c, o), 0);
-    return o.out_dir;
+    const std::string out = tmp / name;
+    EXPECT_EQ(train(c, resnet::testing::quiet(out)), 0);
+    return out;
   }
 
   std::string python(const std::string& script, const std::string& args) {
