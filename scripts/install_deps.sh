@@ -3,9 +3,10 @@
 # already installed.
 #   scripts/install_deps.sh          to build, train, evaluate, analyse and plot (scripts/quickstart.sh)
 #   scripts/install_deps.sh --test   also the test toolchain (scripts/test.sh): GoogleTest, clang for
-#                                    the fuzzers, Debian's PyTorch (torchrun, interop checks), chromium,
-#                                    a one-node Slurm, the independent readers the tests use, ONNX
-#                                    Runtime (npm) and OpenCV for the ONNX export's tests
+#                                    the fuzzers, chromium, a one-node Slurm, the independent readers
+#                                    the tests use, OpenCV for the ONNX export's tests
+# PyPI's packages (torch with CUDA, safetensors, onnx, onnxruntime, tensorboard) are not apt's:
+# scripts/python_env.sh installs them into .venv/.
 set -euo pipefail
 
 want_test=0
@@ -30,6 +31,7 @@ packages=(
   protobuf-compiler libprotobuf-dev libboost-dev   # TensorBoard event files (event.proto, CRC-32C)
   parallel                # GNU parallel: depth_sweep.sh --jobs N runs N trainings at once
   python3                 # depth_sweep.sh's summary over seeds (scripts/sweep_report.py, stdlib only)
+  python3-venv            # scripts/python_env.sh: the virtual environment for PyPI's torch
   xz-utils ca-certificates curl                    # scripts/get_cifar10.sh
 )
 # The test toolchain.
@@ -42,7 +44,7 @@ test_packages=(
   chromium                # headless: the test that opens the sweep's report.html and checks its images
   slurm-wlm munge         # a one-node Slurm for the test of depth_sweep.sh --slurm (the test starts its own
                           # daemons with their own config; where systemd runs, apt also enables the services)
-  python3-onnx python3-opencv   # the ONNX tests: the checker from Python, OpenCV's DNN module as a runtime
+  python3-opencv          # the ONNX tests: OpenCV's DNN module as a second runtime
   universal-ctags         # tests/function_length.sh: how long each function in src/ is
 )
 if [ "$want_test" = 1 ]; then
@@ -59,8 +61,6 @@ want_fuzzer_rt=0
 if [ "$want_test" = 1 ] && ! compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/*/libclang_rt.fuzzer*.a" >/dev/null; then
   want_fuzzer_rt=1
 fi
-# npm (for ONNX Runtime, below): Debian's package, unless a node with its own npm is installed.
-if [ "$want_test" = 1 ] && ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
 if [ ${#missing[@]} -eq 0 ] && [ "$want_fuzzer_rt" = 0 ]; then
   echo "install_deps: all packages present"
 else
@@ -73,17 +73,4 @@ else
   fi
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
   echo "install_deps: installed ${missing[*]}"
-fi
-[ "$want_test" = 1 ] || exit 0
-
-# ONNX Runtime for the ONNX tests, from npm into the git-ignored .deps/node_modules. Its install
-# script only downloads optional extras from a host CI cannot reach; the CPU library ships inside
-# the package, so --ignore-scripts.
-ort_version=1.30.0
-deps="$(cd "$(dirname "$0")/.." && pwd)/.deps"
-ort_pkg="$deps/node_modules/onnxruntime-node/package.json"
-if ! grep -qs "\"version\": \"$ort_version\"" "$ort_pkg"; then
-  mkdir -p "$deps"
-  npm install --ignore-scripts --no-audit --no-fund --prefix "$deps" "onnxruntime-node@$ort_version" >/dev/null
-  echo "install_deps: installed onnxruntime-node $ort_version into $deps/node_modules"
 fi

@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh --test
+scripts/python_env.sh
 scripts/build.sh -DRESNET_BUILD_TESTS=ON
 if [ "${RESNET_SKIP_FUZZ:-0}" != 1 ]; then
   scripts/fuzz.sh --replay

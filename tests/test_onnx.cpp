@@ -1,8 +1,8 @@
 // resnet-export --format onnx, checked by the other side's own code: the ONNX library's Python
-// checker (python3-onnx), ONNX Runtime (npm's onnxruntime-node, run by node) and OpenCV's DNN module
-// (python3-opencv) run the exported file on the same 64 images as resnet-eval and give its logits
-// within 1e-4 (tests/interop/check_onnx.py). These are test dependencies that
-// scripts/install_deps.sh --test installs: a missing one is a failure, not a skip.
+// checker and ONNX Runtime (PyPI's onnx and onnxruntime in .venv, as users install them) and OpenCV's
+// DNN module (Debian's python3-opencv) run the exported file on the same 64 images as resnet-eval
+// and give its logits within 1e-4 (tests/interop/check_onnx.py). These are test dependencies that
+// scripts/test.sh installs: a missing one is a failure, not a skip.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -52,11 +52,9 @@ std::string trained_run(const TempDir& tmp, const std::string& data, const std::
 
 TEST(OnnxExport, RunsInOnnxRuntimeAndOpenCVWithResnetEvalsLogits) {
   ASSERT_TRUE(onnx_available()) << "this build has no ONNX library: run scripts/install_deps.sh (libonnx-dev)";
-  ASSERT_EQ(std::system("/usr/bin/python3 -c 'import onnx, cv2, torch' > /dev/null 2>&1"), 0)
-      << "/usr/bin/python3 needs python3-onnx, python3-opencv and python3-torch: run scripts/install_deps.sh --test";
-  const std::string modules = kSource + "/.deps/node_modules";
-  ASSERT_TRUE(fs::exists(modules + "/onnxruntime-node/package.json"))
-      << "no onnxruntime-node in " << modules << ": run scripts/install_deps.sh --test (npm)";
+  ASSERT_TRUE(resnet::testing::python_has("onnx, onnxruntime, torch"));
+  ASSERT_EQ(std::system("/usr/bin/python3 -c 'import cv2' > /dev/null 2>&1"), 0)
+      << "/usr/bin/python3 needs python3-opencv: run scripts/install_deps.sh --test";
   TempDir tmp;
   const std::string data = tmp / "data";
   resnet::testing::write_synthetic_cifar(data, 20, 64);  // 100 training images, 64 test images
@@ -79,7 +77,7 @@ TEST(OnnxExport, RunsInOnnxRuntimeAndOpenCVWithResnetEvalsLogits) {
       {"resnet-20-C", {{"depth", 20}, {"shortcut", "C"}}, 3, 0.01, ""},
   };
   std::string check = "cd " + kSource + "/tests/interop && PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=" + kSource +
-                      "/python /usr/bin/python3 check_onnx.py --data " + data + " --node-modules " + modules;
+                      "/python " + resnet::testing::kPython + " check_onnx.py --data " + data + " --opencv-python /usr/bin/python3";
   for (const auto& c : cases) {
     const std::string run_dir = trained_run(tmp, data, c.name, c.model, c.steps, c.lr);
     const std::string onnx = tmp / (c.name + ".onnx"), logits = tmp / (c.name + "_logits.pt");

@@ -16,6 +16,17 @@
 
 namespace resnet::testing {
 
+// The Python with the pinned PyPI packages (torch, safetensors, onnx, onnxruntime, tensorboard:
+// scripts/python_env.sh), set by tests/CMakeLists.txt.
+inline const std::string kPython = RESNET_PYTHON;
+// Asserts (fails, never skips) that kPython imports `modules` ("torch, torchvision").
+inline ::testing::AssertionResult python_has(const std::string& modules) {
+  const std::string cmd = kPython + " -c 'import " + modules + "' > /dev/null 2>&1";
+  if (std::system(cmd.c_str()) == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << kPython << " cannot import " << modules
+                                       << ": run scripts/python_env.sh (scripts/test.sh does)";
+}
+
 // A TCP port on the loopback that nobody listens on now (for a test job's store).
 inline int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -1,10 +1,10 @@
 """C++ -> ONNX -> other runtimes: an ONNX model resnet-export wrote, checked by the ONNX library's
-Python checker (full check, with shape inference) and run by ONNX Runtime (npm's onnxruntime-node,
-through node) and by OpenCV's DNN module, on the first N test images, against the logits
-resnet-eval wrote. The input comes from the model's own metadata: normalised floats, or uint8
+Python checker (full check, with shape inference) and run by ONNX Runtime (its own Python package,
+from PyPI, as users install it) and by OpenCV's DNN module (Debian's, run by --opencv-python in its
+own process), on the first N test images, against the logits resnet-eval wrote. The input comes from the model's own metadata: normalised floats, or uint8
 images for --with-normalizer exports. A runtime that is missing is a failure, not a skip.
 
-  check_onnx.py --case M.onnx L.pt [--case ...] --data DIR --node-modules DIR [--limit 64] [--tol 1e-4]
+  check_onnx.py --case M.onnx L.pt [--case ...] --data DIR --opencv-python PY [--limit 64] [--tol 1e-4]
 Prints per case "== M.onnx", "onnx checker ok ...", then "<runtime> max_abs_diff X" per runtime;
 exit 1 on any failure (all cases are still checked).
 """
@@ -25,15 +25,15 @@ import cifar_resnet
 p = argparse.ArgumentParser()
 p.add_argument("--case", nargs=2, action="append", metavar=("MODEL", "LOGITS"), required=True)
 p.add_argument("--data", required=True)
-p.add_argument("--node-modules", required=True)
+p.add_argument("--opencv-python", required=True)
 p.add_argument("--limit", type=int, default=64)
 p.add_argument("--tol", type=float, default=1e-4)
 a = p.parse_args()
 torch.set_num_threads(1)
 failed = []
 
-import cv2  # python3-opencv
-import onnx  # python3-onnx: a missing module fails here, loudly
+import onnx  # a missing module fails here, loudly
+import onnxruntime
 
 images, labels = read_cifar(os.path.join(a.data, "test_batch.bin"), a.limit)
 
@@ -45,18 +45,22 @@ def compare(runtime, logits, expected):
         failed.append(runtime)
 
 
-def onnxruntime(path, batch, uint8):
+def run_onnxruntime(path, batch):
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: batch})[0]
+
+
+def run_opencv(path, batch, uint8):
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = os.path.join(tmp, "in.bin"), os.path.join(tmp, "out.bin")
         batch.tofile(inp)
-        env = dict(os.environ, NODE_PATH=a.node_modules)
-        run = subprocess.run(["node", os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_onnx.js"), path, inp,
-                              "uint8" if uint8 else "float32", ",".join(map(str, batch.shape)), out],
-                             env=env, capture_output=True, text=True)
+        run = subprocess.run([a.opencv_python, os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_opencv.py"),
+                              path, inp, "uint8" if uint8 else "float32", ",".join(map(str, batch.shape)), out],
+                             capture_output=True, text=True)
         if run.returncode != 0:
-            sys.exit(f"onnxruntime-node failed (run scripts/install_deps.sh): {run.stderr.strip()}")
-        dims = json.loads(run.stdout)["dims"]
-        return np.fromfile(out, dtype=np.float32).reshape(dims)
+            sys.exit(f"OpenCV failed (python3-opencv: scripts/install_deps.sh --test): {run.stderr.strip()}")
+        info = json.loads(run.stdout)
+        return info["version"], np.fromfile(out, dtype=np.float32).reshape(info["dims"])
 
 
 def check(path, logits_path):
@@ -75,13 +79,13 @@ def check(path, logits_path):
     assert torch.equal(expected["labels"], labels), "resnet-eval saw other images"
     expected = expected["logits"].numpy()
     # The whole batch, then 3 images: the batch axis is dynamic.
-    compare("onnxruntime", onnxruntime(path, x, uint8), expected)
-    compare("onnxruntime batch 3", onnxruntime(path, x[:3], uint8), expected)
-    net = cv2.dnn.readNetFromONNX(path)
-    net.setInput(x)
-    compare("opencv " + cv2.__version__, net.forward(), expected)
+    compare("onnxruntime", run_onnxruntime(path, x), expected)
+    compare("onnxruntime batch 3", run_onnxruntime(path, x[:3]), expected)
+    version, logits = run_opencv(path, x, uint8)
+    compare("opencv " + version, logits, expected)
 
 
+print(f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, torch {torch.__version__}")
 for model_path, logits_path in a.case:
     check(model_path, logits_path)
 print("failed:", ", ".join(failed) if failed else "none")
