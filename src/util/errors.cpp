@@ -23,4 +23,9 @@ std::string printable(const std::string& text) {
   return out;
 }
 
+std::string excerpt(const std::string& text, size_t max) {
+  if (text.size() <= max) return printable(text);
+  return printable(text.substr(0, max)) + "... (" + std::to_string(text.size()) + " bytes)";
+}
+
 }  // namespace resnet

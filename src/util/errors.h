@@ -33,6 +33,10 @@ class PeerFailed : public std::runtime_error {
 // are written as \xNN.
 std::string printable(const std::string& text);
 
+// At most `max` bytes of `text` for a one-line message, printable(), with "... (N bytes)" when cut:
+// an error quotes a short prefix of an offending value, never the whole of it.
+std::string excerpt(const std::string& text, size_t max = 60);
+
 // First line of a (possibly multi-line, c10-decorated) error message, for one-line reports.
 std::string first_line(const std::string& message);
 
