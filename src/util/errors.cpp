@@ -1,5 +1,7 @@
 #include "util/errors.h"
 
+#include "util/budgets.h"
+
 namespace resnet {
 
 std::string first_line(const std::string& message) {
@@ -27,5 +29,7 @@ std::string excerpt(const std::string& text, size_t max) {
   if (text.size() <= max) return printable(text);
   return printable(text.substr(0, max)) + "... (" + std::to_string(text.size()) + " bytes)";
 }
+
+std::string one_line(const std::string& message) { return excerpt(message, budget::kMessageBytes); }
 
 }  // namespace resnet

@@ -40,4 +40,8 @@ std::string excerpt(const std::string& text, size_t max = 60);
 // First line of a (possibly multi-line, c10-decorated) error message, for one-line reports.
 std::string first_line(const std::string& message);
 
+// A message as a tool prints it: one line whatever it holds (control characters escaped) and at
+// most budget::kMessageBytes long (cut with "... (N bytes)").
+std::string one_line(const std::string& message);
+
 }  // namespace resnet
