@@ -15,7 +15,9 @@
 #include "serialize/zip_reader.h"
 #include "interop/pt_common.h"
 #include "interop/weights_file.h"
+#include "util/budgets.h"
 #include "util/errors.h"
+#include "util/json_io.h"
 
 namespace resnet {
 namespace {
@@ -62,8 +64,9 @@ std::string encode_pt(const NamedTensors& tensors, const nlohmann::json& metadat
 
 // The tensors of a state_dict: the top-level dict's tensor values, in order. Entries that are
 // not tensors (numbers, strings, an "epoch") are left out; a dict of tensors under a usual
-// wrapping key ({"epoch": 3, "state_dict": {...}}) is read through.
-NamedTensors state_dict_of(const pickle::Pickle& p, const std::string& what) {
+// wrapping key ({"epoch": 3, "state_dict": {...}}) is read through. (A key twice in one dict was
+// refused by the unpickler: torch.load would take the last one.)
+std::vector<std::pair<std::string, size_t>> state_dict_of(const pickle::Pickle& p, const std::string& what) {
   using pickle::Value;
   auto has_tensors = [&](const Value& dict) {
     for (size_t k = 1; k < dict.items.size(); k += 2)
@@ -84,37 +87,71 @@ NamedTensors state_dict_of(const pickle::Pickle& p, const std::string& what) {
     }
   }
   if (!has_tensors(*dict)) throw InputError(what + ": a dict without tensors, not a state_dict");
-  NamedTensors out;
+  std::vector<std::pair<std::string, size_t>> out;
   for (size_t k = 0; k + 1 < dict->items.size(); k += 2) {
     const Value& key = p.at(dict->items[k]);
-    const Value& value = p.at(dict->items[k + 1]);
-    if (value.kind != Value::kTensor) continue;
+    if (p.at(dict->items[k + 1]).kind != Value::kTensor) continue;
     if (key.kind != Value::kString) throw InputError(what + ": a tensor under a key that is not a string");
-    out.emplace_back(key.s, value.tensor);
+    out.emplace_back(key.s, dict->items[k + 1]);
   }
   return out;
 }
 
-WeightsFile decode_pt(const std::string& bytes) {
+WeightsFile pickled_weights(const pickle::Pickle& p, const std::vector<std::pair<std::string, size_t>>& entries,
+                            std::shared_ptr<TensorSource> source) {
   WeightsFile file;
   file.format = WeightsFormat::kPt;
-  ZipReader zip(bytes);
-  if (!zip.has("data.pkl"))
+  for (const auto& [name, index] : entries) {
+    file.tensors.emplace_back(name, pickle::meta_tensor(p.at(index)));
+    file.ids.push_back(index);
+  }
+  file.source = std::move(source);
+  return file;
+}
+
+namespace {
+
+// The zip's tensors, read when asked for: only the storages the asked tensors view.
+class ZipTensors final : public TensorSource {
+ public:
+  ZipTensors(SharedBytes bytes, std::unique_ptr<ZipReader> zip, pickle::Pickle pickle)
+      : bytes_(std::move(bytes)), zip_(std::move(zip)), pickle_(std::move(pickle)) {}
+  std::vector<at::Tensor> load(const std::vector<size_t>& ids) override {
+    pickle::load_zip_tensors(pickle_, *zip_, ids);
+    std::vector<at::Tensor> out;
+    for (size_t id : ids) out.push_back(std::move(pickle_.tensor_at(id)));
+    return out;
+  }
+
+ private:
+  SharedBytes bytes_;  // the zip reads from them
+  std::unique_ptr<ZipReader> zip_;
+  pickle::Pickle pickle_;
+};
+
+nlohmann::json read_metadata(ZipReader& zip) {
+  if (!zip.has(kMetadataRecord)) return nlohmann::json::object();
+  const nlohmann::json m = parse_json(zip.read(kMetadataRecord, budget::kJsonFileBytes), kMetadataRecord);
+  if (!m.is_object()) throw InputError(std::string(kMetadataRecord) + ": expected a JSON object");
+  return m;
+}
+
+}  // namespace
+
+WeightsFile decode_pt(const SharedBytes& bytes) {
+  auto zip = std::make_unique<ZipReader>(*bytes);
+  if (!zip->has("data.pkl"))
     throw InputError("no data.pkl: not a torch.save file (a TorchScript archive? load it with torch.jit.load "
                      "and save its state_dict())");
-  if (zip.has("byteorder") && zip.read("byteorder") != "little")
+  if (zip->has("byteorder") && zip->read("byteorder", budget::kZipSmallRecordBytes) != "little")
     throw InputError("big-endian tensor data is not supported");
-  pickle::Pickle p = pickle::unpickle(zip.read("data.pkl"), pickle::Rules{});
-  pickle::load_zip_tensors(p, zip);
-  file.tensors = state_dict_of(p, "data.pkl");
-  if (zip.has(kMetadataRecord)) {
-    try {
-      file.metadata = nlohmann::json::parse(zip.read(kMetadataRecord));
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError(std::string(kMetadataRecord) + ": invalid JSON (" + first_line(e.what()) + ")");
-    }
-    if (!file.metadata.is_object()) throw InputError(std::string(kMetadataRecord) + ": expected a JSON object");
-  }
+  pickle::Pickle p = pickle::unpickle(zip->read("data.pkl", budget::kPickleBytes), pickle::Rules{});
+  pickle::check_zip_storages(p, *zip);
+  const auto entries = state_dict_of(p, "data.pkl");
+  nlohmann::json metadata = read_metadata(*zip);
+  WeightsFile file = pickled_weights(p, entries, nullptr);
+  file.source = std::make_shared<ZipTensors>(bytes, std::move(zip), std::move(p));
+  file.metadata = std::move(metadata);
   return file;
 }
 

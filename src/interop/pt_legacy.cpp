@@ -48,8 +48,8 @@ std::vector<std::string> storage_keys(const pickle::Pickle& keys, const pickle::
   for (size_t item : keys.root().items) {
     const Value& k = keys.at(item);
     if (k.kind != Value::kString) throw InputError("a storage key that is not a string");
-    if (!named.count(k.s)) throw InputError("storage key " + printable(k.s.substr(0, 40)) + " names no storage of the object");
-    if (!seen.insert(k.s).second) throw InputError("storage key " + printable(k.s.substr(0, 40)) + " appears twice");
+    if (!named.count(k.s)) throw InputError("storage key " + excerpt(k.s, 40) + " names no storage of the object");
+    if (!seen.insert(k.s).second) throw InputError("storage key " + excerpt(k.s, 40) + " appears twice");
     out.push_back(k.s);
   }
   if (out.size() != named.size())
@@ -58,39 +58,63 @@ std::vector<std::string> storage_keys(const pickle::Pickle& keys, const pickle::
   return out;
 }
 
-// Step 6: each storage's count and bytes, in key order, to the end of the file.
-std::map<std::string, at::Tensor> read_storages(const std::string& bytes, size_t pos, const std::vector<std::string>& keys,
-                                                const pickle::Pickle& object) {
+// Step 6: each storage's count and bytes, in key order, to the end of the file: where each
+// storage's bytes start (nothing is copied yet).
+std::map<std::string, size_t> storage_offsets(const std::string& bytes, size_t pos, const std::vector<std::string>& keys,
+                                              const pickle::Pickle& object) {
   std::map<std::string, const Value*> by_key;
   for (size_t index : object.storages()) by_key[object.at(index).s] = &object.at(index);
-  std::map<std::string, at::Tensor> out;
+  std::map<std::string, size_t> out;
   for (const std::string& key : keys) {
     const Value& s = *by_key.at(key);
-    if (bytes.size() - pos < 8) throw InputError("truncated storages (storage " + key + " has no element count)");
+    const std::string shown = excerpt(key, 40);
+    if (bytes.size() - pos < 8) throw InputError("truncated storages (storage " + shown + " has no element count)");
     int64_t count = 0;
     std::memcpy(&count, bytes.data() + pos, 8);  // little-endian, as checked in sys info (x86, arm64)
     pos += 8;
     if (count != s.i)
-      throw InputError("storage " + key + " holds " + std::to_string(count) + " elements, the object says " +
+      throw InputError("storage " + shown + " holds " + std::to_string(count) + " elements, the object says " +
                        std::to_string(s.i));
     const uint64_t n = static_cast<uint64_t>(s.i) * c10::elementSize(s.dtype);  // checked when parsed
     if (bytes.size() - pos < n)
-      throw InputError("truncated storages (storage " + key + " needs " + std::to_string(n) + " bytes, " +
+      throw InputError("truncated storages (storage " + shown + " needs " + std::to_string(n) + " bytes, " +
                        std::to_string(bytes.size() - pos) + " are left)");
-    at::Tensor t = at::empty({s.i}, at::TensorOptions().dtype(s.dtype));
-    if (n) std::memcpy(t.data_ptr(), bytes.data() + pos, n);
+    out[key] = pos;
     pos += n;
-    out[key] = t;
   }
   if (pos != bytes.size()) throw InputError(std::to_string(bytes.size() - pos) + " bytes after the last storage");
   return out;
 }
 
+// The legacy file's tensors, read when asked for: each storage's bytes are in the file already.
+class LegacyTensors final : public TensorSource {
+ public:
+  LegacyTensors(SharedBytes bytes, pickle::Pickle object, std::map<std::string, size_t> offsets)
+      : bytes_(std::move(bytes)), object_(std::move(object)), offsets_(std::move(offsets)) {}
+  std::vector<at::Tensor> load(const std::vector<size_t>& ids) override {
+    pickle::load_tensors(object_, ids, [&](const Value& storage) {
+      at::Tensor t = at::empty({storage.i}, at::TensorOptions().dtype(storage.dtype));
+      const size_t n = static_cast<size_t>(storage.i) * c10::elementSize(storage.dtype);
+      if (n) std::memcpy(t.data_ptr(), bytes_->data() + offsets_.at(storage.s), n);
+      return t;
+    });
+    std::vector<at::Tensor> out;
+    for (size_t id : ids) out.push_back(std::move(object_.tensor_at(id)));
+    return out;
+  }
+
+ private:
+  SharedBytes bytes_;
+  pickle::Pickle object_;
+  std::map<std::string, size_t> offsets_;
+};
+
 }  // namespace
 
 bool is_legacy_pt(const std::string& bytes) { return bytes.compare(0, kMagic.size(), kMagic) == 0; }
 
-WeightsFile decode_legacy_pt(const std::string& bytes) {
+WeightsFile decode_legacy_pt(const SharedBytes& shared) {
+  const std::string& bytes = *shared;
   if (!is_legacy_pt(bytes)) throw InputError("not a torch.save file (no magic number)");
   size_t pos = 0;
   check_header(bytes, &pos);
@@ -98,11 +122,10 @@ WeightsFile decode_legacy_pt(const std::string& bytes) {
   rules.legacy = true;
   pickle::Pickle object = pickle::unpickle_at(bytes, &pos, rules, "the pickled object");
   const pickle::Pickle keys = pickle::unpickle_at(bytes, &pos, pickle::Rules{}, "the storage keys");
-  const std::map<std::string, at::Tensor> data = read_storages(bytes, pos, storage_keys(keys, object), object);
-  pickle::load_tensors(object, [&](const Value& storage) { return data.at(storage.s); });
-  WeightsFile file;
-  file.format = WeightsFormat::kPt;
-  file.tensors = state_dict_of(object, "the pickled object");
+  std::map<std::string, size_t> offsets = storage_offsets(bytes, pos, storage_keys(keys, object), object);
+  const auto entries = state_dict_of(object, "the pickled object");
+  WeightsFile file = pickled_weights(object, entries, nullptr);
+  file.source = std::make_shared<LegacyTensors>(shared, std::move(object), std::move(offsets));
   return file;
 }
 

@@ -7,6 +7,7 @@
 #include "interop/weights_file.h"
 #include "serialize/safetensors.h"
 #include "util/errors.h"
+#include "util/json_io.h"
 
 namespace resnet {
 
@@ -23,25 +24,47 @@ std::string encode_safetensors(const NamedTensors& tensors, const nlohmann::json
   return out;
 }
 
-WeightsFile decode_safetensors(const std::string& bytes) {
+namespace {
+
+// The file's tensors, read when asked for: their bytes are in the file, each range checked.
+class SafetensorsTensors final : public TensorSource {
+ public:
+  SafetensorsTensors(SharedBytes bytes, safetensors::Header header)
+      : bytes_(std::move(bytes)), header_(std::move(header)) {}
+  std::vector<at::Tensor> load(const std::vector<size_t>& ids) override {
+    std::vector<at::Tensor> out;
+    const char* data = bytes_->data() + header_.data_start;
+    for (size_t id : ids) {
+      const auto& e = header_.entries.at(id);
+      at::Tensor t = at::empty(e.sizes, at::TensorOptions().dtype(e.dtype));
+      if (e.end > e.begin) std::memcpy(t.data_ptr(), data + e.begin, e.end - e.begin);
+      out.push_back(t);
+    }
+    return out;
+  }
+
+ private:
+  SharedBytes bytes_;
+  safetensors::Header header_;
+};
+
+}  // namespace
+
+WeightsFile decode_safetensors(const SharedBytes& bytes) {
   WeightsFile file;
   file.format = WeightsFormat::kSafetensors;
-  const safetensors::Header header = safetensors::parse_header(bytes, bytes.size());
+  safetensors::Header header = safetensors::parse_header(*bytes, bytes->size());
   const auto it = header.metadata.find("resnet_train");
   if (it != header.metadata.end()) {
-    try {
-      file.metadata = nlohmann::json::parse(it->second);
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError("__metadata__.resnet_train is not valid JSON (" + first_line(e.what()) + ")");
-    }
+    file.metadata = parse_json(it->second, "__metadata__.resnet_train");
     if (!file.metadata.is_object()) throw InputError("__metadata__.resnet_train is not a JSON object");
   }
-  const char* data = bytes.data() + header.data_start;
-  for (const auto& e : header.entries) {  // file order
-    at::Tensor t = at::empty(e.sizes, at::TensorOptions().dtype(e.dtype));
-    if (e.end > e.begin) std::memcpy(t.data_ptr(), data + e.begin, e.end - e.begin);
-    file.tensors.emplace_back(e.name, t);
+  for (size_t i = 0; i < header.entries.size(); ++i) {  // file order
+    const auto& e = header.entries[i];
+    file.tensors.emplace_back(e.name, at::empty(e.sizes, at::TensorOptions().dtype(e.dtype).device(at::kMeta)));
+    file.ids.push_back(i);
   }
+  file.source = std::make_shared<SafetensorsTensors>(bytes, std::move(header));
   return file;
 }
 

@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "util/budgets.h"
 #include "util/errors.h"
 #include "util/json_io.h"
 #include "util/sha256.h"
@@ -92,7 +93,7 @@ bool normalizer_from_metadata(const nlohmann::json& metadata, const std::string&
       return at::tensor(v).view(s);
     } catch (const std::exception&) {
       throw InputError(path + ": metadata normalizer." + values + " is not a list of floats of shape " +
-                       (n.contains(shape) ? n[shape].dump() : "(none)"));
+                       (n.contains(shape) ? json_excerpt(n[shape]) : "(none)"));
     }
   };
   out->mean = tensor("mean", "mean_shape");
@@ -117,7 +118,7 @@ void strip_module_prefix(NamedTensors& tensors) {
 // How a file's entries meet a model's under one naming.
 struct Fit {
   std::vector<std::string> missing, unexpected, misshaped, skipped;
-  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (model tensor, file tensor)
+  std::vector<std::pair<at::Tensor, size_t>> copies;  // (model tensor, index of the file's tensor)
   bool ok() const { return missing.empty() && unexpected.empty() && misshaped.empty(); }
 };
 
@@ -134,7 +135,8 @@ std::string misshaped_text(const std::string& name, const at::Tensor& src, const
 Fit match(const NamedTensors& state, const std::map<std::string, std::string>& to_file, const NamedTensors& file,
           const std::vector<std::string>& skip) {
   Fit fit;
-  std::map<std::string, at::Tensor> by_name(file.begin(), file.end());
+  std::map<std::string, size_t> by_name;
+  for (size_t i = 0; i < file.size(); ++i) by_name.emplace(file[i].first, i);
   std::set<std::string> wanted;
   for (const auto& [native, dst] : state) {
     const std::string& name = to_file.at(native);
@@ -146,8 +148,9 @@ Fit match(const NamedTensors& state, const std::map<std::string, std::string>& t
     auto it = by_name.find(name);
     if (it == by_name.end()) {
       if (!is_bn_counter(native)) fit.missing.push_back(name);
-    } else if (it->second.sizes() != dst.sizes() || it->second.is_floating_point() != dst.is_floating_point()) {
-      fit.misshaped.push_back(misshaped_text(name, it->second, dst));
+    } else if (const at::Tensor& src = file[it->second].second;
+               src.sizes() != dst.sizes() || src.is_floating_point() != dst.is_floating_point()) {
+      fit.misshaped.push_back(misshaped_text(excerpt(name, 80), src, dst));
     } else {
       fit.copies.emplace_back(dst, it->second);
     }
@@ -181,12 +184,13 @@ WeightsLoad load_weights_into(ResNetImpl& model, const std::string& path, const 
                               const std::string& expect_sha256) {
   WeightsLoad load;
   load.path = std::filesystem::absolute(path).lexically_normal().string();
-  const std::string bytes = read_text_file(path);
+  std::string bytes = read_text_file(path, budget::kWeightsFileBytes);
   load.sha256 = sha256_hex(bytes);
   if (!expect_sha256.empty() && expect_sha256 != load.sha256)
-    throw InputError(path + ": SHA-256 " + load.sha256 + " is not the " + expect_sha256 +
+    throw InputError(path + ": SHA-256 " + load.sha256 + " is not the " + excerpt(expect_sha256, 64) +
                      " that model.init_sha256 asks for (the file changed?)");
-  WeightsFile file = parse_weights(bytes, path);
+  // Names and shapes first (meta tensors); only the tensors the model takes are then read.
+  WeightsFile file = open_weights(std::move(bytes), path);
   load.metadata = file.metadata;
   strip_module_prefix(file.tensors);
 
@@ -197,8 +201,11 @@ WeightsLoad load_weights_into(ResNetImpl& model, const std::string& path, const 
   load.origin = guess_origin(file.tensors, scheme);
   Fit fit = match(model_state(model), scheme_names(model, scheme), file.tensors, skip);
   if (!fit.ok()) throw InputError(misfit_message(path, model, load, fit));
+  std::vector<size_t> used;
+  for (const auto& [dst, index] : fit.copies) used.push_back(index);
+  file.load(used);
   c10::NoGradGuard no_grad;
-  for (auto& [dst, src] : fit.copies) dst.copy_(src);
+  for (auto& [dst, index] : fit.copies) dst.copy_(file.tensors[index].second);
   load.loaded = static_cast<int64_t>(fit.copies.size());
   load.skipped = std::move(fit.skipped);
   return load;

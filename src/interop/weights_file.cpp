@@ -7,6 +7,7 @@
 #include <set>
 
 #include "interop/pt_common.h"
+#include "util/budgets.h"
 #include "util/errors.h"
 #include "util/json_io.h"
 
@@ -19,9 +20,7 @@ bool ends_with(const std::string& s, const std::string& tail) {
 
 }  // namespace
 
-std::string quoted_name(const std::string& name) {
-  return "'" + printable(name.substr(0, 200)) + (name.size() > 200 ? "...'" : "'");
-}
+std::string quoted_name(const std::string& name) { return "'" + excerpt(name, 80) + "'"; }
 
 WeightsFormat format_for(const std::string& path, const std::string& flag) {
   if (flag == "pt") return WeightsFormat::kPt;
@@ -48,25 +47,35 @@ void write_weights(const std::string& path, WeightsFormat format, const NamedTen
   write_file_atomic(path, bytes);
 }
 
-WeightsFile parse_weights(const std::string& bytes, const std::string& path) {
-  WeightsFile file;
+namespace {
+
+// Runs `body`, turning whatever a reader of `path` throws into one InputError naming it.
+template <typename F>
+auto naming(const std::string& path, F&& body) {
   try {
-    if (bytes.rfind("PK\x03\x04", 0) == 0) {
-      file = decode_pt(bytes);
-    } else if (bytes.size() >= 9 && bytes[8] == '{') {
-      file = decode_safetensors(bytes);
-    } else if (is_legacy_pt(bytes)) {
-      file = decode_legacy_pt(bytes);
-    } else {
-      throw InputError("neither a PyTorch .pt (zip) nor a .safetensors file");
-    }
+    return body();
   } catch (const InputError& e) {
     throw InputError(path + ": " + e.what());
-  } catch (const c10::Error& e) {  // anything LibTorch's zip reader finds that we did not
-    throw InputError(path + ": damaged weights file (" + first_line(e.what_without_backtrace()) + ")");
+  } catch (const c10::Error& e) {  // anything LibTorch finds that we did not
+    throw InputError(path + ": damaged weights file (" + excerpt(first_line(e.what_without_backtrace()), 120) + ")");
   } catch (const std::bad_alloc&) {
     throw InputError(path + ": damaged weights file (sizes beyond memory)");
   }
+}
+
+WeightsFile decode(const SharedBytes& bytes) {
+  if (bytes->rfind("PK\x03\x04", 0) == 0) return decode_pt(bytes);
+  if (bytes->size() >= 9 && (*bytes)[8] == '{') return decode_safetensors(bytes);
+  if (is_legacy_pt(*bytes)) return decode_legacy_pt(bytes);
+  throw InputError("neither a PyTorch .pt (zip) nor a .safetensors file");
+}
+
+}  // namespace
+
+WeightsFile open_weights(std::string bytes, const std::string& path) {
+  auto shared = std::make_shared<const std::string>(std::move(bytes));
+  WeightsFile file = naming(path, [&] { return decode(shared); });
+  file.path = path;
   if (file.tensors.empty()) throw InputError(path + ": holds no tensors");
   std::set<std::string> seen;
   for (const auto& [name, t] : file.tensors) {
@@ -80,6 +89,27 @@ WeightsFile parse_weights(const std::string& bytes, const std::string& path) {
   return file;
 }
 
-WeightsFile read_weights(const std::string& path) { return parse_weights(read_text_file(path), path); }
+void WeightsFile::load(const std::vector<size_t>& indices) {
+  std::vector<size_t> want;
+  for (size_t i : indices) want.push_back(ids.at(i));
+  const std::vector<at::Tensor> got = naming(path, [&] { return source->load(want); });
+  for (size_t k = 0; k < indices.size(); ++k) tensors[indices[k]].second = got[k];
+}
+
+void WeightsFile::load_all() {
+  std::vector<size_t> all(tensors.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  load(all);
+}
+
+WeightsFile parse_weights(std::string bytes, const std::string& path) {
+  WeightsFile file = open_weights(std::move(bytes), path);
+  file.load_all();
+  return file;
+}
+
+WeightsFile read_weights(const std::string& path) {
+  return parse_weights(read_text_file(path, budget::kWeightsFileBytes), path);
+}
 
 }  // namespace resnet

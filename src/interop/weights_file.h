@@ -11,6 +11,8 @@
 //
 // Readers never execute anything from a file: the .pt pickle is read by our own restricted
 // unpickler (serialize/unpickler.h), which knows tensors, dicts, lists, tuples, numbers and strings.
+// open_weights() learns names, dtypes and shapes without reading any tensor's bytes; load()
+// then reads only the tensors asked for (a model's), and only the storages they need.
 // Tensors are float32, bfloat16, float16 or int64, little-endian. Every reader error is an
 // InputError whose one line names the file.
 #include <ATen/core/Tensor.h>
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "serialize/safetensors.h"  // NamedTensors
+#include "serialize/tensor_source.h"
 
 namespace resnet {
 
@@ -28,9 +31,17 @@ enum class WeightsFormat { kPt, kSafetensors };
 
 
 struct WeightsFile {
+  // In file order. From open_weights(): meta tensors (dtype and shape, no data) until load()ed.
   NamedTensors tensors;
   nlohmann::json metadata = nlohmann::json::object();  // ours (see weights_metadata.h), or {}
   WeightsFormat format = WeightsFormat::kPt;
+  std::string path;                     // names the file in errors
+  std::shared_ptr<TensorSource> source;  // reads tensors[i] as id ids[i]
+  std::vector<size_t> ids;
+
+  // Reads tensors[i] for each i of `indices` from the file (InputError naming it).
+  void load(const std::vector<size_t>& indices);
+  void load_all();
 };
 
 // ".pt"/".pth"/".bin" -> kPt, ".safetensors" -> kSafetensors; `flag` ("pt"|"safetensors") wins
@@ -43,21 +54,25 @@ const char* format_name(WeightsFormat format);
 void write_weights(const std::string& path, WeightsFormat format, const NamedTensors& tensors,
                    const nlohmann::json& metadata);
 
-// Reads a .pt or .safetensors file (told apart by content, not by name).
+// Reads a .pt or .safetensors file (told apart by content, not by name), every tensor.
 WeightsFile read_weights(const std::string& path);
 // The same from bytes already read; `path` only names the file in errors.
-WeightsFile parse_weights(const std::string& bytes, const std::string& path);
+WeightsFile parse_weights(std::string bytes, const std::string& path);
+// Names, dtypes and shapes (meta tensors) and metadata, checked; no tensor's bytes read yet.
+WeightsFile open_weights(std::string bytes, const std::string& path);
 
-// Per format (bytes -> tensors); InputError messages do not name the file, parse_weights adds it.
+// Per format (bytes -> meta tensors and their source); InputError messages do not name the file,
+// open_weights adds it.
+using SharedBytes = std::shared_ptr<const std::string>;
 std::string encode_pt(const NamedTensors& tensors, const nlohmann::json& metadata);
-WeightsFile decode_pt(const std::string& bytes);
+WeightsFile decode_pt(const SharedBytes& bytes);
 std::string encode_safetensors(const NamedTensors& tensors, const nlohmann::json& metadata);
-WeightsFile decode_safetensors(const std::string& bytes);
+WeightsFile decode_safetensors(const SharedBytes& bytes);
 
 // The dtypes a weight file may hold; InputError("<what>: dtype ... is not supported") otherwise.
 void check_weight_dtype(const at::Tensor& tensor, const std::string& what);
 
-// `name` as a one-line message may show it (control characters as \xNN, cut at 200), quoted.
+// `name` as a one-line message may show it (control characters as \xNN, cut at 80), quoted.
 std::string quoted_name(const std::string& name);
 
 }  // namespace resnet

@@ -10,7 +10,10 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "util/budgets.h"
 #include "util/errors.h"
+#include "util/folder.h"
+#include "util/json_io.h"
 
 namespace resnet::safetensors {
 namespace {
@@ -25,9 +28,7 @@ struct DtypeName {
 };
 constexpr DtypeName kDtypes[] = {{at::kFloat, "F32"}, {at::kBFloat16, "BF16"}, {at::kHalf, "F16"}, {at::kLong, "I64"}};
 
-std::string quoted(const std::string& name) {
-  return "'" + printable(name.substr(0, 200)) + (name.size() > 200 ? "...'" : "'");
-}
+std::string quoted(const std::string& name) { return "'" + excerpt(name, 80) + "'"; }
 
 uint64_t header_length(const std::string& head) {
   uint64_t n = 0;
@@ -48,16 +49,16 @@ Entry parse_entry(const std::string& name, const ojson& entry, uint64_t data_siz
   const DtypeName* dtype = nullptr;
   for (const auto& d : kDtypes)
     if (dt.get<std::string>() == d.name) dtype = &d;
-  if (!dtype) throw InputError(what + ": dtype " + printable(dt.dump().substr(0, 40)) + " is not supported (F32, BF16, F16, I64)");
+  if (!dtype) throw InputError(what + ": dtype " + json_excerpt(dt) + " is not supported (F32, BF16, F16, I64)");
   if (!shape.is_array() || shape.size() > 16) throw InputError(what + ": shape is not a list of up to 16 sizes");
   Entry e{name, dtype->dtype, {}, 0, 0};
   // numel x item size, overflow-checked: F32 [2^62] would wrap to 0 bytes and match [0, 0].
   uint64_t bytes = c10::elementSize(dtype->dtype);
   for (const auto& s : shape) {
-    if (!s.is_number_unsigned()) throw InputError(what + ": shape " + shape.dump() + " has a size that is not a count");
+    if (!s.is_number_unsigned()) throw InputError(what + ": shape " + json_excerpt(shape) + " has a size that is not a count");
     const uint64_t v = s.get<uint64_t>();
     if (v > uint64_t(INT64_MAX) || __builtin_mul_overflow(bytes, v, &bytes) || bytes > uint64_t(INT64_MAX))
-      throw InputError(what + ": shape " + shape.dump() + " is too large");
+      throw InputError(what + ": shape " + json_excerpt(shape) + " is too large");
     e.sizes.push_back(static_cast<int64_t>(v));
   }
   if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
@@ -68,8 +69,8 @@ Entry parse_entry(const std::string& name, const ojson& entry, uint64_t data_siz
     throw InputError(what + ": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
                      "] lie outside the " + std::to_string(data_size) + " data bytes");
   if (e.end - e.begin != bytes)
-    throw InputError(what + ": data_offsets span " + std::to_string(e.end - e.begin) + " bytes, but " + dt.dump() +
-                     " " + shape.dump() + " needs " + std::to_string(bytes));
+    throw InputError(what + ": data_offsets span " + std::to_string(e.end - e.begin) + " bytes, but " +
+                     json_excerpt(dt) + " " + json_excerpt(shape) + " needs " + std::to_string(bytes));
   return e;
 }
 
@@ -114,7 +115,8 @@ uint64_t needed_bytes(const std::string& first8, uint64_t file_size) {
   if (first8.size() < 8 || file_size < 8)
     throw InputError("truncated safetensors file (" + std::to_string(file_size) + " bytes)");
   const uint64_t n = header_length(first8);
-  if (n > kMaxHeader) throw InputError("safetensors header length " + std::to_string(n) + " is implausible");
+  if (n > budget::kSafetensorsHeaderBytes)
+    throw InputError("safetensors header length " + std::to_string(n) + " is implausible");
   if (n > file_size - 8)
     throw InputError("safetensors header length " + std::to_string(n) + " runs past the end of the file (" +
                      std::to_string(file_size) + " bytes)");
@@ -124,12 +126,7 @@ uint64_t needed_bytes(const std::string& first8, uint64_t file_size) {
 Header parse_header(const std::string& head, uint64_t file_size) {
   const uint64_t start = needed_bytes(head, file_size);
   if (head.size() < start) throw InputError("truncated safetensors header");
-  ojson json;
-  try {
-    json = ojson::parse(head.substr(8, start - 8));
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError("safetensors header is not valid JSON (" + first_line(e.what()) + ")");
-  }
+  const ojson json = parse_json(head.substr(8, start - 8), "safetensors header");
   if (!json.is_object()) throw InputError("safetensors header is not a JSON object");
   Header h;
   h.data_start = start;
@@ -164,39 +161,21 @@ std::string header_bytes(const NamedTensors& tensors, const std::map<std::string
   return out + json;
 }
 
-namespace {
+FileReader::FileReader(const std::string& path)
+    : FileReader(path, open_for_reading(path, budget::kWeightsFileBytes, "a safetensors file")) {}
 
-// Reads exactly `n` bytes at `offset`; false at a short file or an error (errno set).
-bool read_at(int fd, void* buf, uint64_t n, uint64_t offset) {
-  auto* p = static_cast<char*>(buf);
-  while (n > 0) {
-    const ssize_t got = ::pread(fd, p, n, static_cast<off_t>(offset));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return false;
-    p += got, n -= static_cast<uint64_t>(got), offset += static_cast<uint64_t>(got);
-  }
-  return true;
-}
-
-}  // namespace
-
-FileReader::FileReader(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) throw InputError(path + ": cannot open (" + std::strerror(errno) + ")");
-  struct stat st {};
-  if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd_);
-    throw InputError(path + ": not a regular file");
-  }
-  const auto size = static_cast<uint64_t>(st.st_size);
+FileReader::FileReader(const std::string& path, ReadableFile file) : path_(path) {
+  const uint64_t size = file.size;
+  fd_ = file.fd.release();
   try {
     std::string head(std::min<uint64_t>(size, 8), '\0');
-    if (!read_at(fd_, head.data(), head.size(), 0)) throw InputError("cannot read the header");
+    if (!read_exactly(fd_, head.data(), head.size(), 0)) throw InputError("cannot read the header");
     head.resize(needed_bytes(head, size));
-    if (!read_at(fd_, head.data() + 8, head.size() - 8, 8)) throw InputError("cannot read the header");
+    if (!read_exactly(fd_, head.data() + 8, head.size() - 8, 8)) throw InputError("cannot read the header");
     header_ = parse_header(head, size);
   } catch (const InputError& e) {
     ::close(fd_);
+    fd_ = -1;
     throw InputError(path + ": " + e.what());
   }
 }
@@ -207,7 +186,7 @@ FileReader::~FileReader() {
 
 at::Tensor FileReader::read(const Entry& e) const {
   at::Tensor t = at::empty(e.sizes, at::TensorOptions().dtype(e.dtype));
-  if (e.end > e.begin && !read_at(fd_, t.data_ptr(), e.end - e.begin, header_.data_start + e.begin))
+  if (e.end > e.begin && !read_exactly(fd_, t.data_ptr(), e.end - e.begin, header_.data_start + e.begin))
     throw InputError(path_ + ": tensor " + quoted(e.name) + " cannot be read (the file changed while it was read?)");
   return t;
 }

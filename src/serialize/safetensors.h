@@ -4,8 +4,9 @@
 //   {name: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {str: str}}
 // (padded with spaces to a multiple of 8), then the raw little-endian tensor data.
 //
-// Read as strictly as the reference implementation, and then some: the header is bounded and
-// must be valid JSON; each tensor's byte count (numel x item size, overflow-checked) must equal
+// Read as strictly as the reference implementation, and then some: the header is bounded
+// (budget::kSafetensorsHeaderBytes) and must be valid JSON of bounded nesting without a key twice
+// (util/json_io.h: the reference implementation keeps the last of two); each tensor's byte count (numel x item size, overflow-checked) must equal
 // its range; the ranges must tile the data exactly (no holes, no overlaps, nothing after the last
 // one), so the tensors together take exactly the file's data bytes: all of it is checked before
 // anything is allocated. Dtypes: F32, BF16, F16, I64.
@@ -18,14 +19,14 @@
 #include <utility>
 #include <vector>
 
+#include "util/folder.h"
+
 namespace resnet {
 
 // A state_dict: names in file order, tensors dense and contiguous on the CPU.
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
 namespace safetensors {
-
-constexpr uint64_t kMaxHeader = 100'000'000;  // the reference implementation's limit
 
 struct Entry {
   std::string name;
@@ -58,6 +59,7 @@ const char* dtype_name(at::ScalarType dtype);
 class FileReader {
  public:
   explicit FileReader(const std::string& path);  // InputError naming the path
+  FileReader(const std::string& path, ReadableFile file);  // a file opened already
   ~FileReader();
   const Header& header() const { return header_; }
   at::Tensor read(const Entry& entry) const;     // a CPU tensor

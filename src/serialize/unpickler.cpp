@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "serialize/zip_reader.h"
+#include "util/budgets.h"
 #include "util/errors.h"
 
 namespace resnet::pickle {
@@ -58,8 +59,11 @@ bool storage_dtype(std::string name, at::ScalarType* dtype) {
   return true;
 }
 
-constexpr size_t kMaxObjects = size_t{1} << 20;  // ~100 MB; ResNet-152 needs ~20,000
-constexpr size_t kMaxDims = 16;
+constexpr size_t kMaxDims = budget::kTensorDims;
+constexpr int64_t kMaxTensorBytes = budget::kTensorBytes;
+// What one stack slot, container item or mark costs (an index), and one memo entry (a hash node).
+constexpr uint64_t kSlotBytes = sizeof(size_t);
+constexpr uint64_t kMemoEntryBytes = 48;
 
 // a + b and a * b for non-negative int64, false on overflow.
 bool add(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_overflow(a, b, out); }
@@ -104,10 +108,21 @@ class Unpickler {
   }
   Value& val(size_t index) { return p_.values_[index]; }
 
+  // Every allocation the pickle asks for is counted: a state_dict needs a few hundred bytes a
+  // tensor, while a pickle of millions of tiny opcodes (each object ~200 bytes, its opcode 1; each
+  // item of a list 8 bytes, its BINGET + APPEND 3) is an attempt to exhaust memory.
+  void charge(uint64_t bytes) {
+    used_ += bytes;
+    if (used_ + (stack_.size() + marks_.size()) * kSlotBytes > budget::kPickleMemoryBytes)
+      fail("more than the " + std::to_string(budget::kPickleMemoryBytes >> 20) +
+           " MiB a pickle may take (objects, items, memo and stack)");
+  }
+  void push(size_t v) {
+    charge(0);
+    stack_.push_back(v);
+  }
   size_t make(Value v) {
-    // A state_dict needs a few dozen objects a tensor; a pickle of millions of tiny opcodes is an
-    // attempt to exhaust memory (each object takes ~200 bytes, its opcode 1).
-    if (p_.values_.size() >= kMaxObjects) fail("more than " + std::to_string(kMaxObjects) + " objects");
+    charge(sizeof(Value) + v.s.size() + (v.items.size() + v.sizes.size() + v.strides.size()) * kSlotBytes);
     p_.values_.push_back(std::move(v));
     return p_.values_.size() - 1;
   }
@@ -149,20 +164,30 @@ class Unpickler {
   void set_items(size_t dict, const std::vector<size_t>& kv) {
     if (val(dict).kind != Value::kDict) fail(std::string("SETITEM on ") + kind_name(val(dict).kind));
     if (kv.size() % 2) fail("SETITEMS with an odd number of objects");
+    charge(kv.size() * kSlotBytes);
     for (size_t k : kv) val(dict).items.push_back(k);
   }
   void append(size_t list, const std::vector<size_t>& items) {
     if (val(list).kind != Value::kList) fail(std::string("APPEND to ") + kind_name(val(list).kind));
+    charge(items.size() * kSlotBytes);
     for (size_t k : items) val(list).items.push_back(k);
   }
   void memo_put(uint64_t key) {
     if (stack_.empty()) fail("memo of an empty stack");
-    memo_[key] = stack_.back();
+    auto it = memo_.find(key);
+    if (it != memo_.end()) {
+      it->second = stack_.back();
+      return;
+    }
+    // A pickler memoizes each object once: more entries than objects is a flood.
+    if (memo_.size() >= p_.values_.size()) fail("more memo entries than objects");
+    charge(kMemoEntryBytes);
+    memo_.emplace(key, stack_.back());
   }
   void memo_get(uint64_t key) {
     auto it = memo_.find(key);
     if (it == memo_.end()) fail("memo key " + std::to_string(key) + " was never stored");
-    stack_.push_back(it->second);
+    push(it->second);
   }
   int64_t as_int(size_t v, const char* what) const {
     if (p_.values_[v].kind != Value::kInt)
@@ -190,6 +215,7 @@ class Unpickler {
   size_t rebuild_tensor(const std::vector<size_t>& args);
   size_t as_list(size_t list, bool tensors);
   void count_view(int64_t numel, at::ScalarType dtype);
+  void check_keys() const;
 
   const std::string& in_;
   const Rules& rules_;
@@ -199,6 +225,7 @@ class Unpickler {
   std::vector<size_t> stack_;
   std::vector<size_t> marks_;  // stack sizes at each MARK
   std::unordered_map<uint64_t, size_t> memo_;
+  uint64_t used_ = 0;  // bytes charged (charge())
   std::map<std::string, size_t> storage_by_key_;  // tensors may share one
   // Bytes declared by storages, and bytes of the views copied out of them: many views of one
   // big storage must not multiply it.
@@ -387,7 +414,34 @@ Pickle Unpickler::run(size_t* end) {
     *end = pos_;
   else if (pos_ != in_.size())
     fail(std::to_string(in_.size() - pos_) + " bytes after STOP");
+  check_keys();
   return std::move(p_);
+}
+
+// A dict whose keys repeat means one thing to pickle.load and torch.load (the last value) and
+// another to a reader that keeps the first: refused, whichever dict it is. Strings and integers
+// (booleans are the integers 0 and 1 to Python) are compared; no pickler writes such a dict.
+void Unpickler::check_keys() const {
+  for (const Value& d : p_.values_) {
+    if (d.kind != Value::kDict || d.items.size() < 4) continue;
+    std::vector<const std::string*> names;
+    std::vector<int64_t> numbers;
+    for (size_t k = 0; k + 1 < d.items.size(); k += 2) {
+      const Value& key = p_.values_[d.items[k]];
+      if (key.kind == Value::kString) names.push_back(&key.s);
+      if (key.kind == Value::kInt || key.kind == Value::kBool) numbers.push_back(key.i);
+    }
+    std::sort(names.begin(), names.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
+    std::sort(numbers.begin(), numbers.end());
+    const auto name = std::adjacent_find(names.begin(), names.end(),
+                                         [](const std::string* a, const std::string* b) { return *a == *b; });
+    const auto number = std::adjacent_find(numbers.begin(), numbers.end());
+    if (name == names.end() && number == numbers.end()) continue;
+    const std::string key = name != names.end() ? "'" + excerpt(**name, budget::kQuoteBytes) + "'"
+                                                : std::to_string(*number);
+    throw InputError(what_ + ": key " + key + " appears twice in one dict (torch.load would keep the last value, "
+                     "other readers the first: refused)");
+  }
 }
 
 // BINUNICODE and Python 2's BINSTRING (4-byte length), SHORT_BINUNICODE and SHORT_BINSTRING (1),
@@ -397,7 +451,7 @@ void Unpickler::push_string(unsigned char op) {
   Value v;
   v.kind = Value::kString;
   v.s = read_bytes(n);
-  stack_.push_back(make(std::move(v)));
+  push(make(std::move(v)));
 }
 
 void Unpickler::push_long1() {  // LONG1: n bytes, two's complement, little-endian
@@ -405,7 +459,7 @@ void Unpickler::push_long1() {  // LONG1: n bytes, two's complement, little-endi
   if (n > 8) fail("an integer wider than 64 bits");
   uint64_t v = n ? read_le(n) : 0;
   if (n > 0 && n < 8 && (v >> (8 * n - 1)) & 1) v |= ~uint64_t{0} << (8 * n);  // sign-extend
-  stack_.push_back(make_int(static_cast<int64_t>(v)));
+  push(make_int(static_cast<int64_t>(v)));
 }
 
 void Unpickler::push_float() {  // BINFLOAT: big-endian IEEE double
@@ -416,7 +470,7 @@ void Unpickler::push_float() {  // BINFLOAT: big-endian IEEE double
   Value v;
   v.kind = Value::kFloat;
   std::memcpy(&v.f, &bits, 8);
-  stack_.push_back(make(std::move(v)));
+  push(make(std::move(v)));
 }
 
 // One opcode; false after STOP.
@@ -429,39 +483,39 @@ bool Unpickler::step(unsigned char op) {
       if (!stack_.empty() || !marks_.empty()) fail("objects left on the stack at STOP");
       return false;
     }
-    case '(': marks_.push_back(stack_.size()); break;  // MARK
-    case 'N': stack_.push_back(make(Value::kNone)); break;
+    case '(': charge(0); marks_.push_back(stack_.size()); break;  // MARK
+    case 'N': push(make(Value::kNone)); break;
     case 0x88: case 0x89: {         // NEWTRUE, NEWFALSE
       Value v;
       v.kind = Value::kBool;
       v.i = op == 0x88;
-      stack_.push_back(make(std::move(v)));
+      push(make(std::move(v)));
       break;
     }
-    case 'J': stack_.push_back(make_int(static_cast<int32_t>(read_le(4)))); break;  // BININT
-    case 'K': stack_.push_back(make_int(static_cast<int64_t>(read_le(1)))); break;  // BININT1
-    case 'M': stack_.push_back(make_int(static_cast<int64_t>(read_le(2)))); break;  // BININT2
+    case 'J': push(make_int(static_cast<int32_t>(read_le(4)))); break;  // BININT
+    case 'K': push(make_int(static_cast<int64_t>(read_le(1)))); break;  // BININT1
+    case 'M': push(make_int(static_cast<int64_t>(read_le(2)))); break;  // BININT2
     case 0x8a: push_long1(); break;
     case 'G': push_float(); break;
     case 'X': case 0x8c: case 0x8d: case 'T': case 'U': push_string(op); break;
-    case '}': stack_.push_back(make(Value::kDict)); break;
-    case ']': stack_.push_back(make(Value::kList)); break;
-    case ')': stack_.push_back(make_container(Value::kTuple, {})); break;
-    case 't': stack_.push_back(make_container(Value::kTuple, pop_mark())); break;
+    case '}': push(make(Value::kDict)); break;
+    case ']': push(make(Value::kList)); break;
+    case ')': push(make_container(Value::kTuple, {})); break;
+    case 't': push(make_container(Value::kTuple, pop_mark())); break;
     case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
       std::vector<size_t> items(op - 0x84);
       for (size_t k = items.size(); k-- > 0;) items[k] = pop();
-      stack_.push_back(make_container(Value::kTuple, std::move(items)));
+      push(make_container(Value::kTuple, std::move(items)));
       break;
     }
     case 'd': {                     // DICT: a dict of the objects since MARK
       std::vector<size_t> kv = pop_mark();
       const size_t d = make(Value::kDict);
       set_items(d, kv);
-      stack_.push_back(d);
+      push(d);
       break;
     }
-    case 'l': stack_.push_back(make_container(Value::kList, pop_mark())); break;  // LIST
+    case 'l': push(make_container(Value::kList, pop_mark())); break;  // LIST
     case 's': {                     // SETITEM
       const size_t value = pop(), key = pop();
       set_items(top(), {key, value});
@@ -478,21 +532,21 @@ bool Unpickler::step(unsigned char op) {
     case 'c': {                     // GLOBAL "module\nname\n"
       const std::string module = read_line();
       const std::string name = read_line();
-      stack_.push_back(global(module, name));
+      push(global(module, name));
       break;
     }
     case 0x93: {                    // STACK_GLOBAL
       const size_t name = pop(), module = pop();
       if (val(name).kind != Value::kString || val(module).kind != Value::kString) fail("STACK_GLOBAL of non-strings");
-      stack_.push_back(global(val(module).s, val(name).s));
+      push(global(val(module).s, val(name).s));
       break;
     }
-    case 'Q': { const size_t pid = pop(); stack_.push_back(persistent_load(pid)); break; }  // BINPERSID
-    case 'R': { const size_t args = pop(), callable = pop(); stack_.push_back(reduce(callable, args)); break; }
+    case 'Q': { const size_t pid = pop(); push(persistent_load(pid)); break; }  // BINPERSID
+    case 'R': { const size_t args = pop(), callable = pop(); push(reduce(callable, args)); break; }
     case 0x81: {                    // NEWOBJ
       if (rules_.torchscript_classes.empty()) fail("pickle opcode 0x81 (NEWOBJ) is not allowed in this file");
       const size_t args = pop(), cls = pop();
-      stack_.push_back(new_object(cls, args));
+      push(new_object(cls, args));
       break;
     }
     case 'b': build(pop()); break;  // BUILD
@@ -513,19 +567,60 @@ Pickle unpickle_at(const std::string& bytes, size_t* pos, const Rules& rules, co
   return Unpickler(bytes, rules, what, *pos).run(pos);
 }
 
-void load_tensors(Pickle& p, const std::function<at::Tensor(const Value&)>& load) {
+namespace {
+
+int64_t numel_of(const Value& v) {
+  int64_t n = 1;
+  for (int64_t d : v.sizes) n *= d;  // checked for overflow when the view was read
+  return n;
+}
+
+int64_t bytes_of(const Value& v) { return numel_of(v) * static_cast<int64_t>(c10::elementSize(v.dtype)); }
+
+}  // namespace
+
+at::Tensor meta_tensor(const Value& v) {
+  if (v.kind != Value::kTensor) throw std::logic_error("meta_tensor of a value that is not a tensor");
+  return at::empty(v.sizes, at::TensorOptions().dtype(v.dtype).device(at::kMeta));
+}
+
+std::vector<size_t> tensor_values(const Pickle& p) {
+  std::vector<size_t> out;
+  for (size_t i = 0; i < p.size(); ++i)
+    if (p.at(i).kind == Value::kTensor) out.push_back(i);
+  return out;
+}
+
+void load_tensors(Pickle& p, const std::vector<size_t>& tensors, const StorageLoader& load) {
+  // Sized before anything is read: the storages these tensors view, and the bytes read of each.
+  std::map<size_t, int64_t> needed;  // storage -> bytes of the views read from it
+  for (size_t index : tensors) {
+    const Value& v = p.values_.at(index);
+    if (v.kind != Value::kTensor) throw std::logic_error("load_tensors of a value that is not a tensor");
+    needed[v.items[0]] += bytes_of(v);
+  }
+  int64_t excess = 0;
+  for (const auto& [index, read] : needed) {
+    const Value& s = p.values_[index];
+    const int64_t bytes = s.i * static_cast<int64_t>(c10::elementSize(s.dtype));  // checked when parsed
+    excess += std::max<int64_t>(0, bytes - budget::kStorageOverread * read);
+    if (excess > budget::kStorageSlack)
+      throw InputError("storage " + excerpt(s.s, 40) + " holds " + std::to_string(bytes) + " bytes for the " +
+                       std::to_string(read) + " bytes of tensors read from it (a storage many times bigger than "
+                       "its tensors is refused; save them with .clone())");
+  }
   std::map<size_t, at::Tensor> data;
-  for (size_t index : p.storages_) {
+  for (const auto& [index, read] : needed) {
     const Value& s = p.values_[index];
     at::Tensor t = load(s);
     if (!t.defined() || t.dim() != 1 || t.numel() != s.i || t.scalar_type() != s.dtype || !t.is_contiguous() ||
         t.storage_offset() != 0)
-      throw InputError("storage " + s.s + " was not read as " + std::to_string(s.i) + " " +
+      throw InputError("storage " + excerpt(s.s, 40) + " was not read as " + std::to_string(s.i) + " " +
                        c10::toString(s.dtype) + " values");
     data[index] = t;
   }
-  for (Value& v : p.values_) {
-    if (v.kind != Value::kTensor) continue;
+  for (size_t index : tensors) {
+    Value& v = p.values_[index];
     const bool empty = std::find(v.sizes.begin(), v.sizes.end(), 0) != v.sizes.end();
     const at::Tensor& storage = data.at(v.items[0]);
     v.tensor = empty ? at::empty(v.sizes, storage.options())
@@ -533,19 +628,39 @@ void load_tensors(Pickle& p, const std::function<at::Tensor(const Value&)>& load
   }
 }
 
-void load_zip_tensors(Pickle& p, ZipReader& zip) {
-  load_tensors(p, [&](const Value& storage) {
-    const std::string name = "data/" + storage.s;
-    if (!zip.has(name)) throw InputError("the pickle names storage " + storage.s + " but the file has no record " + name);
-    const uint64_t bytes = static_cast<uint64_t>(storage.i) * c10::elementSize(storage.dtype);  // checked when parsed
-    if (zip.size(name) != bytes)
-      throw InputError("record " + name + " holds " + std::to_string(zip.size(name)) + " bytes, not " +
-                       std::to_string(storage.i) + " " + c10::toString(storage.dtype) + " values");
-    const std::string data = zip.read(name);
+void load_tensors(Pickle& p, const StorageLoader& load) { load_tensors(p, tensor_values(p), load); }
+
+namespace {
+
+// The record of `storage` and its size, checked: it exists and holds exactly the declared values.
+std::string storage_record(const Value& storage, const ZipReader& zip) {
+  const std::string name = "data/" + storage.s;
+  if (!zip.has(name))
+    throw InputError("the pickle names storage " + excerpt(storage.s, 40) + " but the file has no record " +
+                     excerpt(name, 46));
+  const uint64_t bytes = static_cast<uint64_t>(storage.i) * c10::elementSize(storage.dtype);  // checked when parsed
+  if (zip.size(name) != bytes)
+    throw InputError("record " + excerpt(name, 46) + " holds " + std::to_string(zip.size(name)) + " bytes, not " +
+                     std::to_string(storage.i) + " " + c10::toString(storage.dtype) + " values");
+  return name;
+}
+
+}  // namespace
+
+void check_zip_storages(const Pickle& p, const ZipReader& zip) {
+  for (size_t index : p.storages()) storage_record(p.at(index), zip);
+}
+
+void load_zip_tensors(Pickle& p, ZipReader& zip, const std::vector<size_t>& tensors) {
+  load_tensors(p, tensors, [&](const Value& storage) {
+    const std::string name = storage_record(storage, zip);
+    const uint64_t bytes = static_cast<uint64_t>(storage.i) * c10::elementSize(storage.dtype);
     at::Tensor t = at::empty({storage.i}, at::TensorOptions().dtype(storage.dtype));
-    if (!data.empty()) std::memcpy(t.data_ptr(), data.data(), data.size());
+    zip.read_into(name, t.data_ptr(), bytes);
     return t;
   });
 }
+
+void load_zip_tensors(Pickle& p, ZipReader& zip) { load_zip_tensors(p, zip, tensor_values(p)); }
 
 }  // namespace resnet::pickle

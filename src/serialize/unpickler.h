@@ -15,9 +15,17 @@
 // Any other global (os.system, a class, another dtype's storage), opcode or structure is refused
 // with an InputError naming the byte and the reason.
 //
+// Budgets (util/budgets.h), counted as the pickle is read, so that a small file cannot make the
+// reader allocate without end: every object made, every item a container holds, every stack slot
+// and memo entry is charged against budget::kPickleMemoryBytes; the memo holds at most one entry
+// per object made (what any pickler writes; a flood of MEMOIZE opcodes is refused at once).
+// A dict whose keys repeat (a string or an integer twice) is refused: pickle.load and torch.load
+// keep the last value, other readers the first, so such a file means two things (docs/safety.md).
+//
 // Nothing is read from storages while unpickling. Each tensor is a view (offset, sizes,
-// strides) checked against its storage's declared size with overflow-checked arithmetic; then
-// load_tensors() reads each storage once, through the caller's loader, and copies each view out.
+// strides) checked against its storage's declared size with overflow-checked arithmetic; the
+// caller matches names and shapes (meta_tensor()) and then load_tensors() reads the storages
+// the tensors it asks for need, each once, through the caller's loader, and copies those views out.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -58,10 +66,17 @@ struct Rules {
   bool legacy = false;
 };
 
+// Reads a storage: `load(storage)` must return its `numel` elements of `dtype` as a 1-D CPU
+// tensor (the loader checks the bytes against that, and throws InputError otherwise).
+using StorageLoader = std::function<at::Tensor(const Value& storage)>;
+
 class Pickle {
  public:
   const Value& root() const { return values_[root_]; }
   const Value& at(size_t index) const { return values_[index]; }
+  size_t size() const { return values_.size(); }
+  // The tensor a kTensor value was copied into by load_tensors() (undefined before).
+  at::Tensor& tensor_at(size_t index) { return values_.at(index).tensor; }
   // The entry of `dict` (a kDict) under a string key; nullptr if there is none.
   const Value* find(const Value& dict, const std::string& key) const;
   // The storages the pickle names, in the order it names them.
@@ -69,7 +84,7 @@ class Pickle {
 
  private:
   friend class Unpickler;
-  friend void load_tensors(Pickle&, const std::function<at::Tensor(const Value&)>&);
+  friend void load_tensors(Pickle&, const std::vector<size_t>&, const StorageLoader&);
   std::vector<Value> values_;
   size_t root_ = 0;
   std::vector<size_t> storages_;
@@ -81,16 +96,26 @@ Pickle unpickle(const std::string& bytes, const Rules& rules, const std::string&
 // is) and moves `*pos` past its STOP.
 Pickle unpickle_at(const std::string& bytes, size_t* pos, const Rules& rules, const std::string& what);
 
-// For each storage: `load(storage)` must return its `numel` elements of `dtype` as a 1-D CPU
-// tensor (the loader checks the bytes against that, and throws InputError otherwise); each
-// tensor view is then copied out of it. The views were checked against the declared sizes.
-void load_tensors(Pickle& pickle, const std::function<at::Tensor(const Value& storage)>& load);
+// A meta tensor (no data) with the dtype and shape of the tensor value `v`: what a caller
+// matches names and shapes with before anything is read.
+at::Tensor meta_tensor(const Value& v);
+
+// Copies out the tensor values at `tensors` (indices into the pickle's values, each a kTensor):
+// each storage they view is read once, through `load`, and only those storages; and only if
+// they are not many times bigger than what is read of them (budget::kStorageOverread, checked
+// for all of them before any is read). The views were checked against the declared sizes.
+void load_tensors(Pickle& pickle, const std::vector<size_t>& tensors, const StorageLoader& load);
+// Every tensor of the pickle.
+void load_tensors(Pickle& pickle, const StorageLoader& load);
+// The indices of the pickle's tensor values, in the order they were made.
+std::vector<size_t> tensor_values(const Pickle& pickle);
 
 // load_tensors() for a PyTorch zip archive (torch.save, TorchScript): storage <key> is the
 // record data/<key>, whose size must be exactly numel x item size.
+void load_zip_tensors(Pickle& pickle, ZipReader& zip, const std::vector<size_t>& tensors);
+// Checks, reading none of them, that the archive has a record data/<key> of exactly the declared
+// bytes for each storage the pickle names (load_zip_tensors checks it again as it reads).
+void check_zip_storages(const Pickle& pickle, const ZipReader& zip);
 void load_zip_tensors(Pickle& pickle, ZipReader& zip);
-
-// Bytes one file's tensors may take in all (views copied out of storages included): 16 GiB.
-constexpr int64_t kMaxTensorBytes = int64_t{16} << 30;
 
 }  // namespace resnet::pickle

@@ -2,12 +2,11 @@
 
 #include <zip.h>
 
+#include "util/budgets.h"
 #include "util/errors.h"
 
 namespace resnet {
 namespace {
-
-constexpr uint64_t kDeflateMaxRatio = 1032;  // deflate cannot expand a byte into more than ~1032
 
 std::string zip_problem(zip_error_t* error) {
   std::string why = zip_error_strerror(error);
@@ -54,49 +53,61 @@ ZipReader::ZipReader(const std::string& bytes) : zip_(std::make_unique<Archive>(
                        printable(folder_.substr(0, 200)) + "/'");
     const std::string name = full.substr(slash + 1);
     if (st.comp_method != ZIP_CM_STORE && st.comp_method != ZIP_CM_DEFLATE)
-      throw InputError("zip record " + name + ": compression method " + std::to_string(st.comp_method) +
+      throw InputError("zip record " + excerpt(name, 60) + ": compression method " + std::to_string(st.comp_method) +
                        " (only stored and deflated records are read)");
     if (st.comp_method == ZIP_CM_STORE && st.size != st.comp_size)
-      throw InputError("zip record " + name + ": a stored record whose sizes differ");
+      throw InputError("zip record " + excerpt(name, 60) + ": a stored record whose sizes differ");
     if (!index_.emplace(name, Entry{static_cast<uint64_t>(i), st.size, st.comp_size, st.comp_method}).second)
-      throw InputError("zip record " + name + " appears twice");
+      throw InputError("zip record " + excerpt(name, 60) + " appears twice");
     names_.push_back(name);
   }
 }
 
 const ZipReader::Entry& ZipReader::entry(const std::string& name) const {
   const auto it = index_.find(name);
-  if (it == index_.end()) throw InputError("no zip record " + name);
+  if (it == index_.end()) throw InputError("no zip record " + excerpt(name, 60));
   return it->second;
 }
 
 uint64_t ZipReader::size(const std::string& name) const { return entry(name).size; }
 
-std::string ZipReader::read(const std::string& name) {
+std::string ZipReader::read(const std::string& name, uint64_t max_bytes) {
   const Entry& e = entry(name);
+  if (e.size > max_bytes)
+    throw InputError("zip record " + excerpt(name, 60) + " claims " + std::to_string(e.size) + " bytes, more than the " +
+                     std::to_string(max_bytes) + " such a record may have");
+  std::string out(e.size, '\0');
+  read_into(name, out.data(), e.size);
+  return out;
+}
+
+void ZipReader::read_into(const std::string& name, void* out, uint64_t size) {
+  const Entry& e = entry(name);
+  const std::string shown = excerpt(name, 60);
+  if (e.size != size) throw InputError("zip record " + shown + " holds " + std::to_string(e.size) + " bytes, not " +
+                                       std::to_string(size));
   // Both bounds come before any allocation or inflation.
   if (e.size > budget_)
-    throw InputError("zip record " + name + " claims " + std::to_string(e.size) + " bytes, more than the " +
+    throw InputError("zip record " + shown + " claims " + std::to_string(e.size) + " bytes, more than the " +
                      std::to_string(kMaxZipBytes) + " this reader unpacks from one file");
-  if (e.method == ZIP_CM_DEFLATE && e.size / kDeflateMaxRatio > e.compressed + 1)
-    throw InputError("zip record " + name + " claims " + std::to_string(e.size) + " bytes from " +
+  if (e.method == ZIP_CM_DEFLATE && e.size / budget::kDeflateMaxRatio > e.compressed + 1)
+    throw InputError("zip record " + shown + " claims " + std::to_string(e.size) + " bytes from " +
                      std::to_string(e.compressed) + " deflated ones, more than deflate can produce");
   budget_ -= e.size;
   zip_file_t* file = zip_fopen_index(zip_->zip, e.index, 0);
-  if (!file) throw InputError("zip record " + name + " cannot be opened (" + zip_strerror(zip_->zip) + ")");
-  std::string out(e.size, '\0');
+  if (!file) throw InputError("zip record " + shown + " cannot be opened (" + zip_strerror(zip_->zip) + ")");
+  auto* dst = static_cast<char*>(out);
   uint64_t got = 0;
   zip_int64_t n = 1;
-  while (got < e.size && (n = zip_fread(file, out.data() + got, e.size - got)) > 0) got += static_cast<uint64_t>(n);
+  while (got < e.size && (n = zip_fread(file, dst + got, e.size - got)) > 0) got += static_cast<uint64_t>(n);
   char extra = 0;
   // One more read reaches the end of the data, where libzip checks the CRC-32.
   const zip_int64_t tail = n < 0 ? -1 : zip_fread(file, &extra, 1);
   std::string why = n < 0 || tail < 0 ? zip_file_strerror(file) : "";
   zip_fclose(file);
-  if (!why.empty()) throw InputError("zip record " + name + " is damaged (" + why + ")");
+  if (!why.empty()) throw InputError("zip record " + shown + " is damaged (" + why + ")");
   if (got != e.size || tail != 0)
-    throw InputError("zip record " + name + " does not hold the " + std::to_string(e.size) + " bytes it claims");
-  return out;
+    throw InputError("zip record " + shown + " does not hold the " + std::to_string(e.size) + " bytes it claims");
 }
 
 }  // namespace resnet

@@ -7,15 +7,20 @@
 // Refused (InputError, without the file's name: the caller adds it):
 //   - what libzip cannot open or finds inconsistent (central directory vs local headers),
 //   - records outside one common folder, duplicate names, methods other than stored/deflated,
-//   - a record whose uncompressed size exceeds the reader's byte budget (kMaxZipBytes in all),
-//     or, deflated, claims more than deflate can produce from its compressed size (1032:1):
-//     checked before inflation, so a small file cannot make the reader allocate gigabytes,
+//   - a record whose uncompressed size exceeds what its reader asks for (each read names its
+//     budget: a pickle budget::kPickleBytes, a small record budget::kZipSmallRecordBytes, a storage
+//     exactly the bytes its tensors declare, and only when a tensor the caller wants needs it), or
+//     the archive's budget (kMaxZipBytes in all), or, deflated, more than deflate can produce
+//     from its compressed size (1032:1): all checked before inflation, so a small file cannot
+//     make the reader inflate more than its tensors honestly need,
 //   - a record that does not inflate to exactly its size, or whose CRC-32 does not match.
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "util/budgets.h"
 
 namespace resnet {
 
@@ -37,8 +42,12 @@ class ZipReader {
   bool has(const std::string& name) const { return index_.count(name) != 0; }
   // The uncompressed size of a record (InputError if there is none).
   uint64_t size(const std::string& name) const;
-  // The record's bytes, checked as above. Each read counts against the budget.
-  std::string read(const std::string& name);
+  // The record's bytes, checked as above; a record of more than `max_bytes` is refused before it
+  // is inflated. Each read counts against the archive's budget. (The readers in src/ name their
+  // bound; the default is the largest record read whole, a pickle's.)
+  std::string read(const std::string& name, uint64_t max_bytes = budget::kPickleBytes);
+  // Reads the record, which must hold exactly `size` bytes, into `out`.
+  void read_into(const std::string& name, void* out, uint64_t size);
 
  private:
   struct Entry {

@@ -29,6 +29,7 @@
 #include "data/batches.h"
 #include "models/resnet.h"
 #include "serialize/safetensors.h"  // NamedTensors
+#include "serialize/tensor_source.h"
 
 namespace resnet {
 
@@ -73,7 +74,17 @@ struct StoredCheckpoint {
   // (version 1, which stored a list).
   NamedTensors momentum;
   at::Tensor mean, std;
+  // Version 1 (a zip whose records may be deflated) reads model and momentum tensors only once
+  // they are matched against a model: until then they are meta tensors (dtype and shape), read
+  // through `source` by these ids. Version 2's tensors are read in full (their bytes are the file's).
+  std::shared_ptr<TensorSource> source;
+  std::vector<size_t> model_ids, momentum_ids;
 };
+
+// Opens a checkpoint file for reading: a regular file of at most budget::kWeightsFileBytes. One
+// inside a run's checkpoints/ folder is opened relative to the run folder without following a
+// symlink (util/folder.h); any other path as the user named it. InputError naming it.
+ReadableFile open_checkpoint_file(const std::string& path);
 
 // Opens a checkpoint. A missing, truncated, foreign or tampered file is an InputError naming it.
 class CheckpointReader {

@@ -7,6 +7,7 @@
 
 #include "serialize/unpickler.h"
 #include "serialize/zip_reader.h"
+#include "util/budgets.h"
 #include "util/errors.h"
 #include "util/json_io.h"
 
@@ -50,7 +51,7 @@ void check_records(const ZipReader& zip, const pickle::Pickle& p) {
                                                "code/__torch__.py.debug_pkl"};
   for (const std::string& name : zip.names())
     if (!kFixed.count(name) && !storages.count(name))
-      throw InputError("record '" + printable(name.substr(0, 200)) + "' is not one resnet-train's writer makes");
+      throw InputError("record '" + excerpt(name, 80) + "' is not one resnet-train's writer makes");
   for (const char* name : {"constants.pkl", "version", "code/__torch__.py"})
     if (!zip.has(name)) throw InputError(std::string("not a resnet-train checkpoint (no record ") + name + ")");
 }
@@ -65,7 +66,7 @@ std::vector<std::pair<std::string, std::string>> check_attributes(const pickle::
     if (key.kind != Value::kString) throw InputError("an attribute name that is not a string");
     const auto it = v1_attributes().find(key.s);
     if (it == v1_attributes().end())
-      throw InputError("attribute '" + printable(key.s.substr(0, 100)) + "' is not one resnet-train's writer makes");
+      throw InputError("attribute '" + excerpt(key.s, 80) + "' is not one resnet-train's writer makes");
     if (!seen.insert(key.s).second) throw InputError("attribute '" + key.s + "' appears twice");
     bool ok = value.kind == it->second.kind;
     for (size_t item : value.items)
@@ -79,12 +80,42 @@ std::vector<std::pair<std::string, std::string>> check_attributes(const pickle::
   return out;
 }
 
-nlohmann::json parse_json(const std::string& text, const std::string& what) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError("corrupt checkpoint metadata (" + what + ": " + first_line(e.what()) + ")");
+nlohmann::json metadata_json(const std::string& text, const std::string& what) {
+  return parse_json(text, "corrupt checkpoint metadata (" + what + ")");
+}
+
+// The archive's tensors, read when matched (StoredCheckpoint::source): only the storages those
+// tensors need.
+class ArchiveTensors final : public TensorSource {
+ public:
+  ArchiveTensors(std::shared_ptr<const std::string> bytes, std::unique_ptr<ZipReader> zip, pickle::Pickle pickle)
+      : bytes_(std::move(bytes)), zip_(std::move(zip)), pickle_(std::move(pickle)) {}
+  std::vector<at::Tensor> load(const std::vector<size_t>& ids) override {
+    pickle::load_zip_tensors(pickle_, *zip_, ids);
+    std::vector<at::Tensor> out;
+    for (size_t id : ids) out.push_back(std::move(pickle_.tensor_at(id)));
+    return out;
   }
+  const pickle::Pickle& pickle() const { return pickle_; }
+
+ private:
+  std::shared_ptr<const std::string> bytes_;  // the zip reads from them
+  std::unique_ptr<ZipReader> zip_;
+  pickle::Pickle pickle_;
+};
+
+// A normaliser tensor: read at once when it is small enough to fit an image (3 x 32 x 32 values),
+// else left as a meta tensor, which the checkpoint's checks refuse by its shape.
+at::Tensor small_tensor(ArchiveTensors& source, size_t index) {
+  const at::Tensor meta = pickle::meta_tensor(source.pickle().at(index));
+  return meta.numel() <= 3 * 32 * 32 ? source.load({index}).at(0) : meta;
+}
+
+// The index of the value under attribute `name` (check_attributes found it).
+size_t attribute(const pickle::Pickle& p, const Value& dict, const std::string& name) {
+  for (size_t k = 0; k + 1 < dict.items.size(); k += 2)
+    if (p.at(dict.items[k]).s == name) return dict.items[k + 1];
+  throw InputError("not a resnet-train checkpoint (no '" + name + "')");
 }
 
 // The archive's contents as version 2 describes them.
@@ -94,31 +125,36 @@ StoredCheckpoint to_stored(const pickle::Pickle& p, const Value& dict) {
   out.version = 1;
   out.metadata = {{"format", get("format")->s},
                   {"version", get("version")->i},
-                  {"config", parse_json(get("config")->s, "config")},
-                  {"state", parse_json(get("state")->s, "state")}};
+                  {"config", metadata_json(get("config")->s, "config")},
+                  {"state", metadata_json(get("state")->s, "state")}};
   if (const Value* v = get("data_fingerprint")) out.metadata["data_fingerprint"] = v->s;
-  if (const Value* v = get("changes")) out.metadata["changes"] = parse_json(v->s, "changes");
+  if (const Value* v = get("changes")) out.metadata["changes"] = metadata_json(v->s, "changes");
   const Value& names = *get("model_names");
   const Value& tensors = *get("model_tensors");
   if (names.items.size() != tensors.items.size())
     throw InputError("model_names and model_tensors have different lengths");
-  for (size_t i = 0; i < names.items.size(); ++i)
-    out.model.emplace_back(p.at(names.items[i]).s, p.at(tensors.items[i]).tensor);
-  for (size_t item : get("momentum")->items) out.momentum.emplace_back("", p.at(item).tensor);
-  out.mean = get("norm_mean")->tensor;
-  out.std = get("norm_std")->tensor;
+  for (size_t i = 0; i < names.items.size(); ++i) {
+    out.model.emplace_back(p.at(names.items[i]).s, pickle::meta_tensor(p.at(tensors.items[i])));
+    out.model_ids.push_back(tensors.items[i]);
+  }
+  for (size_t item : get("momentum")->items) {
+    out.momentum.emplace_back("", pickle::meta_tensor(p.at(item)));
+    out.momentum_ids.push_back(item);
+  }
   return out;
 }
 
-StoredCheckpoint read_archive(const std::string& bytes) {
-  ZipReader zip(bytes);
-  if (!zip.has("data.pkl")) throw InputError("not a resnet-train checkpoint (no data.pkl)");
+StoredCheckpoint read_archive(std::string archive) {
+  auto bytes = std::make_shared<const std::string>(std::move(archive));
+  auto zip = std::make_unique<ZipReader>(*bytes);
+  if (!zip->has("data.pkl")) throw InputError("not a resnet-train checkpoint (no data.pkl)");
   pickle::Rules rules;
   rules.torchscript_classes = {"__torch__.Module"};
   rules.dtypes.insert(at::kByte);  // rng_cpu, the CPU generator's state, stored before 2026-11-28
-  pickle::Pickle p = pickle::unpickle(zip.read("data.pkl"), rules);
-  check_records(zip, p);
-  if (zip.read("constants.pkl") != std::string("\x80\x02).", 4))
+  pickle::Pickle p = pickle::unpickle(zip->read("data.pkl", budget::kPickleBytes), rules);
+  check_records(*zip, p);
+  pickle::check_zip_storages(p, *zip);
+  if (zip->read("constants.pkl", budget::kZipSmallRecordBytes) != std::string("\x80\x02).", 4))
     throw InputError("constants.pkl is not the empty tuple resnet-train's writer makes");
   const Value& root = p.root();
   if (root.kind != Value::kObject || root.items.size() != 1)
@@ -126,11 +162,18 @@ StoredCheckpoint read_archive(const std::string& bytes) {
   const Value& dict = p.at(root.items[0]);
   const auto attributes = check_attributes(p, dict);
   // Compared, never compiled: any other code means the file is not what our writer made.
-  if (zip.size("code/__torch__.py") > 1 << 20 || zip.read("code/__torch__.py") != v1_class_source(attributes))
+  if (zip->size("code/__torch__.py") > budget::kZipSmallRecordBytes ||
+      zip->read("code/__torch__.py", budget::kZipSmallRecordBytes) != v1_class_source(attributes))
     throw InputError("code/__torch__.py is not the class source resnet-train's writer makes: the archive carries "
                      "code of its own (refused; nothing in it was run)");
-  pickle::load_zip_tensors(p, zip);
-  return to_stored(p, dict);
+  StoredCheckpoint out = to_stored(p, dict);
+  const size_t mean = attribute(p, dict, "norm_mean"), std = attribute(p, dict, "norm_std");
+  auto source = std::make_shared<ArchiveTensors>(bytes, std::move(zip), std::move(p));
+  // `p` has moved into the source: the normaliser's values are looked up there.
+  out.source = source;
+  out.mean = small_tensor(*source, mean);
+  out.std = small_tensor(*source, std);
+  return out;
 }
 
 }  // namespace
@@ -144,10 +187,9 @@ std::string v1_class_source(const std::vector<std::pair<std::string, std::string
   return out;
 }
 
-StoredCheckpoint read_checkpoint_v1(const std::string& path) {
-  const std::string bytes = read_text_file(path);
+StoredCheckpoint read_checkpoint_v1(std::string bytes, const std::string& path) {
   try {
-    return read_archive(bytes);
+    return read_archive(std::move(bytes));
   } catch (const InputError& e) {
     throw InputError(path + ": " + e.what());
   }

@@ -21,8 +21,9 @@
 
 namespace resnet {
 
-// The checkpoint in the archive at `path`; InputError naming the path for anything else.
-StoredCheckpoint read_checkpoint_v1(const std::string& path);
+// The checkpoint in the archive `bytes` (read from `path`); InputError naming the path for
+// anything else. Model and momentum tensors are meta tensors, read when matched (StoredCheckpoint).
+StoredCheckpoint read_checkpoint_v1(std::string bytes, const std::string& path);
 
 // The class source (code/__torch__.py) LibTorch 1.13's OutputArchive writes for a module whose
 // attributes are `attributes` (name, TorchScript type), in order; tensors are its parameters.

@@ -122,7 +122,10 @@ def weight_seeds():
     # A deflated record that claims 2^31 bytes from a few dozen: more than deflate's 1032:1 can
     # produce. Refused before anything is inflated or allocated.
     huge = p_storage("0", 1 << 29)  # 2^29 floats: the 2^31 bytes the record claims
-    bomb = pt_file(p_state_dict([("w", p_tensor(huge, 0, [4], [1]))]), {"0": FLOATS4}, compress=zipfile.ZIP_DEFLATED)
+    # The view covers the whole storage: what is read of it is all of it (a smaller view is refused
+    # sooner, as a storage many times bigger than its tensors).
+    bomb = pt_file(p_state_dict([("w", p_tensor(huge, 0, [1 << 29], [1]))]), {"0": FLOATS4},
+                   compress=zipfile.ZIP_DEFLATED)
     yield "bound_deflate_ratio.pt", lie_about_size(bomb, "archive/data/0", 1 << 31)
     good = pt_file(p_state_dict([("w", p_tensor(s, 0, [4], [1]))]), {"0": FLOATS4}, compress=zipfile.ZIP_DEFLATED)
     yield "deflated_ok.pt", good  # deflated but honest: read
