@@ -3,19 +3,23 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
-#include <fstream>
+#include <filesystem>
 #include <sstream>
 #include <stdexcept>
+
+#include "util/folder.h"
+#include "util/json_io.h"
 
 namespace resnet::plots {
 
 void render(const std::string& png, const std::string& script) {
   const std::string gp = png.substr(0, png.size() - 4) + ".gp";
-  {
-    std::ofstream out(gp);
-    out << script;
-    if (!out) throw std::runtime_error(gp + ": cannot write");
-  }
+  // gnuplot opens the picture and its log by name: whatever is there (a planted symlink) goes
+  // first, so that they are created new in the --out folder (util/folder.h); the script is
+  // written as every file is.
+  const Folder out = Folder::open(parent_folder(png));
+  for (const std::string& f : {png, gp + ".log"}) out.remove(std::filesystem::path(f).filename().string());
+  write_file_atomic(gp, script);
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
     throw std::runtime_error("gnuplot not found (install it with scripts/install_deps.sh); the plot script is " + gp);
   const std::string cmd = "gnuplot " + quote(gp) + " 2>" + quote(gp + ".log");

@@ -5,7 +5,6 @@
 //   resnet-export --checkpoint RUN_DIR|FILE --out FILE.onnx [--format onnx] [--with-normalizer]
 #include <CLI/CLI.hpp>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "cli/common.h"
@@ -19,18 +18,17 @@
 namespace {
 
 // The test error the run measured at the checkpoint's step (metrics.jsonl beside checkpoints/),
-// or null when there is none to be found.
+// or null when there is none to be found. The run folder's metrics file is read as a run folder's
+// files are (train/run_dir.h): a symlink, a FIFO, a row that is not a row is refused by name.
 nlohmann::json test_error_at(const std::string& checkpoint, int64_t step) {
   namespace fs = std::filesystem;
-  const fs::path run = fs::path(checkpoint).parent_path().parent_path();
-  std::ifstream in(run / "metrics.jsonl");
+  const fs::path folder = fs::path(checkpoint).parent_path();
+  if (folder.filename() != "checkpoints") return nullptr;
+  const std::string run = folder.parent_path().string();
   nlohmann::json found;
-  for (std::string line; std::getline(in, line);) {
-    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && j.value("step", int64_t{-1}) == step && j.contains("test_error") &&
-        j["test_error"].is_number())
-      found = j["test_error"];
-  }
+  for (const auto& row : resnet::read_metrics_rows(resnet::Folder::open(run.empty() ? "." : run)))
+    if (row["step"].get<int64_t>() == step && row.contains("test_error") && row["test_error"].is_number())
+      found = row["test_error"];
   return found;
 }
 

@@ -13,6 +13,8 @@
 #include <stdexcept>
 
 #include "event.pb.h"  // generated from event.proto into the build folder
+#include "util/budgets.h"
+#include "util/folder.h"
 #include "util/json_io.h"
 
 namespace resnet::tensorboard {
@@ -70,29 +72,29 @@ uint32_t masked_crc32c(const void* data, size_t size) {
 std::vector<std::string> event_files(const std::string& folder) {
   std::vector<std::string> out;
   std::error_code ec;
+  // Every entry so named, whatever it is: one that is not a regular file is refused by name
+  // when it is opened (util/folder.h), never followed.
   for (const auto& entry : std::filesystem::directory_iterator(folder, ec))
-    if (entry.is_regular_file() && entry.path().filename().string().rfind(kPrefix, 0) == 0)
-      out.push_back(entry.path().string());
+    if (entry.path().filename().string().rfind(kPrefix, 0) == 0) out.push_back(entry.path().string());
   std::sort(out.begin(), out.end());
   return out;
 }
 
 EventWriter::EventWriter(const std::string& folder) {
+  const Folder dir = Folder::open(folder);
   const auto existing = event_files(folder);
   const bool fresh = existing.empty();
-  path_ = fresh ? (std::filesystem::path(folder) /
-                   (kPrefix + std::to_string(static_cast<int64_t>(now_seconds())) + "." + host_name() + "." +
-                    std::to_string(::getpid())))
-                      .string()
-                : existing.back();
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw std::runtime_error(path_ + ": cannot open for writing (" + std::strerror(errno) + ")");
+  const std::string name = fresh ? kPrefix + std::to_string(static_cast<int64_t>(now_seconds())) + "." +
+                                       host_name() + "." + std::to_string(::getpid())
+                                 : std::filesystem::path(existing.back()).filename().string();
+  path_ = dir.file(name);
+  fd_ = dir.open_to_append(name).release();
   if (fresh) {
     Event e;
     e.set_wall_time(now_seconds());
     e.set_file_version("brain.Event:2");
     write_record(e.SerializeAsString());
-    sync_folder(folder);
+    dir.sync();
   }
 }
 
@@ -126,9 +128,10 @@ void EventWriter::write_record(const std::string& bytes) {
 }
 
 void trim_events(const std::string& folder, int64_t step) {
+  const Folder dir = Folder::open(folder);
   for (const auto& path : event_files(folder)) {
-    std::ifstream in(path, std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    const std::string name = std::filesystem::path(path).filename().string();
+    const std::string bytes = dir.read(name, budget::kEventsFileBytes).value_or("");
     std::string kept;
     bool changed = false;
     size_t at = 0;
@@ -151,7 +154,7 @@ void trim_events(const std::string& folder, int64_t step) {
       }
       at += 16 + len;
     }
-    if (changed) write_file_atomic(path, kept);
+    if (changed) dir.write_atomic(name, kept);
   }
 }
 

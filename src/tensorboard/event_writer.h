@@ -9,7 +9,9 @@
 //
 // One file per run (events.out.tfevents.<time>.<host>.<pid>), appended and flushed per event. A
 // resumed run keeps its file: trim_events() first drops the events past the checkpoint's step
-// (as metrics.jsonl is cut back), so the curves have no duplicated tail.
+// (as metrics.jsonl is cut back), so the curves have no duplicated tail. Files are opened
+// relative to the folder without following symlinks (util/folder.h): a symlink, FIFO or
+// hard-linked file under an events file's name is refused by name.
 #include <cstdint>
 #include <map>
 #include <memory>

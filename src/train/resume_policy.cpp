@@ -60,7 +60,7 @@ nlohmann::json read_stored_config(const std::string& run_dir, nlohmann::json* hi
   const std::string config_path = (std::filesystem::path(run_dir) / "config.json").string();
   if (!std::filesystem::exists(config_path))
     throw InputError(run_dir + ": not a run folder (no checkpoints/last.ckpt, no config.json)");
-  nlohmann::json base = read_json_file(config_path);
+  nlohmann::json base = read_json_in(run_dir, "config.json");
   if (base.is_object() && base.contains("resume_changes")) {
     *history = base["resume_changes"];
     bool ok = history->is_array();
@@ -143,7 +143,7 @@ bool restarted_run(const std::string& out_dir, const ExperimentConfig& config) {
   const std::filesystem::path stored_path = std::filesystem::path(out_dir) / "config.json";
   if (!env.active() || env.restart_count == 0 || !std::filesystem::exists(stored_path)) return false;
   try {
-    nlohmann::json stored = read_json_file(stored_path.string());
+    nlohmann::json stored = read_json_in(out_dir, "config.json");
     if (stored.is_object()) stored.erase("resume_changes");
     nlohmann::json mine = to_json(config);
     nlohmann::json theirs = to_json(config_from_json(stored));

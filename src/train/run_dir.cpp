@@ -1,15 +1,20 @@
 #include "train/run_dir.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <spdlog/details/null_mutex.h>
+#include <spdlog/sinks/base_sink.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <mutex>
 #include <sstream>
 
+#include "util/budgets.h"
 #include "util/errors.h"
 #include "util/json_io.h"
 
@@ -20,6 +25,7 @@ namespace {
 
 const std::vector<std::string> kRunFiles = {"config.json", "metrics.jsonl", "metrics.csv",
                                             "train.log", "summary.json", "checkpoints"};
+const char* kEventsPrefix = "events.out.tfevents.";
 
 std::string csv_cell(const nlohmann::json& v) {
   if (v.is_null()) return "";
@@ -29,8 +35,7 @@ std::string csv_cell(const nlohmann::json& v) {
     ss << v.get<double>();
     return ss.str();
   }
-  if (v.is_string()) return v.get<std::string>();
-  return v.dump();
+  return v.dump();  // integers (rows are checked: numbers or null)
 }
 
 std::string csv_line(const nlohmann::json& row) {
@@ -48,6 +53,84 @@ std::string csv_header() {
   return h + "\n";
 }
 
+// One row of metrics.jsonl, checked (read_metrics_rows).
+void check_row(const nlohmann::json& row, const std::string& where) {
+  json_int(json_member(row, "step", where), where + ": step");
+  for (const auto& c : metrics_columns()) {
+    const auto it = row.find(c);
+    if (it != row.end() && !it->is_null() && !it->is_number())
+      throw InputError(where + ": " + c + ": expected a number or null, got " + json_excerpt(*it));
+  }
+}
+
+// The entries of `folder` (names only, "." and ".." left out), without following any.
+std::vector<std::string> entries(const Folder& folder) {
+  std::vector<std::string> out;
+  const int fd = ::openat(folder.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR* dir = fd >= 0 ? ::fdopendir(fd) : nullptr;
+  if (!dir) {
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error(folder.path() + ": cannot list the folder (" + std::strerror(errno) + ")");
+  }
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") out.push_back(name);
+  }
+  ::closedir(dir);
+  return out;
+}
+
+// Removes `name` in `folder`: a file or symlink itself, a folder with what it holds (entered
+// without following symlinks: what they point to stays).
+void remove_tree(const Folder& folder, const std::string& name) {
+  if (folder.kind(name) == EntryKind::kFolder) {
+    const Folder sub = folder.sub(name, false);
+    for (const auto& entry : entries(sub)) remove_tree(sub, entry);
+    if (::unlinkat(folder.fd(), name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+      throw std::runtime_error(folder.file(name) + ": cannot remove (" + std::strerror(errno) + ")");
+    return;
+  }
+  folder.remove(name);
+}
+
+// Anything but the lock file and temp files (a process killed before its first file was whole)
+// makes the folder a run that --force must be asked to replace.
+bool holds_a_run(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return false;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    const std::string name = entry.path().filename().string();
+    const bool tmp = name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0;
+    if (name != ".lock" && !tmp) return true;
+  }
+  return false;
+}
+
+// spdlog's file sink opens by name (following symlinks); this one writes to a descriptor the run
+// folder opened. Each message is one write(2), so nothing is buffered and nothing to flush.
+class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit FdSink(Fd fd) : fd_(std::move(fd)) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t buf;
+    formatter_->format(msg, buf);
+    const char* p = buf.data();
+    size_t left = buf.size();
+    while (left > 0) {
+      const ssize_t n = ::write(fd_.get(), p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw spdlog::spdlog_ex(std::strerror(errno));
+      p += n, left -= static_cast<size_t>(n);
+    }
+  }
+  void flush_() override {}
+
+ private:
+  Fd fd_;
+};
+
 }  // namespace
 
 const std::vector<std::string>& metrics_columns() {
@@ -57,19 +140,38 @@ const std::vector<std::string>& metrics_columns() {
   return columns;
 }
 
-struct RunDir::Lock {
-  int fd = -1;
-  ~Lock() {
-    if (fd >= 0) ::close(fd);  // releases the flock
+std::vector<nlohmann::json> read_metrics_rows(const Folder& run) {
+  const std::optional<std::string> text = run.read("metrics.jsonl", budget::kMetricsFileBytes);
+  std::vector<nlohmann::json> rows;
+  if (!text) return rows;
+  const std::string file = run.file("metrics.jsonl");
+  size_t at = 0;
+  for (int64_t number = 1; at < text->size(); ++number) {
+    size_t end = text->find('\n', at);
+    const bool last = end == std::string::npos;
+    if (last) end = text->size();
+    const std::string line = text->substr(at, end - at);
+    at = end + 1;
+    if (line.empty()) continue;
+    const std::string where = file + " line " + std::to_string(number);
+    std::optional<nlohmann::json> row = parse_json_or_null(line, where);
+    if (!row && last) break;  // torn by a crash while it was appended
+    if (!row) throw InputError(where + ": not a JSON row (" + excerpt(line, budget::kQuoteBytes) + ")");
+    check_row(*row, where);
+    rows.push_back(std::move(*row));
   }
+  return rows;
+}
+
+struct RunDir::Lock {
+  Fd fd;
 };
 
 void RunDir::lock() {
   const std::string path = file(".lock");
   auto lock = std::make_shared<Lock>();
-  lock->fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock->fd < 0) throw InputError(path + ": cannot open the run folder's lock (" + std::strerror(errno) + ")");
-  if (::flock(lock->fd, LOCK_EX | LOCK_NB) != 0) {
+  lock->fd = folder_.open_to_append(".lock", /*read_write=*/true);
+  if (::flock(lock->fd.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == ENOLCK || errno == EOPNOTSUPP || errno == ENOSYS) {
       lock_warning_ = path + ": this file system cannot lock (" + std::strerror(errno) +
                       "); nothing stops a second trainer from using this folder at the same time";
@@ -79,53 +181,43 @@ void RunDir::lock() {
     if (errno != EWOULDBLOCK)
       throw InputError(path + ": cannot lock the run folder (" + std::strerror(errno) + ")");
     char buf[32] = {};
-    const ssize_t n = ::pread(lock->fd, buf, sizeof buf - 1, 0);
+    const ssize_t n = ::pread(lock->fd.get(), buf, sizeof buf - 1, 0);
     std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
     while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
     throw InputError(path_ + ": another resnet-train is training in this folder (pid " +
-                     (pid.empty() ? std::string("unknown") : pid) + "); wait for it or stop it first");
+                     (pid.empty() ? std::string("unknown") : excerpt(pid, 20)) + "); wait for it or stop it first");
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(lock->fd, 0) != 0 || ::pwrite(lock->fd, pid.data(), pid.size(), 0) < 0)
+  if (::ftruncate(lock->fd.get(), 0) != 0 || ::pwrite(lock->fd.get(), pid.data(), pid.size(), 0) < 0)
     throw std::runtime_error(path + ": cannot write the lock's pid (" + std::strerror(errno) + ")");
   lock_ = std::move(lock);
 }
+
+// checkpoints/ is a folder of the run's own, never a symlink out of it.
+void RunDir::check_layout() const { folder_.sub_if_exists("checkpoints"); }
 
 RunDir RunDir::create(const std::string& path, bool force) {
   std::error_code ec;
   if (fs::exists(path, ec) && !fs::is_directory(path, ec))
     throw InputError(path + ": exists and is not a folder");
-  // Anything but the lock file and temp files (a process killed before its first file was
-  // whole) makes the folder a run that --force must be asked to replace.
-  auto has_run = [&] {
-    if (!fs::is_directory(path, ec)) return false;
-    for (const auto& entry : fs::directory_iterator(path, ec)) {
-      const std::string name = entry.path().filename().string();
-      const bool tmp = name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0;
-      if (name != ".lock" && !tmp) return true;
-    }
-    return false;
-  };
-  if (has_run() && !force)
+  if (holds_a_run(path) && !force)
     throw InputError(path + ": run folder exists; use --resume " + path +
                      " to continue it or --force to start over");
   const bool existed = fs::is_directory(path, ec);
   fs::create_directories(path, ec);
   if (ec || !fs::is_directory(path))
     throw InputError(path + ": cannot create the run folder (" + (ec ? ec.message() : "not a folder") + ")");
-  if (!existed) {  // the new folder's entry survives a power cut
-    sync_folder(parent_folder(path));
-  }
-  RunDir dir(path);
+  if (!existed) sync_folder(parent_folder(path));  // the new folder's entry survives a power cut
+  RunDir dir(path, Folder::open(path));
   dir.lock();
-  if (has_run()) {
+  if (holds_a_run(path)) {
     if (!force)  // another process made a run here between the check and the lock
       throw InputError(path + ": run folder exists; use --resume " + path +
                        " to continue it or --force to start over");
-    for (const auto& f : kRunFiles) fs::remove_all(fs::path(path) / f);
+    for (const auto& f : kRunFiles) remove_tree(dir.folder_, f);
     // The old run's TensorBoard event files (events.out.tfevents.*) go too.
-    for (const auto& entry : fs::directory_iterator(path, ec))
-      if (entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0) fs::remove(entry.path(), ec);
+    for (const auto& name : entries(dir.folder_))
+      if (name.rfind(kEventsPrefix, 0) == 0) dir.folder_.remove(name);
   }
   return dir;  // checkpoints/ comes with the first checkpoint
 }
@@ -133,43 +225,43 @@ RunDir RunDir::create(const std::string& path, bool force) {
 RunDir RunDir::open(const std::string& path) {
   std::error_code ec;
   if (!fs::is_directory(path, ec)) throw InputError(path + ": no such run folder");
-  RunDir dir(path);
+  RunDir dir(path, Folder::open(path));
   dir.lock();
+  dir.check_layout();
   return dir;
 }
 
 void RunDir::trim_to(int64_t step) const {
   // Rows written after the checkpoint will be written again by the resumed run.
-  const std::string jsonl = file("metrics.jsonl");
-  std::ifstream in(jsonl);
   std::string kept_jsonl, kept_csv = csv_header();
-  for (std::string line; std::getline(in, line);) {
-    nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (row.is_discarded() || !row.is_object() || !row.contains("step") || !row["step"].is_number_integer() ||
-        row["step"].get<int64_t>() > step)
-      continue;
-    kept_jsonl += line + "\n";
+  for (const auto& row : read_metrics_rows(folder_)) {
+    if (row["step"].get<int64_t>() > step) continue;
+    kept_jsonl += row.dump() + "\n";
     kept_csv += csv_line(row);
   }
-  write_file_atomic(jsonl, kept_jsonl);
-  write_file_atomic(file("metrics.csv"), kept_csv);
-  std::error_code ec;
-  fs::remove(file("summary.json"), ec);
+  folder_.write_atomic("metrics.jsonl", kept_jsonl);
+  folder_.write_atomic("metrics.csv", kept_csv);
+  folder_.remove("summary.json");
 }
 
 std::string RunDir::file(const std::string& name) const { return (fs::path(path_) / name).string(); }
 
 void RunDir::write_json(const std::string& name, const nlohmann::json& value) const {
-  write_file_atomic(file(name), value.dump(2) + "\n");
+  folder_.write_atomic(name, value.dump(2) + "\n");
 }
 
 void RunDir::append_metrics(const nlohmann::json& row) const {
   // jsonl first: it is the record (a resume rebuilds the csv from it).
-  const std::string csv = file("metrics.csv");
-  std::error_code ec;
-  const bool new_csv = !fs::exists(csv, ec) || fs::file_size(csv, ec) == 0;
-  append_file(file("metrics.jsonl"), row.dump() + "\n");
-  append_file(csv, (new_csv ? csv_header() : std::string()) + csv_line(row));
+  folder_.append("metrics.jsonl", row.dump() + "\n");
+  Fd csv = folder_.open_to_append("metrics.csv");
+  struct stat st {};
+  const bool fresh = ::fstat(csv.get(), &st) == 0 && st.st_size == 0;
+  csv.close();
+  folder_.append("metrics.csv", (fresh ? csv_header() : std::string()) + csv_line(row));
+}
+
+std::shared_ptr<spdlog::sinks::sink> RunDir::log_sink() const {
+  return std::make_shared<FdSink>(folder_.open_to_append("train.log"));
 }
 
 std::string checkpoint_in(const std::string& path) {

@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <spdlog/sinks/base_sink.h>
-#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -127,7 +126,7 @@ std::shared_ptr<spdlog::logger> make_logger(const Session& s, const RunDir* dir,
     log->set_level(spdlog::level::warn);
     return log;
   }
-  auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(dir->log_path(), /*truncate=*/false);
+  auto file_sink = dir->log_sink();  // train.log, opened in the run folder without following a symlink
   auto console = std::make_shared<ConsoleSink>(tty);
   console->set_pattern("%v");
   file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
