@@ -55,16 +55,16 @@ int run_main(const char* tool, const std::function<int()>& body) {
   try {
     return body();
   } catch (const InputError& e) {
-    std::cerr << tool << ": error: " << e.what() << std::endl;
+    std::cerr << tool << ": error: " << one_line(e.what()) << std::endl;
     return kExitBadInput;
   } catch (const PeerFailed& e) {
-    std::cerr << tool << ": " << e.what() << std::endl;
+    std::cerr << tool << ": " << one_line(e.what()) << std::endl;
     return e.exit_code;
   } catch (const c10::Error& e) {
-    std::cerr << tool << ": failed: " << first_line(e.what_without_backtrace()) << std::endl;
+    std::cerr << tool << ": failed: " << one_line(first_line(e.what_without_backtrace())) << std::endl;
     return kExitFailure;
   } catch (const std::exception& e) {
-    std::cerr << tool << ": failed: " << first_line(e.what()) << std::endl;
+    std::cerr << tool << ": failed: " << one_line(first_line(e.what())) << std::endl;
     return kExitFailure;
   }
 }

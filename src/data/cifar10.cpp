@@ -8,8 +8,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
+#include "util/budgets.h"
 #include "util/errors.h"
+#include "util/json_io.h"
 
 namespace resnet {
 namespace fs = std::filesystem;
@@ -31,6 +34,24 @@ int64_t file_records(const std::string& path) {
     throw InputError(path + ": size " + std::to_string(bytes) + " bytes is not a whole number of " +
                      std::to_string(kCifarRecordBytes) + "-byte CIFAR-10 records (truncated or not CIFAR-10)");
   return static_cast<int64_t>(bytes / kCifarRecordBytes);
+}
+
+// The class names of batches.meta.txt (one a line), else the standard ones. The file is read
+// as any user file is (a regular file of at most budget::kSmallTextBytes: a FIFO or /dev/zero in
+// its place is refused), and each name is kept printable: control characters (a terminal's escape
+// sequences) escaped, at most 40 bytes of it.
+std::vector<std::string> class_names(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "batches.meta.txt").string();
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(path, ec))) return kDefaultClassNames;
+  const std::string text = read_text_file(path, budget::kSmallTextBytes);
+  std::vector<std::string> names;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) names.push_back(excerpt(line, 40));
+  }
+  return names.size() == kDefaultClassNames.size() ? names : kDefaultClassNames;
 }
 
 }  // namespace
@@ -94,12 +115,7 @@ Cifar10 load_cifar10(const std::string& dir, bool with_train) {
   }
   data.test = read_cifar10_files({need("test_batch.bin")});
 
-  data.class_names = kDefaultClassNames;
-  std::ifstream meta(fs::path(dir) / "batches.meta.txt");
-  std::vector<std::string> names;
-  for (std::string line; std::getline(meta, line);)
-    if (!line.empty()) names.push_back(line);
-  if (names.size() == kDefaultClassNames.size()) data.class_names = names;
+  data.class_names = class_names(dir);
   return data;
 }
 
