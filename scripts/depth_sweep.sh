@@ -159,12 +159,14 @@ for x in "${sets[@]}"; do if [[ $x == runtime.threads=* ]]; then user_sets_threa
 # else a bare word); an object value is compared key by key.
 set_differs() {
   [ ${#sets[@]} -gt 0 ] || return 0
-  "$python" - "$1/config.json" "${sets[@]}" <<'PY'
-import json, sys
+  SWEEP_SCRIPTS="$root/scripts" "$python" - "$1/config.json" "${sets[@]}" <<'PY'
+import json, os, sys
+sys.path.insert(0, os.environ["SWEEP_SCRIPTS"])
+from sweep_report import JSON_BYTES, parse_json, printable, read_bytes  # bounded, never through a symlink
 try:
-    config = json.load(open(sys.argv[1]))
+    config = parse_json(read_bytes(sys.argv[1], JSON_BYTES).decode("utf-8"))
 except (OSError, ValueError) as e:
-    sys.exit(print(f"its config.json is unreadable ({e})"))
+    sys.exit(print(f"its config.json is unreadable ({printable(str(e))})"))
 def same(have, want):
     if isinstance(want, dict):
         return isinstance(have, dict) and all(k in have and same(have[k], v) for k, v in want.items())
@@ -186,6 +188,12 @@ for a in sys.argv[2:]:
         print(a)
 PY
 }
+# no_link PATH: a sweep folder is opened, not trusted (docs/safety.md): a symlink where one of its
+# run folders, folders or files should be is refused (exit 2), never followed out of the sweep.
+no_link() { [ ! -L "$1" ] || die "$1: is a symlink (refused: nothing in a sweep folder is followed out of it)"; }
+# write_new PATH: stdin into PATH, created new (whatever was under its name, a symlink included, is
+# removed first, and noclobber opens it O_EXCL): never written through a symlink.
+write_new() { rm -f "$1" && (set -C; cat >"$1"); }
 # stop_file: the first run that fails before training writes its exit code and its one-line reason
 # there; runs that would start after it do not, and the sweep (or the Slurm summary job) reports it.
 stop_file() { echo "$out/stopped.txt"; }
@@ -243,6 +251,7 @@ count_starts() { { grep -sE "(starting|resuming) run '" "$1/train.log" || true; 
 if [ $run_one = 1 ]; then
   IFS=: read -r kind d s <<<"$run_one_spec"
   run=$(run_dir "$run_one_spec")
+  no_link "$run"
   differs=""
   if [ -f "$run/summary.json" ]; then
     differs=$(set_differs "$run")
@@ -314,6 +323,7 @@ summarize() {
 # stopped: 0 unless a run failed before training (the stop file); then its reason on stderr and
 # the status the sweep ends with: 2 when resnet-train refused its input, else 1.
 stopped() {
+  no_link "$(stop_file)"
   [ -f "$(stop_file)" ] || return 0
   local rc reason
   { read -r rc; read -r reason; } <"$(stop_file)" || true
@@ -325,6 +335,8 @@ stopped() {
 # of both kinds. 0 done or up to date, 1 failed, 2 runs missing.
 analyse() {
   local a=$1 shallow deep first=${seeds[0]:-} nets m r fresh=1 f dir="$out/analysis/$1" ckpts=() extra=()
+  no_link "$out/analysis"
+  no_link "$dir"
   shallow=$(tr ' ' '\n' <<<"$depths" | grep . | sort -n | head -1)
   deep=$(tr ' ' '\n' <<<"$depths" | grep . | sort -n | tail -1)
   nets="plain:$deep resnet:$deep"
@@ -352,8 +364,9 @@ analyse() {
   done
   if [ $fresh = 1 ]; then echo "skip   analysis $a (up to date)"; return 0; fi
   echo "analyse $a -> $dir"
-  "$bin/resnet-analyze" "$a" "${ckpts[@]}" "${extra[@]}" "${data_args[@]}" --out "$dir" >"$out/analysis-$a.log" 2>&1 &&
-    return 0
+  rm -f "$out/analysis-$a.log"
+  (set -C; "$bin/resnet-analyze" "$a" "${ckpts[@]}" "${extra[@]}" "${data_args[@]}" --out "$dir" \
+     >"$out/analysis-$a.log" 2>&1) && return 0
   echo "depth_sweep.sh: resnet-analyze $a failed (see $out/analysis-$a.log); the report goes without it" >&2
   return 1
 }
@@ -409,10 +422,11 @@ exec bash $(printf '%q ' "$self" "${common[@]}")--summary-only"
     exit 0
   fi
   check_recipe "${todo[@]}"  # here, not in K failed tasks
+  no_link "$out/slurm"
   mkdir -p "$out/slurm"
   rm -f "$(stop_file)"  # a new submission: whatever stopped the last one is to be tried again
-  printf '%s\n' "$array_script" >"$out/slurm/array.sbatch"
-  printf '%s\n' "$summary_script" >"$out/slurm/summary.sbatch"
+  printf '%s\n' "$array_script" | write_new "$out/slurm/array.sbatch"
+  printf '%s\n' "$summary_script" | write_new "$out/slurm/summary.sbatch"
   dep=()
   if [ ${#todo[@]} -gt 0 ]; then
     array_id=$(sbatch --parsable "${sbatch_args[@]}" "$out/slurm/array.sbatch") ||
@@ -428,6 +442,7 @@ exec bash $(printf '%q ' "$self" "${common[@]}")--summary-only"
 fi
 
 # ---- on this host: GNU parallel runs the unfinished runs, --jobs at a time -----------------
+for r in "${runs[@]}"; do no_link "$(run_dir "$r")"; done
 todo=()
 for r in "${runs[@]}"; do
   if up_to_date "$(run_dir "$r")"; then echo "skip   $(run_dir "$r") (finished)"; else todo+=("$r"); fi

@@ -23,13 +23,21 @@ A run without summary.json is missing, one whose files cannot be read is unreada
 stderr says why): both are listed as such and left out of the statistics, and the exit status is
 then 3 (the other outputs are still written). No run with metrics: no plots (gnuplot is not
 called). Exit 1 (one line) when an output cannot be written or gnuplot fails. Standard library only.
+
+Sweep folders are opened, not trusted (docs/safety.md): every file read is a regular file of a
+bounded size (a symlink, FIFO or device in a run folder is unreadable, never followed or waited
+on), JSON is refused when nested deeper than 64 levels or with a key twice in one object, and
+every output is created new (O_EXCL | O_NOFOLLOW, renamed into place): a symlink planted at an
+output's name is replaced, never written through, and curves/ must be a folder of the sweep's own.
 """
 import argparse
 import base64
 import csv
 import html
+import io
 import json
 import os
+import stat
 import statistics
 import subprocess
 import sys
@@ -50,18 +58,117 @@ class ReportError(Exception):
     """An output that cannot be made: one line, exit 1."""
 
 
+JSON_DEPTH = 64            # as util/budgets.h: kJsonDepth
+JSON_BYTES = 16 << 20      # kJsonFileBytes
+METRICS_BYTES = 64 << 20   # kMetricsFileBytes
+IMAGE_BYTES = 64 << 20     # a plot inlined into report.html
+
+
+def read_bytes(path, limit):
+    """The bytes of a regular file of at most `limit` bytes, opened without following a symlink
+    and without waiting on a FIFO; OSError (one line) otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == 40:  # ELOOP: the last component is a symlink
+            raise OSError(e.errno, "a symlink (refused: nothing in a sweep folder is followed out of it)",
+                          path) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(0, "not a regular file", path)
+        if st.st_size > limit:
+            raise OSError(0, f"{st.st_size} bytes, more than the {limit} such a file may have", path)
+        return f.read(limit + 1)[:limit]
+
+
+def printable(text, limit=200):
+    """`text` for a one-line message: control characters escaped, at most `limit` characters."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)[:limit]
+
+
+def no_duplicates(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key {json.dumps(key)[:60]} appears twice in one object")
+        seen[key] = value
+    return seen
+
+
+def check_depth(text, limit=JSON_DEPTH):
+    """ValueError when JSON `text` nests deeper than `limit` (json.loads would recurse into it)."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                raise ValueError(f"JSON nested deeper than {limit} levels")
+        elif ch in "]}":
+            depth -= 1
+
+
+def parse_json(text):
+    check_depth(text)
+    return json.loads(text, object_pairs_hook=no_duplicates)
+
+
 def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+    return parse_json(read_bytes(path, JSON_BYTES).decode("utf-8"))
+
+
+def write_file(path, data):
+    """`data` (str or bytes) into `path`: a temporary created new beside it (a stale one, or a
+    symlink planted under its name, is removed first: never followed), renamed over it."""
+    folder, name = os.path.split(path)
+    dfd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        tmp = name + ".tmp"
+        try:
+            os.unlink(tmp, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    finally:
+        os.close(dfd)
+
+
+def own_folder(path):
+    """`path` as a folder of the sweep's own (made if missing); ReportError for a symlink or a file."""
+    if os.path.islink(path) or (os.path.exists(path) and not os.path.isdir(path)):
+        raise ReportError(f"{path}: is not a folder of the sweep's own (a symlink or a file; refused: nothing "
+                          "in a sweep folder is followed out of it)")
+    os.makedirs(path, exist_ok=True)
+
+
+def csv_text(rows):
+    out = io.StringIO(newline="")
+    w = csv.writer(out)
+    for row in rows:
+        w.writerow(row)
+    return out.getvalue()
 
 
 def read_curve(path):
     """[(step, train_error %, test_error %)] from a run's metrics.csv (errors stored as fractions)."""
     rows = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            if r.get("train_error") and r.get("test_error"):
-                rows.append((int(r["step"]), 100 * float(r["train_error"]), 100 * float(r["test_error"])))
+    text = read_bytes(path, METRICS_BYTES).decode("utf-8")
+    for r in csv.DictReader(io.StringIO(text, newline="")):
+        if r.get("train_error") and r.get("test_error"):
+            rows.append((int(r["step"]), 100 * float(r["train_error"]), 100 * float(r["test_error"])))
     return rows
 
 
@@ -93,7 +200,7 @@ def describe_change(c):
 def read_config(run, run_dir, sets):
     """What the run used for each --set key, and its resume_changes, from its config.json."""
     path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         return None
     config = read_json(path)
     used = {}
@@ -130,6 +237,7 @@ def load_run(spec, sets):
     except (OSError, ValueError, KeyError, TypeError, csv.Error) as e:
         why = e.strerror if isinstance(e, OSError) and e.strerror else (
             f"no {e}" if isinstance(e, KeyError) else str(e))
+        why = printable(why)
         run.update(finished=False, problem=f"{reading}: {why}")
         print(f"sweep_report.py: {run_dir}: {run['problem']}; left out of the statistics", file=sys.stderr)
         return run
@@ -215,37 +323,32 @@ def used_cell(r, key, wanted):
 
 
 def write_csvs(out, groups, runs, sets):
-    with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "kind", "depth", "parameters", "steps", "seeds",
-                    "test_error_mean_pct", "test_error_std_pct", "test_error_min_pct", "test_error_max_pct",
-                    "train_error_mean_pct", "train_error_std_pct", "train_error_min_pct", "train_error_max_pct",
-                    "paper_test_error_pct", "difference_pct"])
-        for g in groups:
-            te, tr = g.get("test_error") or {}, g.get("train_error") or {}
-            w.writerow([g["model"], g["kind"], g["depth"], g.get("parameters", ""),
-                        "/".join(map(str, g.get("steps", []))), g["n"],
-                        pct(te.get("mean")), pct(te.get("std")), pct(te.get("min")), pct(te.get("max")),
-                        pct(tr.get("mean")), pct(tr.get("std")), pct(tr.get("min")), pct(tr.get("max")),
-                        pct(g["paper_test_error"]), pct(g["difference"])])
-    with open(os.path.join(out, "runs.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "kind", "depth", "seed", "run", "finished", "parameters", "steps",
-                    "final_train_error_pct", "final_test_error_pct", "status"] + [k for k, _ in sets] +
-                   ["resume_changes"])
-        for r in runs:
-            w.writerow([f"{r['kind']}-{r['depth']}", r["kind"], r["depth"], "" if r["seed"] is None else r["seed"],
-                        r["run"], int(r["finished"]), r.get("parameters", ""), r.get("steps", ""),
-                        pct(r.get("final_train_error")), pct(r.get("final_test_error")), status(r)] +
-                       ["" if k not in r["used"] else json.dumps(r["used"][k]) for k, _ in sets] +
-                       ["; ".join(r["changes"])])
-    os.makedirs(os.path.join(out, "curves"), exist_ok=True)
+    rows = [["model", "kind", "depth", "parameters", "steps", "seeds",
+             "test_error_mean_pct", "test_error_std_pct", "test_error_min_pct", "test_error_max_pct",
+             "train_error_mean_pct", "train_error_std_pct", "train_error_min_pct", "train_error_max_pct",
+             "paper_test_error_pct", "difference_pct"]]
     for g in groups:
-        with open(os.path.join(out, "curves", g["model"] + ".csv"), "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["step", "train_mean", "train_min", "train_max", "test_mean", "test_min", "test_max"])
-            for row in g["curve"]:
-                w.writerow([row[0]] + [f"{v:.4f}" for v in row[1:]])
+        te, tr = g.get("test_error") or {}, g.get("train_error") or {}
+        rows.append([g["model"], g["kind"], g["depth"], g.get("parameters", ""),
+                     "/".join(map(str, g.get("steps", []))), g["n"],
+                     pct(te.get("mean")), pct(te.get("std")), pct(te.get("min")), pct(te.get("max")),
+                     pct(tr.get("mean")), pct(tr.get("std")), pct(tr.get("min")), pct(tr.get("max")),
+                     pct(g["paper_test_error"]), pct(g["difference"])])
+    write_file(os.path.join(out, "summary.csv"), csv_text(rows))
+    rows = [["model", "kind", "depth", "seed", "run", "finished", "parameters", "steps",
+             "final_train_error_pct", "final_test_error_pct", "status"] + [k for k, _ in sets] + ["resume_changes"]]
+    for r in runs:
+        rows.append([f"{r['kind']}-{r['depth']}", r["kind"], r["depth"], "" if r["seed"] is None else r["seed"],
+                     r["run"], int(r["finished"]), r.get("parameters", ""), r.get("steps", ""),
+                     pct(r.get("final_train_error")), pct(r.get("final_test_error")), status(r)] +
+                    ["" if k not in r["used"] else json.dumps(r["used"][k]) for k, _ in sets] +
+                    ["; ".join(r["changes"])])
+    write_file(os.path.join(out, "runs.csv"), csv_text(rows))
+    own_folder(os.path.join(out, "curves"))
+    for g in groups:
+        rows = [["step", "train_mean", "train_min", "train_max", "test_mean", "test_min", "test_max"]]
+        rows += [[row[0]] + [f"{v:.4f}" for v in row[1:]] for row in g["curve"]]
+        write_file(os.path.join(out, "curves", g["model"] + ".csv"), csv_text(rows))
 
 
 def write_json(out, groups, runs):
@@ -256,9 +359,7 @@ def write_json(out, groups, runs):
                      "plain": None, "plain_note": PLAIN_NOTE},
            "groups": [{k: v for k, v in g.items() if k != "curve"} for g in groups],
            "runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs]}
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
+    write_file(os.path.join(out, "summary.json"), json.dumps(doc, indent=2) + "\n")
 
 
 def plot(out, groups, column, what):
@@ -267,7 +368,7 @@ def plot(out, groups, column, what):
     png, gp = os.path.join(out, f"{what}_error.png"), os.path.join(out, f"{what}_error.gp")
     if not any(g["curve"] for g in groups):
         for f in (png, gp):
-            if os.path.exists(f):
+            if os.path.lexists(f):
                 os.remove(f)
         return None
     lo = {"train": 3, "test": 6}[column]
@@ -289,8 +390,9 @@ def plot(out, groups, column, what):
         # An empty panel still needs a plot command for the layout to stay plain-left, ResNet-right.
         lines.append("plot " + ", ".join(items) if items else "plot [0:1] NaN notitle")
     lines.append("unset multiplot")
-    with open(gp, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_file(gp, "\n".join(lines) + "\n")
+    if os.path.lexists(png):  # gnuplot opens it by name: whatever is there goes, it is made new
+        os.remove(png)
     try:
         done = subprocess.run(["gnuplot", gp], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     except OSError as e:
@@ -308,12 +410,12 @@ def geometry_blocks(dirs):
         for name, render in (("landscape.json", landscape_rows), ("hessian.json", hessian_rows),
                              ("paths.json", paths_rows)):
             path = os.path.join(d, name)
-            if not os.path.exists(path):
+            if not os.path.lexists(path):
                 continue
             try:
                 out += render(read_json(path))
             except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
-                print(f"sweep_report.py: {path}: unreadable ({e})", file=sys.stderr)
+                print(f"sweep_report.py: {path}: unreadable ({printable(str(e))})", file=sys.stderr)
                 out.append(("p", f"{path}: unreadable"))
     return out
 
@@ -449,8 +551,7 @@ def render_html(bl, out_dir):
                         "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>\n" for r in rows) +
                         "</table>")
         elif kind == "img":
-            with open(os.path.join(out_dir, x[1]), "rb") as f:
-                data = base64.b64encode(f.read()).decode("ascii")
+            data = base64.b64encode(read_bytes(os.path.join(out_dir, x[1]), IMAGE_BYTES)).decode("ascii")
             body.append(f'<figure><img alt="{e(x[0])}" src="data:image/png;base64,{data}">'
                         f"<figcaption>{e(x[0])} ({e(x[1])})</figcaption></figure>")
     style = ("body{font-family:sans-serif;max-width:1450px;margin:1em auto;padding:0 1em}"
@@ -478,12 +579,8 @@ def report(a):
                 rel = os.path.relpath(os.path.join(d, name), a.out)
                 images.append((f"resnet-analyze {os.path.basename(d)}: {name}", rel))
     bl = blocks(groups, runs, images, a.recipe, sets, geometry_blocks(a.analysis))
-    with open(os.path.join(a.out, "summary.md"), "w") as f:
-        f.write(render_md(bl))
-    tmp = os.path.join(a.out, "report.html.partial")
-    with open(tmp, "w") as f:
-        f.write(render_html(bl, a.out))
-    os.replace(tmp, os.path.join(a.out, "report.html"))
+    write_file(os.path.join(a.out, "summary.md"), render_md(bl))
+    write_file(os.path.join(a.out, "report.html"), render_html(bl, a.out))
     return 3 if any(not r["finished"] for r in runs) else 0
 
 

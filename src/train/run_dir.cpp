@@ -193,8 +193,35 @@ void RunDir::lock() {
   lock_ = std::move(lock);
 }
 
-// checkpoints/ is a folder of the run's own, never a symlink out of it.
-void RunDir::check_layout() const { folder_.sub_if_exists("checkpoints"); }
+// Each of the run's files is a regular file (or missing), checkpoints/ a folder of the run's own
+// and its checkpoint a regular file: a symlink, FIFO, device or folder planted in their place is
+// refused by name before anything is read or written (those written are then opened without
+// following symlinks too: util/folder.h).
+void RunDir::check_layout() const {
+  auto check = [](const Folder& folder, const std::string& name) {
+    const EntryKind kind = folder.kind(name);
+    if (kind != EntryKind::kMissing && kind != EntryKind::kFile)
+      throw InputError(folder.file(name) + ": is " + describe_entry(folder.fd(), name) +
+                       ", where a regular file should be" +
+                       (kind == EntryKind::kSymlink ? " (refused: nothing in a run folder is followed out of it)" : ""));
+  };
+  // A temporary's name may hold anything (it is removed before the temporary is made), but a
+  // folder, which cannot be removed as a file.
+  auto check_temp = [](const Folder& folder, const std::string& name) {
+    if (folder.kind(name) == EntryKind::kFolder)
+      throw InputError(folder.file(name) + ": is a folder, where a temporary file is written");
+  };
+  for (const char* name : {"config.json", "metrics.jsonl", "metrics.csv", "train.log", "summary.json"}) {
+    check(folder_, name);
+    check_temp(folder_, std::string(name) + ".tmp");
+  }
+  if (const std::optional<Folder> checkpoints = folder_.sub_if_exists("checkpoints")) {
+    check(*checkpoints, "last.ckpt");
+    check_temp(*checkpoints, "last.ckpt.tmp");
+  }
+  for (const auto& name : entries(folder_))
+    if (name.rfind(kEventsPrefix, 0) == 0) check(folder_, name);
+}
 
 RunDir RunDir::create(const std::string& path, bool force) {
   std::error_code ec;
@@ -211,6 +238,7 @@ RunDir RunDir::create(const std::string& path, bool force) {
   RunDir dir(path, Folder::open(path));
   dir.lock();
   if (holds_a_run(path)) {
+    if (force) dir.check_layout();  // an old run's files are removed: never through a symlink
     if (!force)  // another process made a run here between the check and the lock
       throw InputError(path + ": run folder exists; use --resume " + path +
                        " to continue it or --force to start over");
