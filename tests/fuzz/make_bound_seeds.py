@@ -4,7 +4,8 @@ is bounds-checked). Each file is small, hand-assembled and named for the bound i
 unit tests (tests/test_readers.cpp) read each one and expect its refusal, so the seeds are also
 the readers' regression inputs.
 
-    make_bound_seeds.py CORPUS_DIR      (tests/fuzz/corpus: writes into weights/ and checkpoint/)
+    make_bound_seeds.py CORPUS_DIR [NAME...]   (tests/fuzz/corpus: writes into weights/ and
+                                               checkpoint/; with NAMEs only those)
 
 Python's standard library only: the pickles are written opcode by opcode, not by pickle.dumps, so
 that they can say what no pickler would.
@@ -91,6 +92,13 @@ def lie_about_size(zip_bytes, record, size):
     return bytes(b)
 
 
+def raw_safetensors(header_text, data=b""):
+    """A safetensors file whose header is `header_text` as it is (json.dumps cannot say everything)."""
+    text = header_text.encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
 def safetensors(header, data=b""):
     text = json.dumps(header).encode()
     text += b" " * ((8 - len(text) % 8) % 8)
@@ -129,6 +137,23 @@ def weight_seeds():
     yield "bound_deflate_ratio.pt", lie_about_size(bomb, "archive/data/0", 1 << 31)
     good = pt_file(p_state_dict([("w", p_tensor(s, 0, [4], [1]))]), {"0": FLOATS4}, compress=zipfile.ZIP_DEFLATED)
     yield "deflated_ok.pt", good  # deflated but honest: read
+    # A 4 MB storage (deflated zeros) of which 4 floats are viewed: not read for 16 bytes.
+    zeros = p_storage("0", 1 << 20)
+    yield "bound_storage_overread.pt", pt_file(p_state_dict([("w", p_tensor(zeros, 0, [4], [1]))]),
+                                               {"0": b"\0" * (4 << 20)}, compress=zipfile.ZIP_DEFLATED)
+    # The unpickler's budgets: a memo entry per object at most; 64 MiB of objects, items and stack.
+    yield "bound_memo_flood.pt", pt_file(b"\x80\x02N" + b"\x94" * 100_000 + b".", {}, compress=zipfile.ZIP_DEFLATED)
+    yield "bound_append_flood.pt", pt_file(b"\x80\x02]q\x00" + b"h\x00a" * 9_000_000 + b".", {},
+                                           compress=zipfile.ZIP_DEFLATED)
+    yield "bound_mark_flood.pt", pt_file(b"\x80\x02" + b"(" * 9_000_000 + b"N.", {}, compress=zipfile.ZIP_DEFLATED)
+    # A key twice in one dict (torch.load keeps the last value): refused.
+    yield "bound_dup_key.pt", pt_file(p_state_dict([("w", p_tensor(s, 0, [4], [1])), ("w", p_tensor(s, 0, [2], [1]))]),
+                                      {"0": FLOATS4})
+    # JSON: nested deeper than 64 levels (a shape), a key twice.
+    yield "bound_deep_shape.safetensors", raw_safetensors(
+        '{"w": {"dtype": "F32", "shape": ' + "[" * 1000 + "]" * 1000 + ', "data_offsets": [0, 0]}}')
+    yield "bound_dup_key.safetensors", raw_safetensors(
+        '{"__metadata__": {"x": "1", "x": "2"}, "w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}', FLOATS4)
     # safetensors: F32 [2^62] is 2^64 bytes, which wraps to 0 and matched data_offsets [0, 0].
     yield "bound_numel_wraps.safetensors", safetensors(
         {"w": {"dtype": "F32", "shape": [1 << 62], "data_offsets": [0, 0]}})
@@ -143,13 +168,19 @@ def checkpoint_seeds():
     yield "bound_numel_wraps.ckpt", safetensors(
         {"__metadata__": {"resnet_train_checkpoint": json.dumps(doc)},
          "model.w": {"dtype": "F32", "shape": [1 << 62], "data_offsets": [0, 0]}})
+    # Metadata nested 1000 deep (the reader's limit is 64; a 100,000-deep one was a stack overflow).
+    deep = json.dumps(dict(doc, config=0)).replace('"config": 0', '"config": ' + "[" * 1000 + "]" * 1000)
+    yield "bound_deep_metadata.ckpt", safetensors({"__metadata__": {"resnet_train_checkpoint": deep}})
 
 
 def main():
     corpus = sys.argv[1]
+    only = set(sys.argv[2:])  # names: write only these (the others stay byte for byte)
     for folder, seeds in (("weights", weight_seeds()), ("checkpoint", checkpoint_seeds())):
         os.makedirs(os.path.join(corpus, folder), exist_ok=True)
         for name, data in seeds:
+            if only and name not in only:
+                continue
             with open(os.path.join(corpus, folder, name), "wb") as f:
                 f.write(data)
 
