@@ -10,6 +10,11 @@
 # fuzz_checkpoint (CheckpointReader, load_model into a small model), fuzz_weights (.pt and
 # .safetensors state_dicts: src/interop). A finding leaves its input
 # in build-fuzz/findings/; reproduce with build-fuzz/tests/fuzz/fuzz_<target> FILE.
+# The readers' budgets (docs/safety.md) are fuzzed too: inputs up to 1 MiB (-max_len: a JSON
+# nested 100,000 deep is 200 KB, a memo flood 117 KB), structure-aware seeds (deep JSON, memo,
+# item and view floods, duplicate keys: tests/fuzz/make_bound_seeds.py, and the hostile files of
+# tests/tools/make_hostile_inputs.py made here), and an RSS limit a few hundred MB above what a
+# target needs, so that a bomb is a finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=replay
@@ -49,6 +54,17 @@ if [ ! -s "$seeds/checkpoint/resnet8.ckpt" ] || [ "$bin/fuzz_checkpoint_seed" -n
 fi
 cp tests/fixtures/v1_run/checkpoints/last.ckpt "$seeds/checkpoint/resnet8_v1.ckpt"
 cp tests/fuzz/libtorch_crashes/*.ckpt "$seeds/checkpoint/"
+# The hostile files (each up to 1 MiB, too big to commit): bombs built on the ResNet-8 checkpoint.
+hostile=$seeds/hostile
+if [ ! -s "$hostile/view_flood.pt" ] || [ tests/tools/make_hostile_inputs.py -nt "$hostile/view_flood.pt" ] ||
+   [ "$seeds/checkpoint/resnet8.ckpt" -nt "$hostile/view_flood.pt" ]; then
+  python3 tests/tools/make_hostile_inputs.py "$hostile" "$seeds/checkpoint/resnet8.ckpt" ||
+    { echo "fuzz.sh: cannot make the hostile seeds" >&2; exit 1; }
+fi
+mkdir -p "$seeds/weights" "$seeds/config"
+cp "$hostile"/*.pt "$hostile"/*.safetensors "$seeds/weights/"
+cp "$hostile"/*.ckpt "$seeds/checkpoint/"
+cp "$hostile/deep_config.json" "$seeds/config/"
 [ "$mode" = build ] && { echo "fuzz.sh: built $bin/fuzz_{config,cifar10,checkpoint,weights}"; exit 0; }
 
 # The sanitizer options are built into the targets (tests/fuzz/fuzz_runtime.cpp: no leak
@@ -63,6 +79,18 @@ trap 'rm -rf "$work"' EXIT
 # --seconds/--minutes, run by hand (README: "Fuzzing and sanitizers").
 if [ "$mode" = replay ]; then limits=(-runs=0); else limits=(-max_total_time=$((seconds + minutes * 60))); fi
 
+# Peak RSS (MB) each target may reach on any input: what it needs, and a few hundred MB more for
+# what a reader may allocate from a 1 MiB input. Replaying the seeds peaks at (Debian 12, LibTorch
+# 1.13 + ASan with its quarantine at 32 MB: tests/fuzz/fuzz_runtime.cpp) config 328, cifar10 300,
+# weights 505 (the 64 MiB pickle budget filled by an item flood), checkpoint 337 MB.
+rss_limit() {
+  case $1 in
+    config|cifar10) echo 800 ;;
+    weights|checkpoint) echo 1024 ;;
+    *) echo 2048 ;;
+  esac
+}
+
 failed=()
 for t in $targets; do
   exe=$bin/fuzz_$t
@@ -73,9 +101,10 @@ for t in $targets; do
   mkdir -p "$work/$t"
   log=$build/fuzz_$t.log
   # The first folder receives new inputs: a scratch one, so that the committed corpus changes
-  # only through --merge. -rss_limit_mb: LibTorch + ASan need more than libFuzzer's 2 GB default.
+  # only through --merge. -rss_limit_mb: what the target needs (LibTorch + ASan: see rss_limit)
+  # and a few hundred MB for what a reader may take of a 1 MiB input; -max_len: 1 MiB inputs.
   start=$(date +%s)
-  if "$exe" "$work/$t" "${dirs[@]}" "${limits[@]}" -timeout=30 -rss_limit_mb=4096 \
+  if "$exe" "$work/$t" "${dirs[@]}" "${limits[@]}" -timeout=30 -rss_limit_mb="$(rss_limit "$t")" -max_len=1048576 \
        -print_final_stats=1 -artifact_prefix="$findings/$t-" >"$log" 2>&1; then
     status=ok
   else
@@ -95,7 +124,7 @@ for t in $targets; do
     mkdir -p "$work/$t.small"
     find "$work/$t" -type f -size -64k -exec cp {} "$work/$t.small/" \;
     before=$(ls "$corpus" | wc -l)
-    "$exe" -merge=1 -rss_limit_mb=4096 "$corpus" "$work/$t.small" >"$build/merge_$t.log" 2>&1
+    "$exe" -merge=1 -rss_limit_mb="$(rss_limit "$t")" "$corpus" "$work/$t.small" >"$build/merge_$t.log" 2>&1
     echo "fuzz_$t: corpus $before -> $(ls "$corpus" | wc -l) files ($(du -sh "$corpus" | cut -f1))"
   fi
 done

@@ -204,6 +204,17 @@ r=$(fresh ckpt_symlink)
 ln -sf "$tmp/base/checkpoints/last.ckpt" "$r/checkpoints/last.ckpt"
 run eval_checkpoint_symlink 2 "$r/checkpoints/last.ckpt: is a symlink" -- "$bin/resnet-eval" --checkpoint "$r" "${d[@]}"
 export_run export_checkpoint_symlink 2 "$r/checkpoints/last.ckpt: is a symlink" "$r"
+# An --out folder: resnet-analyze's JSON, its gnuplot script and picture (which gnuplot opens by
+# name) are created new, through none of the symlinks planted under their names.
+mkdir -p "$tmp/analysis_out"
+for name in responses.json responses.json.tmp responses.gp responses.png responses.gp.log; do
+  ln -s "$tmp/outside/victim3" "$tmp/analysis_out/$name"
+done
+run analyze_out_symlinks 0 "" -- "$bin/resnet-analyze" responses --checkpoint "$tmp/base" "${d[@]}" --images 8 \
+  --out "$tmp/analysis_out"
+for name in responses.json responses.gp responses.png; do
+  [ -f "$tmp/analysis_out/$name" ] && [ ! -L "$tmp/analysis_out/$name" ] || fail "analysis: $name was not written new"
+done
 # The untouched base run still resumes: the refusals above are the plants'.
 r=$(fresh control)
 resume resume_control 0 "" "$r"

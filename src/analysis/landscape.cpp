@@ -71,7 +71,8 @@ std::string first_difference(const nlohmann::json& file, const nlohmann::json& n
 
 // One line of a points file; false when it is not a point of this grid.
 bool parse_point(const std::string& line, const std::vector<double>& axis, int64_t points, at::Tensor& table) {
-  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  // Bounded nesting (util/json_io.h): a point line is flat; a deep one is refused, not recursed into.
+  nlohmann::json j = parse_json_or_null(line, "a landscape point").value_or(nlohmann::json());
   if (!j.is_object() || !j.contains("i") || !j["i"].is_number_integer()) return false;
   const int64_t i = j["i"].get<int64_t>(), n = static_cast<int64_t>(axis.size());
   if (i < 0 || i >= points || !j.contains("alpha") || !j["alpha"].is_number() || !j.contains("beta") ||
@@ -96,15 +97,22 @@ void read_points(const std::string& file, const nlohmann::json& key, const std::
   std::vector<std::string> lines;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) lines.push_back(line);
-  nlohmann::json first = lines.empty() ? nlohmann::json() : nlohmann::json::parse(lines[0], nullptr, false);
+  nlohmann::json first =
+      lines.empty() ? nlohmann::json() : parse_json_or_null(lines[0], file + " line 1").value_or(nlohmann::json());
   if (!first.is_object() || !first.contains("key") || !first.contains("landscape_points"))
     throw InputError(file + ": not a landscape points file (its first line is not a landscape key); remove it or use another --out");
   if (first["key"] != key)
     throw InputError(file + ": holds a partial landscape made with other arguments (" +
-                     printable(first_difference(first["key"], key)) + "); use another --out or remove it");
+                     excerpt(first_difference(first["key"], key), 200) + "); use another --out or remove it");
   std::string kept = lines[0] + "\n";
   for (size_t k = 1; k < lines.size(); ++k) {
-    if (parse_point(lines[k], axis, table.size(0), table)) kept += lines[k] + "\n";
+    bool point = false;
+    try {
+      point = parse_point(lines[k], axis, table.size(0), table);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{} line {}: {}", file, k + 1, e.what()));
+    }
+    if (point) kept += lines[k] + "\n";
     else if (k + 1 < lines.size())  // only the last line may be cut short (a crash while appending)
       throw InputError(fmt::format("{}: line {} is not a point of this landscape; remove the file to start again", file, k + 1));
   }

@@ -2,12 +2,13 @@
 """Writes the crafted files of tests/hostile_input_test.sh (docs/safety.md): each under 1 MiB, each
 made to cost the tools memory, time or their output's sanity unless every budget holds.
 
-    make_hostile_inputs.py OUT_DIR BASE_CHECKPOINT BASE_WEIGHTS.safetensors
+    make_hostile_inputs.py OUT_DIR BASE_CHECKPOINT [BASE_WEIGHTS.safetensors]
 
 BASE_CHECKPOINT is a real run's checkpoints/last.ckpt (version 2, safetensors) and
 BASE_WEIGHTS its weights as resnet-export writes them: the crafted checkpoints keep the real
 tensors and change the metadata, the crafted .pt files use the real names and shapes so that a
-model would take them. Python's standard library only.
+model would take them (without BASE_WEIGHTS, as scripts/fuzz.sh makes its seeds, that file is left
+out). Python's standard library only.
 """
 import io
 import json
@@ -131,7 +132,8 @@ def files(base, weights):
     # 10 M references to one list appended to it (BINGET + APPEND, 3 bytes an item): 80 MB of items.
     yield "append_flood.pt", zip_with_pickle(b"\x80\x02]q\x00" + b"h\x00a" * 10_000_000 + b".")
     yield "view_flood.pt", view_flood()
-    yield "storage_overread.pt", storage_overread(weights)
+    if weights:
+        yield "storage_overread.pt", storage_overread(weights)
     yield "dup_key.pt", pt_file(b"\x80\x02}(" + p_str("a") + b"K\x01" + p_str("a") + b"K\x02u.", {})
     yield "deep_config.ckpt", checkpoint_with(base, json.dumps(dict(doc, config=0)).replace(
         '"config": 0', '"config": ' + deep()))
@@ -146,7 +148,8 @@ def files(base, weights):
 
 
 def main():
-    out, base, weights = sys.argv[1:4]
+    out, base = sys.argv[1:3]
+    weights = sys.argv[3] if len(sys.argv) > 3 else None
     os.makedirs(out, exist_ok=True)
     for name, data in files(base, weights):
         assert len(data) < 1 << 20, f"{name}: {len(data)} bytes, not under 1 MiB"
