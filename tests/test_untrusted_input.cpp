@@ -185,3 +185,12 @@ TEST(UntrustedFiles, MetricsRowsAreCheckedAsTheyAreRead) {
   expect_input_error([&] { rows_of("{\"step\": 1, \"lr\": " + std::string(1000, '[') + "}\n"); },
                      file + " line 1: JSON nested deeper than 64 levels");
 }
+
+// What a tool prints (cli::run_main): one line, control characters escaped, cut at 1024 bytes.
+TEST(UntrustedFiles, AToolPrintsOneLineOfBoundedLength) {
+  const std::string msg = one_line("f.pt: a\nb\x1b[2J " + std::string(5000, 'x'));
+  EXPECT_EQ(msg.find('\n'), std::string::npos);
+  EXPECT_EQ(msg.rfind("f.pt: a\\x0ab\\x1b[2J x", 0), 0u) << msg;
+  EXPECT_LE(msg.size(), 1024u + 40) << msg;
+  EXPECT_NE(msg.find("... (5014 bytes)"), std::string::npos) << msg;
+}

@@ -36,7 +36,7 @@ nlohmann::json state_to_json(const TrainState& s) {
           {"best_val_error", s.best_val_error}, {"best_val_step", s.best_val_step}};
 }
 
-// `where`: "<path>: checkpoint metadata: state", named with the key in each error.
+// `where`: "<path>: corrupt checkpoint metadata: state", named with the key in each error.
 TrainState state_from_json(const nlohmann::json& j, const std::string& where) {
   auto integer = [&](const char* key) { return json_int(json_member(j, key, where), where + "." + key); };
   auto number = [&](const char* key) { return json_number(json_member(j, key, where), where + "." + key); };
@@ -192,9 +192,11 @@ ReadableFile open_checkpoint_file(const std::string& path) {
   const std::filesystem::path p(path);
   if (p.has_parent_path() && p.parent_path().filename() == "checkpoints") {
     const std::string run = p.parent_path().parent_path().string();
-    std::optional<ReadableFile> file = Folder::open(run.empty() ? "." : run)
-                                           .sub("checkpoints", false)
-                                           .open_to_read(p.filename().string(), budget::kWeightsFileBytes);
+    std::error_code ec;
+    if (!std::filesystem::is_directory(run.empty() ? "." : run, ec)) throw InputError(path + ": no such checkpoint file");
+    const std::optional<Folder> checkpoints = Folder::open(run.empty() ? "." : run).sub_if_exists("checkpoints");
+    std::optional<ReadableFile> file;
+    if (checkpoints) file = checkpoints->open_to_read(p.filename().string(), budget::kWeightsFileBytes);
     if (!file) throw InputError(path + ": no such checkpoint file");
     return std::move(*file);
   }

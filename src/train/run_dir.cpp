@@ -279,13 +279,19 @@ void RunDir::write_json(const std::string& name, const nlohmann::json& value) co
 }
 
 void RunDir::append_metrics(const nlohmann::json& row) const {
-  // jsonl first: it is the record (a resume rebuilds the csv from it).
-  folder_.append("metrics.jsonl", row.dump() + "\n");
-  Fd csv = folder_.open_to_append("metrics.csv");
-  struct stat st {};
-  const bool fresh = ::fstat(csv.get(), &st) == 0 && st.st_size == 0;
-  csv.close();
-  folder_.append("metrics.csv", (fresh ? csv_header() : std::string()) + csv_line(row));
+  // The folder's entries were checked before the run started (check_layout): one that is not a
+  // regular file now appeared during the run, and is a failed write like any other (exit 1).
+  try {
+    // jsonl first: it is the record (a resume rebuilds the csv from it).
+    folder_.append("metrics.jsonl", row.dump() + "\n");
+    Fd csv = folder_.open_to_append("metrics.csv");
+    struct stat st {};
+    const bool fresh = ::fstat(csv.get(), &st) == 0 && st.st_size == 0;
+    csv.close();
+    folder_.append("metrics.csv", (fresh ? csv_header() : std::string()) + csv_line(row));
+  } catch (const InputError& e) {
+    throw std::runtime_error(std::string(e.what()) + ": cannot append the metrics row");
+  }
 }
 
 std::shared_ptr<spdlog::sinks::sink> RunDir::log_sink() const {

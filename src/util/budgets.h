@@ -57,8 +57,10 @@ constexpr int64_t kStorageOverread = 2;
 constexpr int64_t kStorageSlack = int64_t{1} << 20;
 
 // ---- messages (util/errors.h) -----------------------------------------------------------------
-// The most of an offending value an error quotes, and the longest line a tool prints.
+// The most of an offending value an error quotes, and the longest line a tool prints (a cut of
+// last resort: messages quote short prefixes, but a model that does not fit lists a few names and
+// the options that would build the file's network).
 constexpr size_t kQuoteBytes = 60;
-constexpr size_t kMessageBytes = 600;
+constexpr size_t kMessageBytes = 1024;
 
 }  // namespace resnet::budget
