@@ -18,6 +18,7 @@
 #include "train/sgd.h"
 #include "train/step.h"
 #include "train/trainer.h"
+#include "bench/conv_limit.h"
 #include "bench/verify.h"
 #include "util/errors.h"
 #include "util/json_io.h"
@@ -233,11 +234,15 @@ nlohmann::json run_bench(const ExperimentConfig& c, const BenchOptions& o) {
   if (o.mode == "bare" || o.mode == "step") return bench_steps(c, o, rt, out);
   if (o.mode == "eval") return bench_eval(c, o, rt, out);
   if (o.mode == "train") return bench_train(c, o, out);
+  if (o.mode == "convs") {
+    out.update(time_convolutions(c, rt, o.warmup, o.steps));
+    return out;
+  }
   if (o.mode == "checkpoint") {
     out.update(time_checkpoints(c, rt, o.steps));
     return out;
   }
-  throw InputError("--mode: '" + o.mode + "' is not one of bare|step|eval|train|verify|checkpoint");
+  throw InputError("--mode: '" + o.mode + "' is not one of bare|step|eval|train|verify|checkpoint|convs");
 }
 
 }  // namespace resnet

@@ -198,6 +198,8 @@ int main(int argc, char** argv) {
       rt = resolve_runtime(rc, env.local_rank, env.local_world_size);
       if (env.active()) backend = resolve_backend(rc.dist_backend, rt.device);
     });
+    if (job.writer())
+      for (const auto& note : rt.warnings) std::cerr << "resnet-analyze: note: " << note << std::endl;
     apply_runtime(rt);
     Cifar10 data;
     std::vector<Subject> subjects;

@@ -47,6 +47,7 @@ Evaluated load_model(const std::string& checkpoint, const std::string& weights, 
   e.config.runtime.device = device;
   e.config.runtime.cuda_graph = false;
   e.runtime = resnet::resolve_runtime(e.config.runtime);
+  for (const auto& note : e.runtime.warnings) std::cerr << "resnet-eval: note: " << note << std::endl;
   resnet::apply_runtime(e.runtime);
   e.model = resnet::make_model(e.config.model);
   if (e.reader) {
