@@ -310,10 +310,10 @@ TEST_F(InteropPython, FineTuneFromA1000ClassTorchvisionCheckpoint) {
   EXPECT_LT((now - start).norm().item<double>(), 0.2 * start.norm().item<double>());
 }
 
-// The README's "Weights from other code" table: the `build/resnet-eval ...` command of the row
+// docs/interop.md's "Weights from other code" table: the `build/resnet-eval ...` command of the row
 // whose source starts with `source`.
 std::string readme_command(const std::string& source) {
-  const std::string readme = read_text_file(std::string(RESNET_SOURCE_DIR) + "/README.md");
+  const std::string readme = read_text_file(std::string(RESNET_SOURCE_DIR) + "/docs/interop.md");
   const size_t section = readme.find("## Weights from other code");
   const size_t row = readme.find("\n| " + source, section);
   if (section == std::string::npos || row == std::string::npos) return "";
@@ -322,7 +322,7 @@ std::string readme_command(const std::string& source) {
   return readme.substr(start + 1, readme.find('`', start + 1) - start - 1);
 }
 
-// `command` (a README row's) for `weights` in place of its file, and our binaries and configs.
+// `command` (a docs/interop.md row's) for `weights` in place of its file, and our binaries and configs.
 std::string as_test_command(std::string command, const std::string& weights, const std::string& config) {
   std::smatch m;
   std::regex_search(command, m, std::regex("--weights (\\S+) --config configs/(\\S+)"));
@@ -333,7 +333,7 @@ std::string as_test_command(std::string command, const std::string& weights, con
 
 // (5) The weights the popular CIFAR codes publish: networks written after each code's published
 // architecture (tests/interop/published_models.py), saved as those codes save them, evaluated by
-// the README table's command for that code: Python's logits on 64 images, and its test error on
+// the docs/interop.md table's command for that code: Python's logits on 64 images, and its test error on
 // the first 1,000 real test images when $CIFAR10_DIR is set.
 TEST_F(InteropPython, PublishedCodesWeightsGiveTheirLogitsWithTheReadmesCommands) {
   const char* real = std::getenv("CIFAR10_DIR");
@@ -368,17 +368,17 @@ TEST_F(InteropPython, PublishedCodesWeightsGiveTheirLogitsWithTheReadmesCommands
   };
   for (const auto& c : cases) {
     const std::string command = readme_command(c.source);
-    ASSERT_FALSE(command.empty()) << "no README row for " << c.source;
+    ASSERT_FALSE(command.empty()) << "no docs/interop.md row for " << c.source;
     const at::Tensor theirs = read_weights(tmp / ("py/" + c.model) + "_logits.pt").tensors.at(0).second;
     for (const auto& format : formats) {
-      // The README's command on the file DataParallel and a training script wrote ...
+      // The docs' command on the file DataParallel and a training script wrote ...
       const std::string file = tmp / ("py/" + c.model + "." + format + ".module_state_dict.pt");
       const std::string logits = tmp / "logits.safetensors";
       std::tie(rc, text) = run(as_test_command(command, file, c.config) + " --data-dir " + data +
                                    " --limit 64 --device cpu --logits " + logits, tmp);
       ASSERT_EQ(rc, 0) << file << ": " << text;
       EXPECT_NE(text.find("normaliser data.mean/data.std"), std::string::npos) << text;
-      EXPECT_EQ(text.find("note:"), std::string::npos) << "the README's command misses an option: " << text;
+      EXPECT_EQ(text.find("note:"), std::string::npos) << "the docs' command misses an option: " << text;
       const at::Tensor ours = read_weights(logits).tensors.at(0).second;
       const double diff = (ours - theirs).abs().max().item<double>();
       EXPECT_LE(diff, 1e-4) << file;
@@ -459,10 +459,10 @@ TEST_F(InteropPython, PublishedCodesWeightsSayWhichOptionsTheyNeed) {
   for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(at::equal(x[i].second, y[i].second)) << x[i].first;
 }
 
-// The README's "Using the weights in Python" snippets, run as written next to the files its
+// docs/interop.md's "Using the weights in Python" snippets, run as written next to the files its
 // commands produce.
 TEST_F(InteropPython, ReadmeSnippetsRunAsWritten) {
-  const std::string readme = read_text_file(std::string(RESNET_SOURCE_DIR) + "/README.md");
+  const std::string readme = read_text_file(std::string(RESNET_SOURCE_DIR) + "/docs/interop.md");
   const size_t start = readme.find("## Using the weights in Python");
   ASSERT_NE(start, std::string::npos);
   const size_t end = readme.find("\n## ", start + 3);
@@ -500,10 +500,10 @@ TEST_F(InteropPython, CheckpointsReadInPlainPython) {
       << text;
 }
 
-// README "Checkpoints: tensors and JSON, never code": its Python runs as written on a checkpoint
-// at the path it names.
+// docs/formats.md "Checkpoints: tensors and JSON, never code": its Python runs as written on a
+// checkpoint at the path it names.
 TEST_F(InteropPython, ReadmeCheckpointSnippetRunsAsWritten) {
-  const std::string readme = read_text_file(std::string(RESNET_SOURCE_DIR) + "/README.md");
+  const std::string readme = read_text_file(std::string(RESNET_SOURCE_DIR) + "/docs/formats.md");
   const size_t start = readme.find("## Checkpoints: tensors and JSON, never code");
   ASSERT_NE(start, std::string::npos);
   const std::string section = readme.substr(start, readme.find("\n## ", start + 3) - start);
