@@ -97,7 +97,8 @@ TEST(CudaBuild, WithoutAGpuTrainsOnTheCpuAndSaysSoOnce) {
   resnet::testing::write_synthetic_cifar(data, 20, 50);
   auto [rc, text] = run(kBinDir + "/resnet-train --config " + std::string(RESNET_SOURCE_DIR) +
                             "/configs/quick.json --set model.depth=8 --set train.iterations=4 --set train.eval_every=4"
-                            " --set runtime.threads=1 --data-dir " + data + " --out " + (tmp / "run") + " --no-progress",
+                            " --set runtime.threads=1 --set train.batch_size=16 --data-dir " + data + " --out " + (tmp / "run") +
+                            " --no-progress",
                         tmp);
   ASSERT_EQ(rc, 0) << text;
   const std::string note = "this build has CUDA, but sees no CUDA device";

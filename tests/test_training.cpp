@@ -371,6 +371,7 @@ TEST(RealData, SmallResNetLearnsCifar10) {
 // cores) is capped at the cores this process may use, with a warning that the run logs.
 TEST(Runtime, ThreadsAboveTheCoresAreCapped) {
   RuntimeConfig r;
+  r.device = "cpu";  // (auto on a CUDA build without a GPU adds the note that says so)
   r.threads = 1000;
   const Runtime rt = resolve_runtime(r);
   EXPECT_EQ(rt.threads, usable_cores());

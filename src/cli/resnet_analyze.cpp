@@ -198,8 +198,6 @@ int main(int argc, char** argv) {
       rt = resolve_runtime(rc, env.local_rank, env.local_world_size);
       if (env.active()) backend = resolve_backend(rc.dist_backend, rt.device);
     });
-    if (job.writer())
-      for (const auto& note : rt.warnings) std::cerr << "resnet-analyze: note: " << note << std::endl;
     apply_runtime(rt);
     Cifar10 data;
     std::vector<Subject> subjects;
@@ -207,6 +205,9 @@ int main(int argc, char** argv) {
       subjects = gather_subjects(in, rt.device, data, resnet::cli::geometry_needs_train(analysis, geometry));
       if (job.writer()) make_output_folder(out_dir);
     });
+    // Notes on the runtime (a CUDA build without a GPU) once the inputs are accepted.
+    if (job.writer())
+      for (const auto& note : rt.warnings) std::cerr << "resnet-analyze: note: " << note << std::endl;
     if (geometry_analysis) {
       std::unique_ptr<Communicator> comm = job.connect(backend, rt.device, timeout);
       return resnet::cli::run_geometry(analysis, geometry, subjects, data, app.count("--images") ? images : 0,

@@ -47,7 +47,6 @@ Evaluated load_model(const std::string& checkpoint, const std::string& weights, 
   e.config.runtime.device = device;
   e.config.runtime.cuda_graph = false;
   e.runtime = resnet::resolve_runtime(e.config.runtime);
-  for (const auto& note : e.runtime.warnings) std::cerr << "resnet-eval: note: " << note << std::endl;
   resnet::apply_runtime(e.runtime);
   e.model = resnet::make_model(e.config.model);
   if (e.reader) {
@@ -126,6 +125,9 @@ int main(int argc, char** argv) {
       throw resnet::InputError("--split " + split + ": the run has no " + split + " set (data.val_size is 0)");
     if (limit > 0 && limit < set.size()) set = {set.images.narrow(0, 0, limit), set.labels.narrow(0, 0, limit)};
 
+    // Notes on the runtime (a CUDA build without a GPU) once every input has been accepted: a
+    // refused input stays one line.
+    for (const auto& note : rt.warnings) std::cerr << "resnet-eval: note: " << note << std::endl;
     const int64_t batch = batch_size > 0 ? batch_size : config.train.eval_batch_size;
     resnet::EvalOptions opts{batch, rt.channels_last, rt.bf16};
     resnet::EvalResult result = resnet::evaluate(*model, set, normalizer, opts);
