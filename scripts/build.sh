@@ -4,7 +4,7 @@
 #   scripts/build.sh --pip [cmake args...]   against the LibTorch inside .venv's torch (PyPI, with
 #                                            CUDA; scripts/python_env.sh installs it), into build-pip/
 # $BUILD_DIR overrides the folder. The pip build checks that its LibTorch is the version that
-# python/requirements.txt pins.
+# python/requirements.txt pins. --target T... (after the cmake args) builds only those targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pip=0
@@ -22,8 +22,13 @@ if [ "$pip" = 1 ]; then
 else
   build_dir=${BUILD_DIR:-build}
 fi
+cmake_args=() targets=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = --target ]; then shift; targets=("$@"); break; fi
+  cmake_args+=("$1"); shift
+done
 mkdir -p "$build_dir"
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release "${args[@]}" "$@" >"$build_dir.configure.log" 2>&1 || {
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release "${args[@]}" "${cmake_args[@]}" >"$build_dir.configure.log" 2>&1 || {
   cat "$build_dir.configure.log" >&2; exit 1; }
 rm -f "$build_dir.configure.log"
-cmake --build "$build_dir" -j "$(nproc)"
+cmake --build "$build_dir" -j "$(nproc)" ${targets[@]+--target "${targets[@]}"}
