@@ -1,6 +1,7 @@
 #include "interop/state_dict.h"
 
 #include "interop/naming.h"
+#include "models/family.h"
 #include "util/errors.h"
 
 namespace resnet {
@@ -25,13 +26,7 @@ NamedTensors model_state(const ResNetImpl& model) {
   return out;
 }
 
-std::string torchvision_mismatch(const ModelConfig& m) {
-  if (m.family != "imagenet") return "torchvision has no " + m.family + "-family ResNets (use python/cifar_resnet.py)";
-  if (!m.residual) return "torchvision has no plain networks";
-  if (m.preact) return "torchvision has no pre-activation ResNets";
-  if (m.shortcut != "B") return "torchvision's ResNets use shortcut B, this one " + m.shortcut;
-  return "";
-}
+std::string torchvision_mismatch(const ModelConfig& m) { return family_of(m).torchvision_mismatch(m); }
 
 std::map<std::string, std::string> torchvision_names(const ResNetImpl& model) {
   const std::string why = torchvision_mismatch(model.config());

@@ -30,9 +30,9 @@ const char* names_name(Names names);
 // tensors are the model's own (not copies).
 NamedTensors model_state(const ResNetImpl& model);
 
-// Why `config` has no torchvision counterpart, "" if it has one: the ImageNet family,
-// post-activation, residual, shortcut B. (A "cifar" stem keeps the names; torchvision's conv1
-// and maxpool must then be swapped for a 3x3/1 conv and nn.Identity, see README.)
+// Why `config` has no torchvision counterpart, "" if it has one (its family says: only the
+// ImageNet family's post-activation residual nets with shortcut B). A "cifar" stem keeps the
+// names; torchvision's conv1 and maxpool must then be swapped for a 3x3/1 conv and nn.Identity.
 std::string torchvision_mismatch(const ModelConfig& config);
 
 // native name -> torchvision name for every entry of model_state(model). Throws InputError

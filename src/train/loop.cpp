@@ -90,10 +90,9 @@ bool parameters_finite(ResNetImpl& model) {
 // The run's opening lines in the log: what trains, on what, and what a resume changed.
 void log_start(const Session& s, const RunDir* dir, spdlog::logger& log, bool resumed) {
   const auto& m = s.config.model;
-  log.info("{} run '{}' in {}: {} {}-{} ({} parameters), {} steps ({} per epoch, batch {})",
-           resumed ? "resuming" : "starting", s.config.name, dir ? dir->path() : std::string(),
-           m.residual ? (m.preact ? "pre-activation ResNet" : "ResNet") : "plain net", m.family, m.depth,
-           count_parameters(*s.model), s.total, s.source->steps_per_epoch(), s.config.train.batch_size);
+  log.info("{} run '{}' in {}: {} ({} family, {} parameters), {} steps ({} per epoch, batch {})",
+           resumed ? "resuming" : "starting", s.config.name, dir ? dir->path() : std::string(), model_name(m),
+           m.family, count_parameters(*s.model), s.total, s.source->steps_per_epoch(), s.config.train.batch_size);
   log.info("data: {} train, {} val, {} test images; {}", s.splits.train.size(), s.splits.val.size(),
            s.splits.test.size(), s.runtime.describe());
   for (const auto& note : s.runtime.warnings) log.warn("{}", note);
