@@ -341,6 +341,42 @@ TEST_F(Training, ResnetEvalReproducesTheTrainersError) {
   }
 }
 
+// A checkpoint whose metadata claims a huge net (the shapes of 20,000,000 classes, a depth of
+// 1,200,002) beside its small tensors is refused by the net's size before anything is built:
+// exit 2 at once, one line naming the file and the key; past the config's bounds too, since the
+// file's tensors cannot hold such a net.
+TEST_F(Training, ResnetEvalSizesTheNetBeforeBuildingIt) {
+  ExperimentConfig c = tiny_config(tmp / "data", 10);
+  ASSERT_EQ(train(c, quiet(tmp / "run")), 0);
+  CheckpointReader reader(tmp / "run/checkpoints/last.ckpt");
+  auto model = make_model(reader.config().model);
+  reader.load_model(*model);
+  struct Case {
+    nlohmann::json model;
+    std::string key;
+  };
+  const std::vector<Case> cases = {
+      {{{"num_classes", 20000000}}, "model.num_classes: 20000000 is above the bound"},
+      {{{"depth", 1200002}}, "model.depth: 1200002 is above the bound"},
+      {{{"num_classes", 20000000}, {"allow_large", true}}, "model.num_classes: resnet-8 has fc.weight [20000000, 64]"},
+      {{{"depth", 1200002}, {"allow_large", true}}, "model: resnet-1200002 has "}};
+  for (const auto& k : cases) {
+    CheckpointContents contents = reader.contents();
+    contents.config["model"].update(k.model);
+    const std::string bad = tmp / "bad.ckpt";
+    save_checkpoint(bad, contents, *model, nullptr);
+    const auto start = std::chrono::steady_clock::now();
+    const std::string cmd = std::string(RESNET_EVAL_BIN) + " --checkpoint " + bad + " > " + (tmp / "out.txt") + " 2>&1";
+    EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 2) << k.model;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const std::string text = read_text_file(tmp / "out.txt");
+    EXPECT_NE(text.find(bad + ": "), std::string::npos) << text;
+    EXPECT_NE(text.find(k.key), std::string::npos) << text;
+    EXPECT_EQ(text.find('\n'), text.size() - 1) << "not one line: " << text;
+    EXPECT_LT(seconds, 10) << text;
+  }
+}
+
 // Real CIFAR-10: a small ResNet on 5,000 training images for about a minute must get far below
 // the 90% error of chance; a broken pipeline (labels shuffled, augmentation wrong, no update)
 // stays near 90%.

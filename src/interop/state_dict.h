@@ -42,4 +42,11 @@ std::map<std::string, std::string> torchvision_names(const ResNetImpl& model);
 // model_state(model) under `names`.
 NamedTensors named_state(const ResNetImpl& model, Names names);
 
+// Before a model is built for a file's tensors: the net the resolved `config` declares
+// (models/layout.h) must fit `file`, so that a file's metadata cannot make a small file a large
+// allocation. With `native` names (checkpoints, our exports) the classifier's shape, the total of
+// values and then every tensor's shape must be the file's; with another code's names the file
+// must hold at least the values the net needs. InputError naming `path`, the key and the tensor.
+void check_file_fits(const ModelConfig& config, const NamedTensors& file, const std::string& path, bool native);
+
 }  // namespace resnet
