@@ -214,7 +214,8 @@ TEST(ConfigKeys, EveryKeySetToANonDefaultValueReadsBackByName) {
   }
   // Spot checks through the struct's own fields (not through the key table).
   const ExperimentConfig c = config_from_json(first);
-  EXPECT_EQ(c.model.family, "imagenet");
+  EXPECT_EQ(c.model.family, "wide");
+  EXPECT_EQ(c.model.width, 2);
   EXPECT_EQ(c.model.num_classes, 100);
   EXPECT_DOUBLE_EQ(c.train.lr_schedule.warmup_lr, 0.02);
   EXPECT_DOUBLE_EQ(c.train.lr_schedule.min_lr, 0.001);
@@ -274,11 +275,29 @@ TEST(ConfigDocs, HelpConfigListsEveryKeyWithTypeAndDefault) {
 
 // ---- Sizes before allocations (models/layout.h) --------------------------------------------
 
-
+// resnet-train --dry-run sizes a net from its declaration: the wide family's WRN-16-4 and
+// WRN-28-10 have Zagoruyko & Komodakis's 2.7M and 36.5M parameters; nothing is written.
+TEST(ConfigCli, DryRunSizesTheWideResNetsOfThePaper) {
+  resnet::testing::TempDir tmp;
+  std::ofstream(tmp / "empty.json") << "{}";
+  for (const auto& [depth, width, count] : {std::tuple{16, 4, 2748890}, std::tuple{28, 10, 36479194}}) {
+    const std::string cmd = std::string(RESNET_TRAIN_BIN) + " --config " + (tmp / "empty.json") +
+                            " --set model.family=wide --set model.depth=" + std::to_string(depth) +
+                            " --set model.width=" + std::to_string(width) + " --dry-run > " + (tmp / "dry.json");
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    std::ifstream in(tmp / "dry.json");
+    const json dry = json::parse(in);
+    EXPECT_EQ(dry["parameters"], count);
+    EXPECT_EQ(dry["model"], "wrn-" + std::to_string(depth) + "-" + std::to_string(width));
+    EXPECT_EQ(dry["config"]["model"]["preact"], true);
+  }
+}
 
 TEST(ConfigBounds, DepthWidthClassesAndSizeAreBoundedUnlessAllowLarge) {
   expect_error_naming({{"model", {{"depth", 1200002}}}}, "model.depth: 1200002 is above the bound of 2000");
   expect_error_naming({{"model", {{"num_classes", 20000000}}}}, "model.num_classes: 20000000 is above the bound");
+  expect_error_naming({{"model", {{"family", "wide"}, {"depth", 100}, {"width", 32}}}},
+                      "model.allow_large: false, and wrn-100-32 has");
   expect_error_naming({{"model", {{"depth", 1202}}}, {"train", {{"batch_size", 4096}}}},
                       "train.batch_size: 4096 images of resnet-1202 keep about");
   try {

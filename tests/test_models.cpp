@@ -93,6 +93,55 @@ TEST(ParameterCounts, ImageNetFamilyWithCifarStem) {
     EXPECT_EQ(params(imagenet(depth, "cifar", 10)), count) << "ResNet-" << depth;
 }
 
+// Zagoruyko & Komodakis 2016, Table 1: WRN-16-4 has 2.7M parameters, WRN-28-10 36.5M (exactly
+// their code's counts); declared (models/layout.h) and built alike.
+TEST(ParameterCounts, WideResNetsMatchZagoruykoAndKomodakis) {
+  for (const auto& [depth, width, count] : {std::tuple{16, 4, int64_t{2748890}}, std::tuple{28, 10, int64_t{36479194}}}) {
+    ModelConfig m;
+    m.family = "wide";
+    m.depth = depth;
+    m.width = width;
+    validate_model(m);
+    EXPECT_EQ(m.preact, std::optional<bool>(true));  // the family's choices
+    EXPECT_EQ(m.shortcut, "B");
+    EXPECT_EQ(network_size(m).parameters, count) << model_name(m);
+    EXPECT_EQ(params(m), count) << model_name(m);
+  }
+}
+
+// The wide family's rules: depth 6n+4, basic pre-activation blocks, the cifar stem, a width only there.
+TEST(Depth, TheWideFamilysRulesAreErrorsNamingTheKey) {
+  auto refused = [](ModelConfig m, const std::string& key) {
+    try {
+      validate_model(m);
+      ADD_FAILURE() << key << " accepted";
+    } catch (const InputError& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(key, 0), 0u) << e.what();
+    }
+  };
+  ModelConfig w;
+  w.family = "wide";
+  w.depth = 28;
+  w.width = 10;
+  for (int depth : {26, 27, 4}) {
+    ModelConfig m = w;
+    m.depth = depth;
+    refused(m, "model.depth: " + std::to_string(depth) + " is not a WRN depth");
+  }
+  ModelConfig m = w;
+  m.preact = false;
+  refused(m, "model.preact");
+  m = w;
+  m.block = "bottleneck";
+  refused(m, "model.block");
+  m = w;
+  m.stem = "imagenet";
+  refused(m, "model.stem");
+  ModelConfig narrow = cifar(20);
+  narrow.width = 2;
+  refused(narrow, "model.width");
+}
+
 TEST(Shortcuts, OptionAHasNoParametersAndBCAddExactlyTheProjections) {
   // ResNet-20: shape changes at the first block of stages 2 (16->32) and 3 (32->64).
   const int64_t a = params(cifar(20, true, "A"));

@@ -22,23 +22,25 @@ using resnet::testing::TempDir;
 
 namespace {
 
-// The family's smallest net with `block` and `stem` (its depth rule decides), resolved; false if
-// it has none.
+// The family's smallest net with `block` and `stem` (its depth rule decides; width 2 where the
+// family has a width, so that the first block widens), resolved; false if it has none.
 bool smallest(const Family& f, const std::string& block, const std::string& stem, ModelConfig& out) {
-  for (int depth = 1; depth < 200; ++depth) {
-    ModelConfig m;
-    m.family = f.name();
-    m.depth = depth;
-    m.block = block;
-    m.stem = stem;
-    try {
-      validate_model(m);
-    } catch (const InputError&) {
-      continue;
+  for (int width : {2, 1})
+    for (int depth = 1; depth < 200; ++depth) {
+      ModelConfig m;
+      m.family = f.name();
+      m.depth = depth;
+      m.width = width;
+      m.block = block;
+      m.stem = stem;
+      try {
+        validate_model(m);
+      } catch (const InputError&) {
+        continue;
+      }
+      out = m;
+      return true;
     }
-    out = m;
-    return true;
-  }
   return false;
 }
 

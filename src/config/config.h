@@ -16,8 +16,8 @@
 namespace resnet {
 
 struct ModelConfig {
-  std::string family = "cifar";  // a family of models/family.h: cifar | imagenet
-  int depth = 20;                // the family's depth rule (cifar 6n+2 / 9n+2, imagenet 18..152)
+  std::string family = "cifar";  // a family of models/families.h: cifar | imagenet | wide
+  int depth = 20;                // the family's depth rule (cifar 6n+2 / 9n+2, imagenet 18..152, wide 6n+4)
   bool residual = true;          // false: the plain twin (same layers, no addition)
   std::string shortcut = "auto"; // A | B | C; auto = per family
   std::string block = "auto";    // basic | bottleneck; auto = per family and depth
@@ -36,6 +36,7 @@ struct ModelConfig {
   //   split  [0 (floor((C'-C)/2)), x, 0 (rest)]  (akamaster/pytorch_resnet_cifar10's
   //          F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes//4, planes//4)): identity channels in the middle)
   std::string option_a_padding = "after";
+  int width = 1;             // the wide family's k (WRN-d-k: stage widths 16k, 32k, 64k); 1 elsewhere
   bool allow_large = false;  // build nets past the size bounds (models/layout.h) when that is meant
 };
 

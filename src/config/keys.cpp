@@ -23,6 +23,7 @@ using When = KeyCheck::When;
 // Past these the config says how to go on (model.allow_large), instead of allocating for
 // minutes first: ResNet-1202 and WRN-28-10 are well inside them.
 constexpr int kMaxDepth = 2000;
+constexpr int kMaxWidth = 64;
 constexpr int kMaxClasses = 100000;
 constexpr int64_t kMaxParameters = 1000000000;
 constexpr double kMaxActivationBytes = 256.0 * (1 << 30);  // one training batch
@@ -141,16 +142,16 @@ std::vector<std::string> family_list() {
 std::vector<ConfigKey> model_keys() {
   return {
       key(KEY(model.family), "the network family (models/family.h); see the families below").one_of(family_list())
-          .example("imagenet"),
+          .example("wide"),
       key(KEY(model.depth), "layers with weights, by the family's depth rule (ResNet-56: 56)")
-          .bounded(kMaxDepth).example(18),
+          .bounded(kMaxDepth).example(16),
       key(KEY(model.residual), "false: the plain twin, the same layers without the additions").example(false),
       key(KEY(model.shortcut), "A (zero-padded identity), B (projections where the shape changes), C (everywhere); "
                                "auto: the family's")
           .canonical(upper_case).one_of({"auto", "A", "B", "C"}).example("A"),
       key(KEY(model.block), "basic (two 3x3) or bottleneck (1x1, 3x3, 1x1); auto: the family's for the depth")
           .one_of({"auto", "basic", "bottleneck"}).example("basic"),
-      key(KEY(model.preact), "pre-activation blocks (He et al. 2016); auto: the family's (false)")
+      key(KEY(model.preact), "pre-activation blocks (He et al. 2016); auto: the family's (wide: true, else false)")
           .example(true),
       key(KEY(model.stem), "cifar (3x3/1 conv) or imagenet (7x7/2 conv + 3x3/2 max-pool); auto: the family's")
           .one_of({"auto", "cifar", "imagenet"}).example("cifar"),
@@ -193,7 +194,9 @@ std::vector<ConfigKey> model_keys() {
             return "'" + m.option_a_padding + "' places option A's zero channels; this model uses shortcut " + m.shortcut;
           }, When::kResolved)
           .example("split"),
-      key(KEY(model.allow_large), "build nets past the bounds on depth, classes, parameters and activations")
+      key(KEY(model.width), "the wide family's k (WRN-d-k: stage widths 16k, 32k, 64k); 1 in the others")
+          .at_least(1).bounded(kMaxWidth).example(2),
+      key(KEY(model.allow_large), "build nets past the bounds on depth, width, classes, parameters and activations")
           .resumable()
           .rule(fmt::format("parameters <= {} unless set", kMaxParameters), [](const ExperimentConfig& c) {
             const int64_t n = network_size(c.model).parameters;

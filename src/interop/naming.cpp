@@ -196,6 +196,7 @@ std::string suggested_sets(const Origin& origin, const ModelConfig& model, const
   if (family || o.shortcut != model.shortcut) set("shortcut", o.shortcut);
   if (o.option_a_padding != model.option_a_padding) set("option_a_padding", o.option_a_padding);
   if (o.preact != model.preact) set("preact", o.preact.value_or(false) ? "true" : "false");
+  if (o.width != model.width) set("width", std::to_string(o.width));
   if (o.num_classes != model.num_classes) set("num_classes", std::to_string(o.num_classes));
   const bool same_normaliser = data && data->mean == origin.mean && data->std == origin.std;
   if (with_normaliser && !origin.mean.empty() && !same_normaliser) {

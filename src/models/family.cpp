@@ -6,7 +6,7 @@ namespace resnet {
 
 // Each family's file in src/models/families/ defines <name>_family(). Adding a family is its
 // file and its name in this list (and its source in CMakeLists.txt).
-#define RESNET_FAMILIES(X) X(cifar) X(imagenet)
+#define RESNET_FAMILIES(X) X(cifar) X(imagenet) X(wide)
 
 #define RESNET_DECLARE_FAMILY(name) const Family& name##_family();
 RESNET_FAMILIES(RESNET_DECLARE_FAMILY)

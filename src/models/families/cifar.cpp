@@ -26,6 +26,7 @@ class Cifar final : public Family {
   }
 
   void resolve(ModelConfig& m) const override {
+    if (m.width != 1) throw InputError("model.width: the cifar family has none (WRN-d-k: model.family \"wide\")");
     if (m.block == "auto") m.block = "basic";
     blocks_per_stage(m.depth, m.block);
     if (m.stem == "auto") m.stem = "cifar";

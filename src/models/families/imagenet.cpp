@@ -35,6 +35,7 @@ class ImageNet final : public Family {
   }
 
   void resolve(ModelConfig& m) const override {
+    if (m.width != 1) throw InputError("model.width: the imagenet family has none (WRN-d-k: model.family \"wide\")");
     stage_blocks(m.depth);
     const std::string natural = natural_block(m.depth);
     if (m.block == "auto") m.block = natural;
