@@ -98,7 +98,7 @@ void prepare(Session& s, CheckpointReader* from) {
   s.model->to(s.runtime.device);
   if (s.runtime.channels_last) to_channels_last(*s.model);
   const auto& t = s.config.train;
-  s.sgd = std::make_unique<Sgd>(s.model->parameters(), SgdOptions{t.momentum, t.weight_decay, t.nesterov});
+  s.sgd = std::make_unique<Sgd>(s.model->parameters(), sgd_options(t));
   if (from) {
     from->load_model(*s.model);
     from->load_optimizer(*s.sgd, *s.model);
