@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "models/resnet.h"
@@ -21,11 +22,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // One convolution as the network runs it: the input's and weight's shapes and the geometry.
-struct ConvShape {
+struct RecordedConv {
   std::vector<int64_t> input, weight, stride, padding, dilation;
   int64_t groups = 1;
   bool input_grad = true;  // autograd wants the input's gradient (false for the image itself)
-  bool operator<(const ConvShape& o) const {
+  bool operator<(const RecordedConv& o) const {
     return std::tie(input, weight, stride, padding, dilation, groups, input_grad) <
            std::tie(o.input, o.weight, o.stride, o.padding, o.dilation, o.groups, o.input_grad);
   }
@@ -33,13 +34,13 @@ struct ConvShape {
 
 // The convolutions of one forward pass, seen by a RecordFunction callback on aten::convolution
 // (LibTorch has no forward hooks; the dispatcher reports every op with its inputs).
-std::vector<ConvShape>* g_seen = nullptr;
+std::vector<RecordedConv>* g_seen = nullptr;
 
 std::unique_ptr<at::ObserverContext> on_op(const at::RecordFunction& fn) {
   if (!g_seen || std::string(fn.name()) != "aten::convolution") return nullptr;
   const auto in = fn.inputs();
   if (in.size() < 9 || !in[0].isTensor() || !in[1].isTensor()) return nullptr;
-  ConvShape s;
+  RecordedConv s;
   s.input = in[0].toTensor().sizes().vec();
   s.weight = in[1].toTensor().sizes().vec();
   s.stride = in[3].toIntVector();
@@ -51,10 +52,10 @@ std::unique_ptr<at::ObserverContext> on_op(const at::RecordFunction& fn) {
   return nullptr;
 }
 
-std::vector<ConvShape> record_convolutions(const ExperimentConfig& c) {
+std::vector<RecordedConv> record_convolutions(const ExperimentConfig& c) {
   ResNet model = make_model(c.model);
   model->train();
-  std::vector<ConvShape> seen;
+  std::vector<RecordedConv> seen;
   g_seen = &seen;
   const auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(on_op).needsInputs(true));
   try {
@@ -88,7 +89,7 @@ double ms_per_call(const c10::Device& d, int64_t warmup, int64_t steps, Fn fn) {
 }  // namespace
 
 nlohmann::json time_convolutions(const ExperimentConfig& c, const Runtime& rt, int64_t warmup, int64_t steps) {
-  std::map<ConvShape, int64_t> count;
+  std::map<RecordedConv, int64_t> count;
   int64_t layers = 0;
   for (const auto& s : record_convolutions(c)) ++count[s], ++layers;
   const at::TensorOptions opts = at::TensorOptions().device(rt.device).dtype(rt.bf16 ? at::kBFloat16 : at::kFloat);
