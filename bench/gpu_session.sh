@@ -7,23 +7,30 @@
 #   resnet-train eager fp32 (no graph, no channels_last) | resnet-train default (bf16 + channels_last
 #   + whole-step CUDA graph) | PyTorch eager fp32 | PyTorch eager bf16 + channels_last
 #
-#   bench/gpu_session.sh [--prefix DIR] [--depths "20 56"] [--steps N] [--out FILE]
+#   bench/gpu_session.sh [--prefix DIR] [--depths "20 56"] [--steps N] [--out FILE] [--rehearse]
 #
 # --prefix: CLI11/spdlog/fmt/nlohmann_json/OpenSSL unpacked by scripts/gpu_prefix.sh (carried along);
 # default .deps/gpu-prefix when it exists. Synthetic batches: no dataset needed. For whole epochs
 # and evaluation on real data, run bench/compare.sh after this (it reuses the build via BUILD_DIR).
+# The build leaves TensorBoard and ONNX out, as on a GPU box that has neither library, so that a
+# rehearsal on a machine that has them builds what the GPU box will.
+# Without a CUDA device it stops after the build and --version, before the first command that
+# needs one, and says so: exit 3, or 0 with --rehearse (a rehearsal on a CPU machine with the same
+# torch: everything up to there ran).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=.deps/gpu-prefix
 depths="20 56"
 steps=200
 out=bench/gpu_results.jsonl
+rehearse=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix=$2; shift 2 ;;
     --depths) depths=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --rehearse) rehearse=1; shift ;;
     *) echo "gpu_session.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -43,9 +50,25 @@ if [ -d "$prefix/usr" ]; then
 fi
 export BUILD_DIR=${BUILD_DIR:-build-gpu}
 echo "building into $BUILD_DIR against $torch_prefix"
-scripts/build.sh -DCMAKE_PREFIX_PATH="$cmake_prefix" "${openssl[@]}" -DRESNET_BUILD_TESTS=OFF >"$BUILD_DIR.build.log" 2>&1 || {
+build_start=$SECONDS
+scripts/build.sh -DCMAKE_PREFIX_PATH="$cmake_prefix" "${openssl[@]}" -DRESNET_BUILD_TESTS=ON \
+  -DRESNET_PYTHON="$(command -v "$py")" \
+  -DCMAKE_DISABLE_FIND_PACKAGE_Protobuf=ON -DCMAKE_DISABLE_FIND_PACKAGE_ONNX=ON \
+  --target resnet-train resnet-eval resnet-bench resnet-analyze resnet-export test_cuda >"$BUILD_DIR.build.log" 2>&1 || {
   tail -40 "$BUILD_DIR.build.log" >&2; exit 1; }
+echo "built in $((SECONDS - build_start)) s on $(nproc) cores"
+# The CUDA-only tests (graph vs eager, a bf16 graph run read back on the CPU, NCCL over two GPUs)
+# and --version's: skipped without a device, run where there is one.
+echo "+ $BUILD_DIR/tests/test_cuda" >&2
+"$BUILD_DIR/tests/test_cuda" --gtest_brief=1 || { echo "gpu_session.sh: test_cuda failed (above)" >&2; exit 1; }
 bin=$BUILD_DIR
+"$bin/resnet-train" --version
+if ! "$bin/resnet-train" --version | grep -q '^devices: .*cuda:0 '; then
+  echo "gpu_session.sh: stopped before the first command that needs a CUDA device ($bin/resnet-bench --mode verify" \
+       "on cuda): $("$bin/resnet-train" --version | sed -n 's/^devices: //p')" >&2
+  [ "$rehearse" = 1 ] && { echo "gpu_session.sh: rehearsal complete: the build and --version ran"; exit 0; }
+  exit 3
+fi
 : >"$out"
 run() { echo "+ $*" >&2; "$@" | tee -a "$out"; }
 # Correctness first: timings of a wrong step are worth nothing.

@@ -6,6 +6,9 @@
          (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize), then one test evaluation
          (with --iterations 64000 --milestones 32000 48000: the paper's recipe, the accuracy reference)
   eval   test-set evaluation throughput
+  convs  the network's convolutions alone, forward and backward (input and weight gradients, as
+         autograd asks for them), at its own shapes: what resnet-bench --mode convs times, through
+         this torch
 
 Prints one JSON object, with the same keys as resnet-bench. The model is He et al.'s CIFAR ResNet
 (option A shortcuts), written out here so nothing but torch/torchvision is needed.
@@ -86,9 +89,54 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def time_convs(model, a, device, fmt):
+    """Every convolution of one forward pass (hooks record input shapes), each distinct one timed
+    alone: aten.convolution forward and aten.convolution_backward, summed over the network."""
+    seen = {}
+
+    def hook(m, inputs, output):
+        x = inputs[0]
+        key = (tuple(x.shape), tuple(m.weight.shape), m.stride, m.padding, m.dilation, m.groups, x.requires_grad)
+        seen[key] = seen.get(key, 0) + 1
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    model(torch.randn(a.batch, 3, 32, 32, device=device))
+    for h in handles:
+        h.remove()
+    dtype = torch.bfloat16 if a.bf16 else torch.float32
+    conv, back = torch.ops.aten.convolution, torch.ops.aten.convolution_backward
+
+    def per_call(fn):
+        for _ in range(a.warmup):
+            fn()
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(a.steps):
+            fn()
+        sync(device)
+        return 1000 * (time.perf_counter() - t) / a.steps
+
+    fwd = bwd = 0.0
+    shapes = []
+    with torch.no_grad():
+        for (xs, ws, stride, padding, dilation, groups, input_grad), n in seen.items():
+            x = torch.randn(xs, device=device, dtype=dtype).contiguous(memory_format=fmt)
+            w = torch.randn(ws, device=device, dtype=dtype).contiguous(memory_format=fmt)
+            args = (list(stride), list(padding), list(dilation), False, [0, 0], groups)
+            g = torch.randn_like(conv(x, w, None, *args)).contiguous(memory_format=fmt)
+            f = per_call(lambda: conv(x, w, None, *args))
+            b = per_call(lambda: back(g, x, w, None, *args, [input_grad, True, False]))
+            fwd, bwd = fwd + n * f, bwd + n * b
+            shapes.append({"input": list(xs), "weight": list(ws), "stride": list(stride), "count": n,
+                           "input_grad": input_grad, "forward_ms": f, "backward_ms": b})
+    ms = fwd + bwd
+    return {"layers": sum(seen.values()), "distinct": len(seen), "forward_ms": fwd, "backward_ms": bwd,
+            "ms_per_step": ms, "images_per_sec": 1000 * a.batch / ms, "shapes": shapes}
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["bare", "train", "eval"], default="bare")
+    ap.add_argument("--mode", choices=["bare", "train", "eval", "convs"], default="bare")
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=30)
@@ -134,7 +182,9 @@ def main():
         opt.step()
         return loss
 
-    if a.mode == "bare":
+    if a.mode == "convs":
+        out.update(time_convs(model, a, device, fmt))
+    elif a.mode == "bare":
         x = torch.randn(a.batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
         y = torch.randint(0, 10, (a.batch,), device=device)
         for _ in range(a.warmup):

@@ -3,12 +3,16 @@
     from cifar_resnet import ResNet, from_metadata
     model = ResNet(depth=56)                          # CIFAR ResNet-56, option A
     model.load_state_dict(torch.load("resnet56.pt", weights_only=True))
+    wrn = ResNet(family="wide", depth=28, width=10)   # WRN-28-10
 
-Mirrors src/models/{resnet,blocks}.cpp (He et al. 2015, 2016):
-  CIFAR family: 3x3 conv(16) -> 3 stages of n blocks at 16/32/64 filters (strides 1/2/2) -> pool -> fc,
-    depth = 6n+2 (basic blocks) or 9n+2 (bottlenecks, outputs 64/128/256).
-  ImageNet family: stem -> 4 stages at 64/128/256/512 -> pool -> fc (torchvision's ResNet-18..152;
+Mirrors src/models (families/*.cpp, layout.cpp, blocks.cpp); tests/test_python_mirror.cpp checks
+every family against the C++ nets name by name and shape by shape.
+  cifar (He et al. 2015 §4.2): 3x3 conv(16) -> 3 stages of n blocks at 16/32/64 filters (strides
+    1/2/2) -> pool -> fc, depth = 6n+2 (basic blocks) or 9n+2 (bottlenecks, outputs 64/128/256).
+  imagenet (§3.4): stem -> 4 stages at 64/128/256/512 -> pool -> fc (torchvision's ResNet-18..152;
     export those with --names torchvision to load them into torchvision.models itself).
+  wide (Zagoruyko & Komodakis 2016, WRN-d-k): 3x3 conv(16) -> 3 stages of n pre-activation basic
+    blocks at 16k/32k/64k -> BN + ReLU -> pool -> fc, depth = 6n+4, projections where the shape changes.
   post-activation block   y = relu(F(x) + s(x)),  F = bn2(conv2(relu(bn1(conv1(x)))))
   pre-activation block    y = F(x) + s(x),        F = conv2(relu(bn2(conv1(relu(bn1(x))))))
   residual=False: the plain twin, y = relu(F(x)) (pre-activation: F(x)), no shortcut modules.
@@ -88,25 +92,44 @@ def bottleneck(cin, planes, stride, **kw):
                  [(1, cin, planes, 1), (3, planes, planes, stride), (1, planes, planes * 4, 1)], **kw)
 
 
+def _cifar(depth, block, width):
+    block = "basic" if block == "auto" else block
+    per = 6 if block == "basic" else 9
+    if depth < per + 2 or (depth - 2) % per:
+        raise ValueError(f"depth {depth} is not {per}n+2")
+    n = (depth - 2) // per
+    return dict(block=block, stem="cifar", stem_channels=16, planes=[16, 32, 64], blocks=[n] * 3, preact=False,
+                shortcut="A" if block == "basic" else "B")
+
+
+def _imagenet(depth, block, width):
+    block = ("basic" if depth in (18, 34) else "bottleneck") if block == "auto" else block
+    return dict(block=block, stem="imagenet", stem_channels=64, planes=[64, 128, 256, 512],
+                blocks=IMAGENET_BLOCKS[depth], preact=False, shortcut="B")
+
+
+def _wide(depth, block, width):
+    if depth < 10 or (depth - 4) % 6:
+        raise ValueError(f"depth {depth} is not 6n+4")
+    n = (depth - 4) // 6
+    return dict(block="basic", stem="cifar", stem_channels=16, planes=[16 * width, 32 * width, 64 * width],
+                blocks=[n] * 3, preact=True, shortcut="B")
+
+
+# model.family -> the stages and "auto" choices of that family (src/models/families/<name>.cpp).
+FAMILIES = {"cifar": _cifar, "imagenet": _imagenet, "wide": _wide}
+
+
 class ResNet(nn.Module):
-    def __init__(self, family="cifar", depth=20, residual=True, shortcut="auto", block="auto", preact=False,
-                 stem="auto", num_classes=10, option_a_padding="after", **_ignored):
+    def __init__(self, family="cifar", depth=20, residual=True, shortcut="auto", block="auto", preact="auto",
+                 stem="auto", num_classes=10, option_a_padding="after", width=1, **_ignored):
         super().__init__()
-        if family == "cifar":
-            block = "basic" if block == "auto" else block
-            per = 6 if block == "basic" else 9
-            if depth < per + 2 or (depth - 2) % per:
-                raise ValueError(f"depth {depth} is not {per}n+2")
-            n = (depth - 2) // per
-            stem_channels, planes, blocks = 16, [16, 32, 64], [n, n, n]
-            stem = "cifar" if stem == "auto" else stem
-        else:
-            blocks = IMAGENET_BLOCKS[depth]
-            block = ("basic" if depth in (18, 34) else "bottleneck") if block == "auto" else block
-            stem_channels, planes = 64, [64, 128, 256, 512]
-            stem = "imagenet" if stem == "auto" else stem
-        if shortcut == "auto":
-            shortcut = "A" if family == "cifar" and block == "basic" else "B"
+        f = FAMILIES[family](depth, block, width)
+        block = f["block"]
+        stem = f["stem"] if stem == "auto" else stem
+        preact = f["preact"] if preact == "auto" else preact
+        shortcut = f["shortcut"] if shortcut == "auto" else shortcut
+        stem_channels, planes, blocks = f["stem_channels"], f["planes"], f["blocks"]
         self.imagenet_stem, self.preact = stem == "imagenet", preact
         kernel = 7 if self.imagenet_stem else 3
         self.stem_conv = nn.Conv2d(3, stem_channels, kernel, stride=2 if self.imagenet_stem else 1,

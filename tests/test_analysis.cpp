@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "analysis/analysis.h"
+#include "analysis/registry.h"
 #include "data/cifar10.h"
 #include "interop/naming.h"
 #include "interop/weights.h"
@@ -234,7 +235,7 @@ TEST(Plots, EveryAnalysisRendersItsPngs) {
       {"residuals", residuals_json(subjects, images, 20)},
       {"lesion", lesion_json(subjects, images, lo)}};
   for (const auto& [name, json] : results) {
-    auto files = plot_analysis(name, json, tmp.path());
+    auto files = make_analysis(name)->plot(json, tmp.path());
     ASSERT_FALSE(files.empty());
     for (const auto& f : files) EXPECT_GT(fs::file_size(f), 5000u) << f;  // a real picture
   }
@@ -245,11 +246,15 @@ TEST(ResnetAnalyzeCli, WritesJsonAndPngForEveryAnalysis) {
   TempDir tmp;
   resnet::testing::write_synthetic_cifar(tmp / "data", 40, 60);
   write_file_atomic(tmp / "tiny.json", R"({"model": {"depth": 8}})");
-  for (std::string a : {"responses", "gradients", "residuals", "activations", "lesion"}) {
-    const std::string cmd = std::string(RESNET_ANALYZE_BIN) + " " + a + " --config " + (tmp / "tiny.json") +
-                            " --data-dir " + (tmp / "data") + " --out " + (tmp / "out") +
-                            " --images 30 --batch 20 --limit 30 --draws 2 --show 0,1 --device cpu > " + (tmp / "log") + " 2>&1";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << a;
+  // Each analysis with its own flags (analysis/registry.h); the common ones before or after its name.
+  const std::vector<std::pair<std::string, std::string>> runs = {
+      {"responses", "--images 30 --batch 20"}, {"gradients", "--batch 20"}, {"residuals", "--images 30 --batch 20"},
+      {"activations", "--show 0,1"}, {"lesion", "--limit 30 --draws 2"}};
+  for (const auto& [a, flags] : runs) {
+    const std::string cmd = std::string(RESNET_ANALYZE_BIN) + " --device cpu " + a + " --config " + (tmp / "tiny.json") +
+                            " --data-dir " + (tmp / "data") + " --out " + (tmp / "out") + " " + flags + " > " +
+                            (tmp / "log") + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << a << ": " << read_text_file(tmp / "log");
     nlohmann::json j = read_json_file(tmp / ("out/" + a + ".json"));
     EXPECT_EQ(j["analysis"], a);
     EXPECT_EQ(j["subjects"].size(), 1u);
@@ -258,6 +263,12 @@ TEST(ResnetAnalyzeCli, WritesJsonAndPngForEveryAnalysis) {
       png |= e.path().filename().string().rfind(a, 0) == 0 && e.path().extension() == ".png";
     EXPECT_TRUE(png) << a;
   }
+  // The help lists every registered analysis, and each analysis's help its own flags.
+  const std::string help = tmp / "help.txt";
+  ASSERT_EQ(std::system((std::string(RESNET_ANALYZE_BIN) + " --help > " + help).c_str()), 0);
+  for (const auto& a : make_analyses()) EXPECT_NE(read_text_file(help).find(a->name()), std::string::npos) << a->name();
+  ASSERT_EQ(std::system((std::string(RESNET_ANALYZE_BIN) + " lesion --help > " + help).c_str()), 0);
+  EXPECT_NE(read_text_file(help).find("--max-k"), std::string::npos) << read_text_file(help);
   // No subject is a usage error (exit 2).
   const std::string bad = std::string(RESNET_ANALYZE_BIN) + " lesion --out " + (tmp / "x") + " 2>/dev/null";
   EXPECT_EQ(WEXITSTATUS(std::system(bad.c_str())), 2);
@@ -390,4 +401,20 @@ TEST(DepthSweep, SkipsFinishedRunsAndResumesInterruptedOnes) {
   EXPECT_NE(fourth.find("resume " + (tmp / "sweep/resnet-14")), std::string::npos) << fourth;
   EXPECT_NE(fourth.find("skip   " + (tmp / "sweep/resnet-8")), std::string::npos) << fourth;
   EXPECT_TRUE(fs::exists(tmp / "sweep/resnet-14/summary.json"));
+}
+
+// ARCHITECTURE.md shows a whole analysis: that copy is src/analysis/residuals.cpp itself.
+TEST(Registry, ArchitectureMdShowsARealAnalysis) {
+  const std::string doc = read_text_file(std::string(RESNET_SOURCE_DIR) + "/ARCHITECTURE.md");
+  const std::string marker = "<!-- src/analysis/residuals.cpp -->\n```cpp\n";
+  const size_t start = doc.find(marker);
+  ASSERT_NE(start, std::string::npos);
+  const size_t end = doc.find("```\n", start + marker.size());
+  ASSERT_NE(end, std::string::npos);
+  EXPECT_EQ(doc.substr(start + marker.size(), end - start - marker.size()),
+            read_text_file(std::string(RESNET_SOURCE_DIR) + "/src/analysis/residuals.cpp"))
+      << "ARCHITECTURE.md's copy of src/analysis/residuals.cpp is stale";
+  // And it is registered: resnet-analyze has it.
+  ASSERT_NE(make_analysis("residuals"), nullptr);
+  EXPECT_EQ(make_analysis("residuals")->name(), "residuals");
 }

@@ -527,3 +527,33 @@ TEST(WeightFiles, FilesPythonWroteLoad) {
   ASSERT_EQ(nested.tensors.size(), 1u);
   EXPECT_TRUE(at::equal(nested.tensors[0].second, at::ones({2})));
 }
+
+// A wide net under another code's layer names is recognised by its stages: three equal stages of
+// basic blocks whose first is 16k wide. The keys say family, depth, width and pre-activation, and
+// the hint names the --set options that build it.
+TEST(LoadWeights, AWideNetsKeysNameItsFamilyDepthAndWidth) {
+  ModelConfig wrn;
+  wrn.family = "wide";
+  wrn.depth = 16;
+  wrn.width = 2;
+  validate_model(wrn);
+  auto model = make_model(wrn);
+  const auto origin = guess_origin(as_scheme(*model, "kuangliu"), naming_scheme("kuangliu"));
+  ASSERT_TRUE(origin.has_value());
+  EXPECT_EQ(origin->model.family, "wide");
+  EXPECT_EQ(origin->model.depth, 16);
+  EXPECT_EQ(origin->model.width, 2);
+  EXPECT_EQ(origin->model.preact, std::optional<bool>(true));
+  EXPECT_EQ(origin->model.shortcut, "B");
+  EXPECT_EQ(suggested_sets(*origin, cifar_model(20), nullptr),
+            "--set model.family=wide --set model.depth=16 --set model.stem=cifar --set model.shortcut=B "
+            "--set model.preact=true --set model.width=2");
+  // Width 1 is a CIFAR ResNet's layout (pre-activation, projections): the cifar family's depth.
+  ModelConfig one = wrn;
+  one.width = 1;
+  auto narrow = make_model(one);
+  const auto as_cifar = guess_origin(as_scheme(*narrow, "kuangliu"), naming_scheme("kuangliu"));
+  ASSERT_TRUE(as_cifar.has_value());
+  EXPECT_EQ(as_cifar->model.family, "cifar");
+  EXPECT_EQ(as_cifar->model.depth, 14);
+}

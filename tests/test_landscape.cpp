@@ -292,9 +292,13 @@ TEST(ResnetAnalyzeGeometryCli, WriteJsonAndPngsAndRefuseBadArguments) {
   EXPECT_EQ(j["subjects"][0]["density"]["runs"][0]["nodes"].size(), 3u);
   EXPECT_TRUE(fs::exists(cli.tmp / "h/hessian.png"));
 
-  ASSERT_EQ(cli.run("paths", "p", "--images 8 --samples 2"), 0) << cli.log();
-  EXPECT_EQ(read_json_file(cli.tmp / "p/paths.json")["subjects"][0]["lengths"].size(), 4u);
+  ASSERT_EQ(cli.run("paths", "p", "--images 8 --samples 2 --mass 0.5"), 0) << cli.log();
+  j = read_json_file(cli.tmp / "p/paths.json");
+  EXPECT_EQ(j["subjects"][0]["lengths"].size(), 4u);
+  EXPECT_EQ(j["mass"], 0.5);  // --mass reaches the analysis
   EXPECT_TRUE(fs::exists(cli.tmp / "p/paths.png"));
+  // A flag of another analysis is an error, not silently ignored.
+  EXPECT_EQ(cli.run("paths", "x", "--grid 3"), 2);
 
   EXPECT_EQ(cli.run("landscape", "x", "--kind sideways"), 2);
   EXPECT_EQ(cli.run("landscape", "x", "--grid 1"), 2);

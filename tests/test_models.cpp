@@ -4,6 +4,7 @@
 
 #include <tuple>
 
+#include "interop/state_dict.h"
 #include "models/resnet.h"
 #include "util/errors.h"
 
@@ -30,6 +31,16 @@ ModelConfig imagenet(int depth, std::string stem, int classes) {
 }
 
 int64_t params(const ModelConfig& m) { return count_parameters(*make_model(m)); }
+
+// A block's options by name: `in` channels in, `planes` wide, stride 1, shortcut A.
+BlockOptions block_options(int64_t in, int64_t planes, bool residual, bool preact) {
+  BlockOptions o;
+  o.in_channels = in;
+  o.planes = planes;
+  o.residual = residual;
+  o.preact = preact;
+  return o;
+}
 
 // Every family x residual/plain x shortcut A/B/C x post/pre-activation, basic and bottleneck,
 // both stems: each place a BN, a projection or a ReLU can sit.
@@ -80,6 +91,55 @@ TEST(ParameterCounts, ImageNetFamilyWithCifarStem) {
       {18, 11173962}, {34, 21282122}, {50, 23520842}, {101, 42512970}, {152, 58156618}};
   for (const auto& [depth, count] : expected)
     EXPECT_EQ(params(imagenet(depth, "cifar", 10)), count) << "ResNet-" << depth;
+}
+
+// Zagoruyko & Komodakis 2016, Table 1: WRN-16-4 has 2.7M parameters, WRN-28-10 36.5M (exactly
+// their code's counts); declared (models/layout.h) and built alike.
+TEST(ParameterCounts, WideResNetsMatchZagoruykoAndKomodakis) {
+  for (const auto& [depth, width, count] : {std::tuple{16, 4, int64_t{2748890}}, std::tuple{28, 10, int64_t{36479194}}}) {
+    ModelConfig m;
+    m.family = "wide";
+    m.depth = depth;
+    m.width = width;
+    validate_model(m);
+    EXPECT_EQ(m.preact, std::optional<bool>(true));  // the family's choices
+    EXPECT_EQ(m.shortcut, "B");
+    EXPECT_EQ(network_size(m).parameters, count) << model_name(m);
+    EXPECT_EQ(params(m), count) << model_name(m);
+  }
+}
+
+// The wide family's rules: depth 6n+4, basic pre-activation blocks, the cifar stem, a width only there.
+TEST(Depth, TheWideFamilysRulesAreErrorsNamingTheKey) {
+  auto refused = [](ModelConfig m, const std::string& key) {
+    try {
+      validate_model(m);
+      ADD_FAILURE() << key << " accepted";
+    } catch (const InputError& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(key, 0), 0u) << e.what();
+    }
+  };
+  ModelConfig w;
+  w.family = "wide";
+  w.depth = 28;
+  w.width = 10;
+  for (int depth : {26, 27, 4}) {
+    ModelConfig m = w;
+    m.depth = depth;
+    refused(m, "model.depth: " + std::to_string(depth) + " is not a WRN depth");
+  }
+  ModelConfig m = w;
+  m.preact = false;
+  refused(m, "model.preact");
+  m = w;
+  m.block = "bottleneck";
+  refused(m, "model.block");
+  m = w;
+  m.stem = "imagenet";
+  refused(m, "model.stem");
+  ModelConfig narrow = cifar(20);
+  narrow.width = 2;
+  refused(narrow, "model.width");
 }
 
 TEST(Shortcuts, OptionAHasNoParametersAndBCAddExactlyTheProjections) {
@@ -143,7 +203,7 @@ TEST(Shapes, EveryFamilyAndOptionGivesLogits) {
     const int64_t side = m.stem == "imagenet" ? 64 : 32;
     auto y = model->forward(torch::randn({2, 3, side, side}));
     EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, m.num_classes}))
-        << m.family << m.depth << " shortcut " << m.shortcut << " preact " << m.preact;
+        << m.family << m.depth << " shortcut " << m.shortcut << " preact " << m.preact.value_or(false);
   }
 }
 
@@ -191,7 +251,7 @@ TEST(ZeroBranch, PostActivationBlockReturnsReluOfInput) {
   auto x = torch::randn({3, 8, 6, 6});
   EXPECT_TRUE(torch::equal(block->forward(x), torch::relu(x)));
 
-  Bottleneck bottleneck(BlockOptions{32, 8, 1, true, 'A', false});
+  Bottleneck bottleneck(block_options(32, 8, true, false));
   bottleneck->bn3->weight.zero_();
   bottleneck->eval();
   auto x2 = torch::randn({3, 32, 6, 6});
@@ -200,13 +260,13 @@ TEST(ZeroBranch, PostActivationBlockReturnsReluOfInput) {
 
 TEST(ZeroBranch, PreActivationBlockIsTheIdentity) {
   torch::NoGradGuard no_grad;
-  BasicBlock block(BlockOptions{8, 8, 1, true, 'A', true});
+  BasicBlock block(block_options(8, 8, true, true));
   block->bn2->weight.zero_();
   block->eval();
   auto x = torch::randn({3, 8, 6, 6});
   EXPECT_TRUE(torch::equal(block->forward(x), x));
 
-  Bottleneck bottleneck(BlockOptions{32, 8, 1, true, 'A', true});
+  Bottleneck bottleneck(block_options(32, 8, true, true));
   bottleneck->bn3->weight.zero_();
   bottleneck->eval();
   auto x2 = torch::randn({3, 32, 6, 6});
@@ -225,7 +285,7 @@ TEST(ZeroBranch, ZeroInitResidualZeroesEveryBranch) {
 // (masked by the final ReLU); a plain block with the same zeroed layer passes nothing.
 TEST(GradientHighway, ResidualBlockPassesGradientPlainTwinBlocksIt) {
   for (bool residual : {true, false}) {
-    BlockOptions o{8, 8, 1, residual, 'A', false};
+    BlockOptions o = block_options(8, 8, residual, false);
     BasicBlock block(o);
     {
       torch::NoGradGuard no_grad;
@@ -246,7 +306,7 @@ TEST(GradientHighway, ResidualBlockPassesGradientPlainTwinBlocksIt) {
 }
 
 TEST(GradientHighway, PreActivationIdentityPathPassesGradientUnchanged) {
-  BasicBlock block(BlockOptions{8, 8, 1, true, 'A', true});
+  BasicBlock block(block_options(8, 8, true, true));
   {
     torch::NoGradGuard no_grad;
     block->bn2->weight.zero_();
@@ -322,7 +382,7 @@ TEST(FoldedEval, MatchesTheUnfoldedEvalForwardForEveryLayout) {
   for (bool channels_last : {false, true}) {
     for (const auto& m : configs) {
       const std::string what = m.family + std::to_string(m.depth) + " residual " + std::to_string(m.residual) +
-                               " shortcut " + m.shortcut + " preact " + std::to_string(m.preact) +
+                               " shortcut " + m.shortcut + " preact " + std::to_string(m.preact.value_or(false)) +
                                " channels_last " + std::to_string(channels_last);
       torch::manual_seed(1);
       auto model = make_model(m);
@@ -376,4 +436,61 @@ TEST(FoldedEval, TrainingModeIgnoresTheFolds) {
   FoldedEval scope(*model);
   model->train();
   EXPECT_TRUE(torch::equal(model->forward(x), plain));
+}
+
+// The layout (models/layout.h) is the network before it exists: every family and option builds
+// exactly the tensors it lists, in its order, and it counts their parameters and values.
+TEST(Layout, StateShapesAreTheBuiltModelsStateEntryByEntry) {
+  for (ModelConfig m : every_layout()) {
+    validate_model(m);
+    const std::string what = model_name(m) + " shortcut " + m.shortcut;
+    auto model = make_model(m);
+    const auto declared = state_shapes(network_layout(m));
+    const NamedTensors built = model_state(*model);
+    ASSERT_EQ(declared.size(), built.size()) << what;
+    int64_t parameters = 0, values = 0;
+    for (size_t i = 0; i < built.size(); ++i) {
+      EXPECT_EQ(declared[i].name, built[i].first) << what;
+      EXPECT_EQ(declared[i].shape, built[i].second.sizes().vec()) << what << " " << built[i].first;
+      EXPECT_EQ(declared[i].integer, !built[i].second.is_floating_point()) << what << " " << built[i].first;
+      if (declared[i].parameter) parameters += declared[i].numel();
+      if (!declared[i].integer) values += declared[i].numel();
+    }
+    const NetworkSize size = network_size(m);
+    EXPECT_EQ(parameters, count_parameters(*model)) << what;
+    EXPECT_EQ(size.parameters, count_parameters(*model)) << what;
+    EXPECT_EQ(size.state_values, values) << what;
+  }
+}
+
+// The activation estimate is three values per conv output of one 32x32 image (conv, BN, ReLU):
+// the recorder sees every conv's response, stem included, in the real forward pass.
+TEST(Layout, ActivationEstimateCountsEveryConvOutput) {
+  struct Responses : ForwardRecorder {
+    int64_t values = 0;
+    void on_layer(const std::string&, const at::Tensor& r) override { values += r.numel(); }
+  };
+  for (ModelConfig m : {cifar(20), cifar(11, true, "B"), imagenet(18, "imagenet", 10), imagenet(50, "cifar", 10)}) {
+    if (m.depth == 11) m.block = "bottleneck";
+    validate_model(m);
+    Responses rec;
+    torch::NoGradGuard no_grad;
+    auto model = make_model(m);
+    model->eval();
+    model->forward(torch::randn({1, 3, 32, 32}), &rec);
+    EXPECT_EQ(network_size(m).activation_values_per_image, 3 * rec.values) << model_name(m);
+  }
+}
+
+// Sizes come from the stages, not from a list of blocks: an absurd depth is sized at once (and
+// saturates instead of wrapping), so the bounds can refuse it before anything is allocated.
+TEST(Layout, AbsurdNetsAreSizedWithoutBeingListed) {
+  ModelConfig m = cifar(1200002);
+  m.allow_large = true;
+  validate_model(m);
+  const NetworkSize size = network_size(m);
+  EXPECT_GT(size.parameters, 200000 * int64_t{9} * 16 * 16);  // 200,000 blocks a stage
+  m.width = 1;
+  m.num_classes = 2000000000;
+  EXPECT_GT(network_size(m).parameters, int64_t{2000000000} * 64);
 }

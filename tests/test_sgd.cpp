@@ -20,7 +20,11 @@ double max_difference(double momentum, double weight_decay, bool nesterov) {
   }
   torch::optim::SGD reference(a, torch::optim::SGDOptions(0.1).momentum(momentum)
                                      .weight_decay(weight_decay).nesterov(nesterov));
-  Sgd mine(b, SgdOptions{momentum, weight_decay, nesterov});
+  SgdOptions options;
+  options.momentum = momentum;
+  options.weight_decay = weight_decay;
+  options.nesterov = nesterov;
+  Sgd mine(b, options);
   for (int step = 0; step < 20; ++step) {
     const double lr = step < 5 ? 0.01 : (step < 12 ? 0.1 : 0.01);
     for (auto& group : reference.param_groups())
@@ -52,7 +56,10 @@ TEST(Sgd, MatchesTorchOptimSgdWithoutMomentum) { EXPECT_LE(max_difference(0.0, 1
 
 TEST(Sgd, LearningRateIsReadFromATensorAtStepTime) {
   torch::Tensor p = torch::ones({3}, torch::requires_grad());
-  Sgd sgd({p}, SgdOptions{0.0, 0.0, false});
+  SgdOptions plain;
+  plain.momentum = 0;
+  plain.weight_decay = 0;
+  Sgd sgd({p}, plain);
   p.mutable_grad() = torch::ones({3});
   sgd.set_lr(0.5);
   sgd.step();

@@ -1,7 +1,9 @@
 // TensorBoard event files, read back by an independent reader: Debian's python3-protobuf with
 // Python code protoc generates from the same event.proto, CRCs checked with python3-crc32c
-// (tests/tools/read_tfevents.py). A run's events carry the numbers of its metrics rows; a resumed
-// run has no duplicated steps; a torn last record is dropped on resume.
+// (tests/tools/read_tfevents.py), and by TensorBoard's own EventAccumulator (PyPI's tensorboard in
+// .venv, tests/tools/read_tensorboard.py). A run's events carry the numbers of its metrics rows; a
+// resumed run has no duplicated steps; a torn last record is dropped on resume. The readers are test
+// dependencies (scripts/test.sh installs them): a missing one is a failure.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -22,9 +24,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool have_reader() {
-  return std::system("command -v protoc >/dev/null && /usr/bin/python3 -c 'import google.protobuf, crc32c' "
-                     ">/dev/null 2>&1") == 0;
+::testing::AssertionResult have_reader() {
+  if (std::system("command -v protoc >/dev/null && /usr/bin/python3 -c 'import google.protobuf, crc32c' "
+                  ">/dev/null 2>&1") == 0)
+    return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "protoc, python3-protobuf or python3-crc32c missing (scripts/install_deps.sh --test)";
 }
 
 
@@ -75,7 +79,7 @@ TEST(TensorBoard, Crc32cIsTheCastagnoliChecksum) {
 }
 
 TEST(TensorBoard, WrittenEventsDecodeWithAnIndependentReader) {
-  if (!have_reader()) GTEST_SKIP() << "protoc, python3-protobuf or python3-crc32c missing (scripts/install_deps.sh)";
+  ASSERT_TRUE(have_reader());
   TempDir tmp;
   {
     tensorboard::EventWriter w(tmp.path());
@@ -100,7 +104,7 @@ TEST(TensorBoard, WrittenEventsDecodeWithAnIndependentReader) {
 }
 
 TEST(TensorBoard, TrimDropsLaterStepsAndATornRecord) {
-  if (!have_reader()) GTEST_SKIP() << "protoc, python3-protobuf or python3-crc32c missing";
+  ASSERT_TRUE(have_reader());
   TempDir tmp;
   {
     tensorboard::EventWriter w(tmp.path());
@@ -127,7 +131,7 @@ TEST(TensorBoard, TrimDropsLaterStepsAndATornRecord) {
 // A run's event file holds its metrics rows; a resume continues it without duplicated steps;
 // runtime.tensorboard=false writes none.
 TEST(TensorBoard, ARunsEventsMatchItsMetricsAcrossAResume) {
-  if (!have_reader()) GTEST_SKIP() << "protoc, python3-protobuf or python3-crc32c missing";
+  ASSERT_TRUE(have_reader());
   TempDir tmp;
   resnet::testing::write_synthetic_cifar(tmp / "data", 64, 100);
   ASSERT_EQ(train(tiny(tmp / "data", 10), quiet(tmp / "run")), 0);
@@ -185,4 +189,31 @@ TEST(TensorBoard, EventBytesUseTensorFlowsFieldNumbers) {
   const std::string expected = std::string("\x09\x00\x00\x00\x00\x00\x00\x00\x40\x10\x07\x2a\x0b\x0a\x09\x0a\x02lr\x15"
                                            "\x00\x00\x00\x3f", 24);
   EXPECT_TRUE(second == expected) << "event bytes differ from TensorFlow's layout";
+}
+
+// TensorBoard itself (its EventAccumulator, what its web UI reads with) loads a resumed run's
+// folder: every scalar of every metrics row at its step, no step twice.
+TEST(TensorBoard, TensorBoardsOwnReaderLoadsAResumedRun) {
+  ASSERT_TRUE(python_has("tensorboard"));
+  TempDir tmp;
+  resnet::testing::write_synthetic_cifar(tmp / "data", 64, 100);
+  ASSERT_EQ(train(tiny(tmp / "data", 10), quiet(tmp / "run")), 0);
+  ASSERT_EQ(resume(tmp / "run", {"train.iterations=15"}, quiet("")), 0);
+  const std::string cmd = kPython + " " + RESNET_SOURCE_DIR + "/tests/tools/read_tensorboard.py " + (tmp / "run") +
+                          " > " + (tmp / "tb.json") + " 2> " + (tmp / "tb.err");
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << read_all(tmp / "tb.err");
+  const nlohmann::json scalars = nlohmann::json::parse(read_all(tmp / "tb.json"));
+  std::vector<nlohmann::json> rows;
+  std::ifstream in(tmp / "run/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(rows.size(), 3u);  // steps 5, 10, 15
+  for (const auto& [column, tag] : std::vector<std::pair<std::string, std::string>>{
+           {"train_loss", "train/loss"}, {"test_error", "test/error"}, {"lr", "lr"}}) {
+    ASSERT_TRUE(scalars.contains(tag)) << tag << " missing from " << scalars.dump();
+    ASSERT_EQ(scalars[tag].size(), rows.size()) << tag << ": " << scalars[tag].dump();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      EXPECT_EQ(scalars[tag][i][0], rows[i]["step"]) << tag;
+      EXPECT_FLOAT_EQ(scalars[tag][i][1].get<double>(), static_cast<float>(rows[i][column].get<double>())) << tag;
+    }
+  }
 }

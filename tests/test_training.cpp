@@ -8,6 +8,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -21,6 +22,8 @@
 #include "test_support.h"
 #include "train/checkpoint.h"
 #include "train/graph_check.h"
+#include "train/observers.h"
+#include "train/run_dir.h"
 #include "train/runtime.h"
 #include "train/sgd.h"
 #include "train/trainer.h"
@@ -341,6 +344,84 @@ TEST_F(Training, ResnetEvalReproducesTheTrainersError) {
   }
 }
 
+// A checkpoint whose metadata claims a huge net (the shapes of 20,000,000 classes, a depth of
+// 1,200,002) beside its small tensors is refused by the net's size before anything is built:
+// exit 2 at once, one line naming the file and the key; past the config's bounds too, since the
+// file's tensors cannot hold such a net.
+TEST_F(Training, ResnetEvalSizesTheNetBeforeBuildingIt) {
+  ExperimentConfig c = tiny_config(tmp / "data", 10);
+  ASSERT_EQ(train(c, quiet(tmp / "run")), 0);
+  CheckpointReader reader(tmp / "run/checkpoints/last.ckpt");
+  auto model = make_model(reader.config().model);
+  reader.load_model(*model);
+  struct Case {
+    nlohmann::json model;
+    std::string key;
+  };
+  const std::vector<Case> cases = {
+      {{{"num_classes", 20000000}}, "model.num_classes: 20000000 is above the bound"},
+      {{{"depth", 1200002}}, "model.depth: 1200002 is above the bound"},
+      {{{"num_classes", 20000000}, {"allow_large", true}}, "model.num_classes: resnet-8 has fc.weight [20000000, 64]"},
+      {{{"depth", 1200002}, {"allow_large", true}}, "model: resnet-1200002 has "}};
+  for (const auto& k : cases) {
+    CheckpointContents contents = reader.contents();
+    contents.config["model"].update(k.model);
+    const std::string bad = tmp / "bad.ckpt";
+    save_checkpoint(bad, contents, *model, nullptr);
+    const auto start = std::chrono::steady_clock::now();
+    const std::string cmd = std::string(RESNET_EVAL_BIN) + " --checkpoint " + bad + " > " + (tmp / "out.txt") + " 2>&1";
+    EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 2) << k.model;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const std::string text = read_text_file(tmp / "out.txt");
+    EXPECT_NE(text.find(bad + ": "), std::string::npos) << text;
+    EXPECT_NE(text.find(k.key), std::string::npos) << text;
+    EXPECT_EQ(text.find('\n'), text.size() - 1) << "not one line: " << text;
+    EXPECT_LT(seconds, 10) << text;
+  }
+}
+
+// A NaN loss at step k stops the run naming step k, although the loop reads the metrics back only
+// every 10 steps (the device kept the index); nothing after the last good checkpoint is saved.
+TEST_F(Training, ANonFiniteLossIsReportedAtTheStepWhereItHappened) {
+  for (int64_t k : {1, 13, 20}) {
+    ExperimentConfig c = tiny_config(tmp / "data", 30);
+    c.train.log_every = 10;
+    const std::string run = tmp / ("run" + std::to_string(k));
+    TrainOptions o = quiet(run);
+    o.non_finite_loss_at = k;
+    try {
+      train(c, o);
+      ADD_FAILURE() << "step " << k << ": the run did not stop";
+    } catch (const InputError& e) {
+      ADD_FAILURE() << e.what();
+    } catch (const std::runtime_error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("the loss of step " + std::to_string(k) + " is not finite"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("(read at step " + std::to_string(k <= 10 ? 10 : 20) + ")"), std::string::npos) << msg;
+    }
+    if (k > 10) EXPECT_EQ(weights_of(run).step, 10) << "the checkpoint before step " << k << " is kept";
+  }
+}
+
+// The loop hands the observers a typed row; the metrics files get exactly their columns from it.
+TEST(Observers, AnEvalRowHoldsEveryMetricsColumn) {
+  EvalRow row;
+  row.step = 7;
+  row.test_error = 0.25;
+  nlohmann::json j = to_json(row);
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : j.items()) keys.push_back(key);
+  std::vector<std::string> columns = metrics_columns();
+  std::sort(keys.begin(), keys.end());
+  std::sort(columns.begin(), columns.end());
+  EXPECT_EQ(keys, columns);
+  EXPECT_EQ(j["step"], 7);
+  EXPECT_EQ(j["test_error"], 0.25);
+  EXPECT_TRUE(j["val_error"].is_null());  // no validation split: null, as the files have it
+  row.val_error = 0.5;
+  EXPECT_EQ(to_json(row)["val_error"], 0.5);
+}
+
 // Real CIFAR-10: a small ResNet on 5,000 training images for about a minute must get far below
 // the 90% error of chance; a broken pipeline (labels shuffled, augmentation wrong, no update)
 // stays near 90%.
@@ -371,6 +452,7 @@ TEST(RealData, SmallResNetLearnsCifar10) {
 // cores) is capped at the cores this process may use, with a warning that the run logs.
 TEST(Runtime, ThreadsAboveTheCoresAreCapped) {
   RuntimeConfig r;
+  r.device = "cpu";  // (auto on a CUDA build without a GPU adds the note that says so)
   r.threads = 1000;
   const Runtime rt = resolve_runtime(r);
   EXPECT_EQ(rt.threads, usable_cores());

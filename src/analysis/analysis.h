@@ -1,11 +1,14 @@
 #pragma once
-// The experiments behind "why residual learning works", each a function of a model and images:
+// The experiments behind "why residual learning works": the subjects they study, and the
+// measurements of the first analyses, each a function of a model and images (each analysis's
+// unit, src/analysis/<name>.cpp, holds its measurement, its JSON, its plot and its flags;
+// analysis/registry.h lists them):
 //   responses  std of each conv layer's response, after BN and before ReLU/addition (He et al. Fig. 7)
 //   gradients  |dL/dx| at every block input and |dL/dW| of every conv weight on one batch
 //   residuals  |F(x)| / |x| per block: how far each block is from the identity
 //   activations feature maps of chosen images at the stem and after each stage
 //   lesion     test error with one block deleted, and with k random blocks deleted (Veit et al. 2016)
-// resnet-analyze turns these into JSON and gnuplot PNGs.
+// landscape.h, hessian.h and paths.h have the geometry analyses'.
 #include <ATen/core/Tensor.h>
 
 #include <nlohmann/json.hpp>
@@ -82,9 +85,5 @@ nlohmann::json responses_json(std::vector<Subject>& subjects, const ImageSet& im
 nlohmann::json gradients_json(std::vector<Subject>& subjects, const ImageSet& images, int64_t batch_size);
 nlohmann::json residuals_json(std::vector<Subject>& subjects, const ImageSet& images, int64_t batch_size);
 nlohmann::json lesion_json(std::vector<Subject>& subjects, const ImageSet& test, const LesionOptions& options);
-
-// Renders the PNGs of an analysis from its JSON into `dir`; returns the files written.
-std::vector<std::string> plot_analysis(const std::string& analysis, const nlohmann::json& result,
-                                       const std::string& dir);
 
 }  // namespace resnet

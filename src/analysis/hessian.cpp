@@ -1,6 +1,7 @@
 #include "analysis/hessian.h"
 
 #include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -8,8 +9,11 @@
 #include <cmath>
 #include <filesystem>
 
+#include "analysis/helpers.h"
 #include "analysis/plots.h"
+#include "analysis/registry.h"
 #include "analysis/sharding.h"
+#include "util/duration.h"
 
 namespace resnet {
 namespace {
@@ -34,14 +38,7 @@ double orthonormalize(at::Tensor& v, const std::vector<at::Tensor>& basis) {
   return n;
 }
 
-nlohmann::json subject_json(const Subject& s) {
-  return {{"label", s.label}, {"depth", s.config.model.depth}, {"residual", s.config.model.residual},
-          {"family", s.config.model.family}};
-}
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 nlohmann::json density_json(const DensityResult& d) {
   nlohmann::json runs = nlohmann::json::array();
@@ -69,7 +66,7 @@ nlohmann::json subject_hessian(Subject& s, const at::Tensor& x, const at::Tensor
   const auto start = std::chrono::steady_clock::now();
   const bool was_training = s.model->is_training();
   s.model->eval();
-  nlohmann::json j = subject_json(s);
+  nlohmann::json j = subject_header(s);
   int64_t products = 0;
   {
     HessianOperator h = model_hessian(*s.model, x, y, o.chunk, {}, &comm);
@@ -329,5 +326,57 @@ std::vector<std::string> plot_hessian(const nlohmann::json& result, const std::s
   plots::line_plot(png, "Curvature of the loss: the Hessian's spectrum (as PyHessian)", panels, 2, 640, 460);
   return {png};
 }
+
+namespace {
+
+// resnet-analyze hessian: the flags, their defaults, and the run over the ranks.
+class Hessian final : public Analysis {
+ public:
+  std::string name() const override { return "hessian"; }
+  std::string summary() const override {
+    return "curvature: top eigenvalues, trace, spectral density (Hessian-vector products), over the ranks";
+  }
+  void add_flags(CLI::App& app) override {
+    add_split_flags(app, images_, 200, "power-iteration starts and probes");  // PyHessian's mini-batch
+    app.add_option("--batch", batch_, "images per chunk (default: the images shared out among the ranks)")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--top-k", o_.eigen.top_k, "eigenvalues by power iteration (default 1)")->check(CLI::Range(1, 100));
+    app.add_option("--max-iterations", o_.eigen.max_iterations, "power iterations per eigenvalue (default 100)")
+        ->check(CLI::Range(1, 100000));
+    app.add_option("--tolerance", o_.eigen.tolerance, "power iteration stops at this relative change (default 1e-3)")
+        ->check(CLI::Range(0.0, 1.0));
+    app.add_option("--probes", o_.probes, "Hutchinson probes for the trace (default 32; 0: none)")
+        ->check(CLI::Range(0, 100000));
+    app.add_option("--slq-runs", o_.slq_runs, "Lanczos runs for the density (default 1; 0: none)")
+        ->check(CLI::Range(0, 10000));
+    app.add_option("--lanczos-steps", o_.lanczos_steps, "Lanczos steps per run (default 40)")->check(CLI::Range(1, 10000));
+  }
+  bool needs_train_images() const override { return images_.split == "train"; }
+  bool splits_over_ranks() const override { return true; }
+
+  nlohmann::json run(AnalysisInputs& in) override {
+    nlohmann::json desc;
+    const ImageSet set = named_images(in.data, images_.split, images_.images, desc);
+    HessianOptions o = o_;
+    o.eigen.seed = images_.seed;
+    // Default: the top eigenvalues' batch in one chunk per rank, the trace's and density's (rank
+    // local) in one chunk; one chunk keeps its gradient graph between products.
+    o.chunk = batch_ > 0 ? batch_ : (set.size() + in.comm.size() - 1) / in.comm.size();
+    o.local_chunk = batch_ > 0 ? batch_ : set.size();
+    return hessian_json(in.subjects, set, desc, o, in.comm);
+  }
+  std::vector<std::string> plot(const nlohmann::json& result, const std::string& dir) override {
+    return plot_hessian(result, dir);
+  }
+
+ private:
+  SplitFlags images_;
+  int64_t batch_ = 0;
+  HessianOptions o_;
+};
+
+}  // namespace
+
+std::unique_ptr<Analysis> make_hessian_analysis() { return std::make_unique<Hessian>(); }
 
 }  // namespace resnet

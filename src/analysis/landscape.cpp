@@ -1,6 +1,7 @@
 #include "analysis/landscape.h"
 
 #include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
 #include <c10/core/GradMode.h>
 #include <fmt/format.h>
 
@@ -10,11 +11,14 @@
 #include <map>
 #include <sstream>
 
+#include "analysis/helpers.h"
 #include "analysis/plots.h"
+#include "analysis/registry.h"
 #include "analysis/sharding.h"
 #include "analysis/surface_plot.h"
 #include "eval/evaluate.h"
 #include "interop/weights_file.h"
+#include "util/duration.h"
 #include "util/errors.h"
 #include "util/json_io.h"
 #include "util/sha256.h"
@@ -163,11 +167,13 @@ nlohmann::json grid_values(const at::Tensor& v, size_t n, bool two_d) {
 
 nlohmann::json subject_result(const Subject& s, const LandscapeGrid& g, bool two_d) {
   const size_t n = g.axis.size();
-  nlohmann::json j = {{"label", s.label}, {"depth", s.config.model.depth}, {"residual", s.config.model.residual},
-                      {"family", s.config.model.family}, {"axis", g.axis},
-                      {"loss", grid_values(g.loss, n, two_d)}, {"error", grid_values(g.error, n, two_d)},
-                      {"points_computed", g.computed}, {"points_resumed", g.resumed},
-                      {"seconds_per_point", g.seconds_per_point}};
+  nlohmann::json j = subject_header(s);
+  j.update({{"axis", g.axis},
+            {"loss", grid_values(g.loss, n, two_d)},
+            {"error", grid_values(g.error, n, two_d)},
+            {"points_computed", g.computed},
+            {"points_resumed", g.resumed},
+            {"seconds_per_point", g.seconds_per_point}});
   const at::Tensor finite = g.loss.masked_select(at::isfinite(g.loss));
   if (finite.numel()) j["min_loss"] = finite.min().item<double>(), j["max_loss"] = finite.max().item<double>();
   return j;
@@ -288,7 +294,7 @@ LandscapeGrid landscape_grid(Subject& s, const ImageSet& images, const Direction
     }
   }
   progress.finish();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = seconds_since(start);
   g.seconds_per_point = g.computed ? seconds / static_cast<double>(g.computed) : 0.0;
   g.loss = table.select(1, 0).clone();
   g.error = table.select(1, 1).clone();
@@ -364,5 +370,58 @@ std::vector<std::string> plot_landscape(const nlohmann::json& result, const std:
                    {loss, error}, 2, 620, 440);
   return written;
 }
+
+namespace {
+
+// resnet-analyze landscape: the flags, their defaults, and the run over the ranks.
+class Landscape final : public Analysis {
+ public:
+  std::string name() const override { return "landscape"; }
+  std::string summary() const override { return "loss surfaces around each net (Li et al. 2018), over the ranks"; }
+  void add_flags(CLI::App& app) override {
+    add_split_flags(app, images_, 2000, "the random directions");  // Li et al. evaluate on the training set too
+    app.add_option("--batch", batch_, "evaluation batch (default 500)")->check(CLI::PositiveNumber);
+    app.add_option("--kind", kind_, "surface (2-D, default) | line (1-D) | interpolate (two models)")
+        ->check(CLI::IsMember({"surface", "line", "interpolate"}));
+    app.add_option("--grid", grid_, "points per axis (default 21; 41 in 1-D)")->check(CLI::Range(2, 1001));
+    app.add_option("--range", range_, "alpha, beta in [-R, R] (interpolate: [-R, 1 + R]; default 1, 0.5)")
+        ->check(CLI::Range(0.0, 1e6));
+    app.add_flag("--include-bn", include_bn_, "also perturb biases and BN parameters");
+  }
+  bool needs_train_images() const override { return images_.split == "train"; }
+  bool splits_over_ranks() const override { return true; }
+
+  nlohmann::json run(AnalysisInputs& in) override {
+    nlohmann::json desc;
+    const ImageSet set = named_images(in.data, images_.split, images_.images, desc);
+    LandscapeOptions o;
+    o.kind = kind_;
+    o.grid = grid_ > 0 ? grid_ : (kind_ == "surface" ? 21 : 41);
+    o.range = range_ >= 0 ? range_ : (kind_ == "interpolate" ? 0.5 : 1.0);
+    o.seed = images_.seed;
+    o.include_bn = include_bn_;
+    o.batch_size = batch_;
+    o.bf16 = in.runtime.bf16;
+    o.channels_last = in.runtime.channels_last;
+    if (o.channels_last)
+      for (auto& s : in.subjects) to_channels_last(*s.model);
+    return landscape_json(in.subjects, set, desc, o, in.comm, in.out_dir);
+  }
+  std::vector<std::string> plot(const nlohmann::json& result, const std::string& dir) override {
+    return plot_landscape(result, dir);
+  }
+
+ private:
+  SplitFlags images_;
+  int64_t batch_ = 500;
+  std::string kind_ = "surface";
+  int64_t grid_ = 0;   // 0: 21 (surface), 41 (line, interpolate)
+  double range_ = -1;  // < 0: 1 (surface, line), 0.5 (interpolate)
+  bool include_bn_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Analysis> make_landscape_analysis() { return std::make_unique<Landscape>(); }
 
 }  // namespace resnet

@@ -1,6 +1,7 @@
 #include "analysis/paths.h"
 
 #include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -9,8 +10,11 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "analysis/helpers.h"
 #include "analysis/plots.h"
+#include "analysis/registry.h"
 #include "analysis/sharding.h"
+#include "util/duration.h"
 
 namespace resnet {
 namespace {
@@ -57,10 +61,6 @@ at::Tensor gradient_at_x0(ResNetImpl& model, const at::Tensor& images, const at:
   return g[0].defined() ? g[0] : at::zeros_like(rec.x0);
 }
 
-nlohmann::json subject_json(const Subject& s) {
-  return {{"label", s.label}, {"depth", s.config.model.depth}, {"residual", s.config.model.residual},
-          {"family", s.config.model.family}};
-}
 
 // Mean and population std of each run of `samples` consecutive values.
 void per_length_stats(const at::Tensor& norms, int64_t samples, PathsResult& r) {
@@ -158,7 +158,7 @@ nlohmann::json paths_json(std::vector<Subject>& subjects, const ImageSet& set, c
     at::Tensor x = s.normalizer.to(device)(set.images.to(device));
     at::Tensor y = set.labels.to(device);
     PathsResult r = gradient_paths(*s.model, x, y, o, comm);
-    nlohmann::json j = subject_json(s);
+    nlohmann::json j = subject_header(s);
     double all = 0, in_range = 0;
     for (size_t k = 0; k < r.total.size(); ++k) all += r.total[k];
     for (int64_t k = r.effective_lo; k <= r.effective_hi; ++k) in_range += r.total[static_cast<size_t>(k)];
@@ -170,7 +170,7 @@ nlohmann::json paths_json(std::vector<Subject>& subjects, const ImageSet& set, c
                               {"std_norm", r.std_norm[k]}, {"total", r.total[k]},
                               {"share", all > 0 ? r.total[k] / all : 0.0}});
     j["effective"] = {{"lo", r.effective_lo}, {"hi", r.effective_hi}, {"share", all > 0 ? in_range / all : 0.0}};
-    j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    j["seconds"] = seconds_since(start);
     out["subjects"].push_back(j);
   }
   return out;
@@ -205,5 +205,46 @@ std::vector<std::string> plot_paths(const nlohmann::json& result, const std::str
   plots::line_plot(png, "The paths gradients take (Veit et al. 2016, Fig. 6)", {counts, per_path, total}, 3, 560, 440);
   return {png};
 }
+
+namespace {
+
+// resnet-analyze paths: the flags, their defaults, and the run over the ranks.
+class Paths final : public Analysis {
+ public:
+  std::string name() const override { return "paths"; }
+  std::string summary() const override {
+    return "the gradient along paths of each length (Veit et al. 2016, Fig. 6), over the ranks";
+  }
+  void add_flags(CLI::App& app) override {
+    add_split_flags(app, images_, 128, "the sampled block subsets");  // one batch
+    app.add_option("--samples", o_.samples, "random block subsets per path length (default 10)")
+        ->check(CLI::Range(1, 100000));
+    app.add_option("--mass", o_.mass, "the effective range holds at least this share of the gradient (default 0.9)")
+        ->check(CLI::Range(0.0, 1.0));
+  }
+  bool needs_train_images() const override { return images_.split == "train"; }
+  bool splits_over_ranks() const override { return true; }
+
+  nlohmann::json run(AnalysisInputs& in) override {
+    nlohmann::json desc;
+    const ImageSet set = named_images(in.data, images_.split, images_.images, desc);
+    PathsOptions o = o_;
+    o.seed = images_.seed;
+    nlohmann::json result = paths_json(in.subjects, set, o, in.comm);
+    result["images"] = desc;
+    return result;
+  }
+  std::vector<std::string> plot(const nlohmann::json& result, const std::string& dir) override {
+    return plot_paths(result, dir);
+  }
+
+ private:
+  SplitFlags images_;
+  PathsOptions o_;
+};
+
+}  // namespace
+
+std::unique_ptr<Analysis> make_paths_analysis() { return std::make_unique<Paths>(); }
 
 }  // namespace resnet

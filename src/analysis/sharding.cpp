@@ -6,6 +6,8 @@
 
 #include <cstdio>
 
+#include "util/duration.h"
+
 namespace resnet {
 
 at::Generator item_generator(uint64_t seed, uint64_t stream, uint64_t index) {
@@ -29,7 +31,7 @@ ProgressLine::~ProgressLine() { finish(); }
 
 void ProgressLine::update(int64_t done, int64_t fresh) {
   if (!active_ || finished_) return;
-  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double elapsed = seconds_since(start_);
   const double rate = fresh > 0 ? elapsed / static_cast<double>(fresh) : -1;
   const std::string line =
       fmt::format("{}: {}/{} {}s{}", what_, done, total_, unit_,

@@ -18,7 +18,9 @@
 #include "train/sgd.h"
 #include "train/step.h"
 #include "train/trainer.h"
+#include "bench/conv_limit.h"
 #include "bench/verify.h"
+#include "util/duration.h"
 #include "util/errors.h"
 #include "util/json_io.h"
 
@@ -59,7 +61,7 @@ double time_per_call(const c10::Device& device, int64_t warmup, int64_t steps, F
   const auto start = Clock::now();
   for (int64_t i = 0; i < steps; ++i) fn(warmup + i);
   device_sync(device);
-  return std::chrono::duration<double>(Clock::now() - start).count() / static_cast<double>(steps);
+  return seconds_since(start) / static_cast<double>(steps);
 }
 
 // Checkpoint write and read (resnet-bench --mode checkpoint): `steps` saves of the model with its
@@ -67,7 +69,7 @@ double time_per_call(const c10::Device& device, int64_t warmup, int64_t steps, F
 // and the momentum into an optimizer, as resume does. The median of each, and the file's size.
 nlohmann::json time_checkpoints(const ExperimentConfig& c, const Runtime& rt, int64_t steps) {
   ResNet model = build(c, rt);
-  Sgd sgd(model->parameters(), SgdOptions{c.train.momentum, c.train.weight_decay, c.train.nesterov});
+  Sgd sgd(model->parameters(), sgd_options(c.train));
   for (auto& m : sgd.momentum_buffers()) m.normal_();
   const ImageSet images = random_images(64);
   CheckpointContents contents{to_json(c), TrainState{}, fit_normalizer(images.images, "channel"), "bench",
@@ -84,14 +86,14 @@ nlohmann::json time_checkpoints(const ExperimentConfig& c, const Runtime& rt, in
     for (int64_t i = 0; i < steps; ++i) {
       const auto start = Clock::now();
       save_checkpoint(path, contents, *model, &sgd);
-      writes.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+      writes.push_back(seconds_since(start));
     }
     for (int64_t i = 0; i < steps; ++i) {
       const auto start = Clock::now();
       CheckpointReader reader(path);
       reader.load_model(*model);
       reader.load_optimizer(sgd, *model);
-      reads.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+      reads.push_back(seconds_since(start));
     }
   } catch (...) {
     std::filesystem::remove_all(dir);
@@ -109,7 +111,7 @@ nlohmann::json bench_steps(const ExperimentConfig& c, const BenchOptions& o, con
   const int64_t batch = c.train.batch_size;
   ResNet model = build(c, rt);
   model->train();
-  Sgd sgd(model->parameters(), SgdOptions{c.train.momentum, c.train.weight_decay, c.train.nesterov});
+  Sgd sgd(model->parameters(), sgd_options(c.train));
   sgd.set_lr(c.train.lr);
   ImageSet images = random_images(batch * 4);
   Normalizer norm = fit_normalizer(images.images, "channel");
@@ -178,7 +180,7 @@ nlohmann::json bench_train(const ExperimentConfig& c, const BenchOptions& o, nlo
     std::filesystem::remove_all(dir);
     throw;
   }
-  const double wall = std::chrono::duration<double>(Clock::now() - start).count();
+  const double wall = seconds_since(start);
   nlohmann::json summary = read_json_file((dir / "summary.json").string());
   // The last two evaluation rows bracket the last evaluation period: its steps, its evaluation
   // and the checkpoint before it, without the run's start-up (with train.epochs >= 2 and
@@ -233,11 +235,15 @@ nlohmann::json run_bench(const ExperimentConfig& c, const BenchOptions& o) {
   if (o.mode == "bare" || o.mode == "step") return bench_steps(c, o, rt, out);
   if (o.mode == "eval") return bench_eval(c, o, rt, out);
   if (o.mode == "train") return bench_train(c, o, out);
+  if (o.mode == "convs") {
+    out.update(time_convolutions(c, rt, o.warmup, o.steps));
+    return out;
+  }
   if (o.mode == "checkpoint") {
     out.update(time_checkpoints(c, rt, o.steps));
     return out;
   }
-  throw InputError("--mode: '" + o.mode + "' is not one of bare|step|eval|train|verify|checkpoint");
+  throw InputError("--mode: '" + o.mode + "' is not one of bare|step|eval|train|verify|checkpoint|convs");
 }
 
 }  // namespace resnet

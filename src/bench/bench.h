@@ -8,6 +8,8 @@
 //          (data loading, augmentation, steps, evaluations, checkpoints)
 //   checkpoint  writing and reading a checkpoint (model, momentum, normaliser) as the trainer and
 //          resume do: median seconds of --steps repeats, and the file's size
+//   convs  the network's convolutions alone, forward and backward, at its own shapes (bench/conv_limit.h):
+//          the limit of the step on this machine and LibTorch
 //   verify the fast path's correctness proof (bench/verify.h): "passed" false is exit 1
 #include <nlohmann/json.hpp>
 #include <string>

@@ -46,7 +46,7 @@ Trajectory train_steps(const ExperimentConfig& c, const Runtime& rt, const Image
                        int64_t steps, const LrFn& lr, TrainStep::CaptureFault fault = TrainStep::CaptureFault::kNone,
                        const std::function<void(int64_t, ResNetImpl&)>& at_step = {}) {
   ResNet model = fresh_model(c, rt);
-  Sgd sgd(model->parameters(), SgdOptions{c.train.momentum, c.train.weight_decay, c.train.nesterov});
+  Sgd sgd(model->parameters(), sgd_options(c.train));
   BatchSource source(data, norm, c.train.batch_size, true, 7, rt.device);
   return run_steps(*model, sgd, source, rt, 0, steps, lr, fault, at_step);
 }

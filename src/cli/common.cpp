@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "cli/version.h"
 #include "util/errors.h"
 #include "util/json_io.h"
 
@@ -37,9 +38,15 @@ ExperimentConfig resolve_config(const std::string& path, const std::vector<std::
 }
 
 int parse_flags(CLI::App& app, int argc, char** argv) {
+  const std::string tool = app.get_name();
+  app.set_version_flag("--version", [tool] { return version_text(tool); },
+                       "print the version, LibTorch's, whether CUDA/cuDNN/NCCL are built in, the devices seen");
   try {
     app.parse(argc, argv);
     return -1;
+  } catch (const CLI::CallForVersion& e) {
+    std::cout << e.what() << std::flush;
+    return kExitOk;
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

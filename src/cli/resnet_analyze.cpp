@@ -1,22 +1,18 @@
 // resnet-analyze: why residual learning works, measured on checkpoints or fresh models.
-//   resnet-analyze {responses|gradients|residuals|activations|lesion|landscape|hessian|paths}
-//                  (--checkpoint FILE|RUN_DIR)... [--config FILE [--set k=v]...]... [--init]
-//                  [--data-dir DIR] --out DIR
-//   resnet-analyze ... (--weights FILE.pt|FILE.safetensors)... --config FILE [--set k=v]...
+//   resnet-analyze ANALYSIS (--checkpoint FILE|RUN_DIR)... [--config FILE [--set k=v]...]... [--init]
+//                  [--data-dir DIR] --out DIR [the analysis's own flags: resnet-analyze ANALYSIS --help]
+//   resnet-analyze ANALYSIS ... (--weights FILE.pt|FILE.safetensors)... --config FILE [--set k=v]...
 //                  (foreign weights: the config names their model, one for all or one per file)
-// Writes <analysis>.json and <analysis>*.png (gnuplot) into DIR.
-#include <ATen/ATen.h>
-#include <c10/core/GradMode.h>
+// The analyses, their flags, runs and plots are the registry's (analysis/registry.h). Writes
+// <analysis>.json and <analysis>*.png (gnuplot) into DIR.
 #include <CLI/CLI.hpp>
-#include <fmt/format.h>
 
 #include <chrono>
-#include <filesystem>
 #include <iostream>
 
 #include "analysis/analysis.h"
-#include "analysis/plots.h"
-#include "cli/analyze_geometry.h"
+#include "analysis/helpers.h"
+#include "analysis/registry.h"
 #include "cli/common.h"
 #include "parallel/job.h"
 #include "parallel/launch_env.h"
@@ -29,79 +25,25 @@ namespace {
 
 using namespace resnet;
 
-// Feature maps [C, H, W] tiled into one grey image, each map scaled to 0..1 on its own, with a
-// one-pixel white gap between maps.
-plots::ImagePanel tile(const at::Tensor& maps, const std::string& title) {
-  const int64_t c = maps.size(0), h = maps.size(1), w = maps.size(2);
-  const int64_t cols = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(c))));
-  const int64_t rows = (c + cols - 1) / cols;
-  plots::ImagePanel p;
-  p.title = title;
-  p.rows = rows * (h + 1) - 1;
-  p.cols = cols * (w + 1) - 1;
-  p.values.assign(static_cast<size_t>(p.rows * p.cols), 1.0f);
-  at::Tensor flat = maps.reshape({c, -1});
-  at::Tensor lo = std::get<0>(flat.min(1, true)), hi = std::get<0>(flat.max(1, true));
-  at::Tensor scaled = ((flat - lo) / (hi - lo).clamp_min(1e-8)).reshape({c, h, w}).contiguous();
-  auto a = scaled.accessor<float, 3>();
-  for (int64_t k = 0; k < c; ++k)
-    for (int64_t y = 0; y < h; ++y)
-      for (int64_t x = 0; x < w; ++x)
-        p.values[static_cast<size_t>(((k / cols) * (h + 1) + y) * p.cols + (k % cols) * (w + 1) + x)] = a[k][y][x];
-  return p;
-}
-
-nlohmann::json activations(std::vector<Subject>& subjects, const Cifar10& data, const std::vector<int64_t>& show,
-                           const std::string& out_dir, std::vector<std::string>& pngs) {
-  nlohmann::json out = {{"analysis", "activations"}, {"subjects", nlohmann::json::array()}};
-  const ImageSet& test = data.test;
-  for (size_t si = 0; si < subjects.size(); ++si) {
-    Subject& s = subjects[si];
-    nlohmann::json j = {{"label", s.label}, {"images", nlohmann::json::array()}, {"stages", nlohmann::json::array()}};
-    for (int64_t index : show) {
-      if (index < 0 || index >= test.size())
-        throw InputError(fmt::format("--show: image {} is outside the {} test images", index, test.size()));
-      std::vector<at::Tensor> maps = feature_maps(s, test, index);
-      c10::NoGradGuard no_grad;
-      s.model->eval();
-      const auto device = s.model->parameters().front().device();
-      const int64_t predicted =
-          s.model->forward(s.normalizer.to(device)(test.images.narrow(0, index, 1).to(device))).argmax(1).item<int64_t>();
-      const int64_t truth = test.labels[index].item<int64_t>();
-      auto name = [&](int64_t c) { return c < static_cast<int64_t>(data.class_names.size()) ? data.class_names[c] : std::to_string(c); };
-
-      std::vector<plots::ImagePanel> panels;
-      plots::ImagePanel input;
-      input.title = "input: " + name(truth);
-      input.rows = input.cols = 32;
-      input.rgb = true;
-      at::Tensor rgb = test.images[index].to(at::kFloat).div(255).contiguous();
-      input.values.assign(rgb.data_ptr<float>(), rgb.data_ptr<float>() + rgb.numel());
-      panels.push_back(input);
-      for (size_t st = 0; st < maps.size(); ++st)
-        panels.push_back(tile(maps[st], st == 0 ? fmt::format("stem ({} maps)", maps[st].size(0))
-                                                : fmt::format("stage {} ({} maps, {}x{})", st, maps[st].size(0),
-                                                              maps[st].size(1), maps[st].size(2))));
-      const std::string file = fmt::format("activations_{}_{}.png", si, index);
-      pngs.push_back((std::filesystem::path(out_dir) / file).string());
-      plots::image_grid(pngs.back(), fmt::format("{}: test image {} ({}), predicted {}", s.label, index, name(truth), name(predicted)),
-                        panels, static_cast<int>(panels.size()), 320);
-      j["images"].push_back({{"index", index}, {"true_class", name(truth)}, {"predicted_class", name(predicted)}, {"file", file}});
-      if (j["stages"].empty())
-        for (size_t st = 0; st < maps.size(); ++st)
-          j["stages"].push_back({{"stage", st}, {"channels", maps[st].size(0)}, {"height", maps[st].size(1)}, {"width", maps[st].size(2)}});
-    }
-    out["subjects"].push_back(j);
-  }
-  return out;
-}
-
 // What to analyse, as given on the command line.
 struct Inputs {
   std::vector<std::string> checkpoints, weights, config_paths, sets;
   bool with_init = false;
-  std::string data_dir;
+  std::string data_dir, out_dir, device = "auto";
 };
+
+void add_input_flags(CLI::App& app, Inputs& in) {
+  app.add_option("--checkpoint", in.checkpoints, "checkpoint file or run folder (repeatable)");
+  app.add_option("--weights", in.weights, "a .pt or .safetensors state_dict, e.g. published weights (repeatable; "
+                                          "--config names its model)");
+  app.add_option("--config", in.config_paths, "analyse a freshly initialised model of this config (repeatable); with "
+                                              "--weights: the weights' model");
+  app.add_option("--set", in.sets, "override a key of every --config");
+  app.add_flag("--init", in.with_init, "also analyse a fresh model of each checkpoint's (and weights file's) config");
+  app.add_option("--out", in.out_dir, "output folder")->required();
+  app.add_option("--data-dir", in.data_dir, "CIFAR-10 folder");
+  app.add_option("--device", in.device, "auto, cpu or cuda");
+}
 
 // The subjects in command-line order (checkpoints, weights files, fresh models) and the data.
 // Fresh models see images normalised like a trained one: the first subject's normaliser if
@@ -140,92 +82,81 @@ std::vector<Subject> gather_subjects(const Inputs& in, const c10::Device& device
   return subjects;
 }
 
+// The runtime.* keys of the --set list over the defaults (precision, threads, channels_last,
+// dist_backend, dist_timeout_s); the other keys are the configs'.
+RuntimeConfig runtime_settings(const std::vector<std::string>& sets) {
+  std::vector<std::string> runtime_sets;
+  for (const auto& s : sets)
+    if (s.rfind("runtime.", 0) == 0) runtime_sets.push_back(s);
+  return resnet::cli::resolve_config(nlohmann::json::object(), runtime_sets, "--set").runtime;
+}
+
+// Runs `analysis` on every rank of the job (one process, or the ranks of torchrun/srun where it
+// splits its items over them); the writer writes <name>.json and its PNGs and prints their paths
+// (every rank learns whether that worked).
+int analyse(Analysis& analysis, const Inputs& in) {
+  if (in.checkpoints.empty() && in.config_paths.empty()) throw InputError("give at least one --checkpoint or --config");
+  if (!in.weights.empty() && in.config_paths.empty()) throw InputError("--weights: needs --config naming the model");
+  const LaunchEnv env = read_launch_env();
+  if (env.active() && !analysis.splits_over_ranks())
+    throw InputError(analysis.name() + ": runs as one process (only the analyses that split over ranks may: "
+                     "landscape, hessian, paths); run it without torchrun/srun");
+  RuntimeConfig rc = runtime_settings(in.sets);
+  rc.device = in.device;
+  rc.cuda_graph = false;
+  const auto timeout = std::chrono::seconds(rc.dist_timeout_s);
+  Job job(env, timeout);
+  Runtime rt;
+  std::string backend;
+  job.agree("resolving the runtime", [&] {
+    rt = resolve_runtime(rc, env.local_rank, env.local_world_size);
+    if (env.active()) backend = resolve_backend(rc.dist_backend, rt.device);
+  });
+  apply_runtime(rt);
+  Cifar10 data;
+  std::vector<Subject> subjects;
+  job.agree("reading the inputs", [&] {
+    subjects = gather_subjects(in, rt.device, data, analysis.needs_train_images());
+    if (job.writer()) make_output_folder(in.out_dir);
+  });
+  // Notes on the runtime (a CUDA build without a GPU) once the inputs are accepted: a refused
+  // input stays one line.
+  if (job.writer())
+    for (const auto& note : rt.warnings) std::cerr << "resnet-analyze: note: " << note << std::endl;
+  std::unique_ptr<Communicator> comm = job.connect(backend, rt.device, timeout);
+  AnalysisInputs inputs{subjects, data, rt, *comm, in.out_dir};
+  nlohmann::json result = analysis.run(inputs);
+  if (analysis.splits_over_ranks()) result["ranks"] = comm->size();  // how many processes shared the work
+  comm->agree("writing the results", [&] {
+    if (!comm->writer()) return;
+    const std::string json_path = file_in(in.out_dir, analysis.name() + ".json");
+    write_file_atomic(json_path, result.dump(2) + "\n");
+    const std::vector<std::string> pngs = analysis.plot(result, in.out_dir);
+    std::cout << json_path << "\n";
+    for (const auto& p : pngs) std::cout << p << "\n";
+  });
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   resnet::cli::tune_malloc();
-  CLI::App app{"Analyse trained or fresh ResNets: responses, gradients, residuals, activations, lesions", "resnet-analyze"};
-  std::string analysis, out_dir, device = "auto";
+  std::vector<std::unique_ptr<Analysis>> analyses = make_analyses();
+  std::string names;
+  for (const auto& a : analyses) names += (names.empty() ? "" : ", ") + a->name();
+  CLI::App app{"Analyse trained or fresh ResNets: " + names, "resnet-analyze"};
   Inputs in;
-  int64_t images = 1000, batch = 128, limit = 2000;
-  std::vector<int64_t> show = {0, 1, 2, 3};
-  resnet::LesionOptions lesion;
-  app.add_option("analysis", analysis, "responses | gradients | residuals | activations | lesion | landscape | hessian | paths")
-      ->required()->check(CLI::IsMember({"responses", "gradients", "residuals", "activations", "lesion", "landscape",
-                                         "hessian", "paths"}));
-  app.add_option("--checkpoint", in.checkpoints, "checkpoint file or run folder (repeatable)");
-  app.add_option("--weights", in.weights, "a .pt or .safetensors state_dict, e.g. published weights (repeatable; "
-                                          "--config names its model)");
-  app.add_option("--config", in.config_paths, "analyse a freshly initialised model of this config (repeatable); with "
-                                              "--weights: the weights' model");
-  app.add_option("--set", in.sets, "override a key of every --config");
-  app.add_flag("--init", in.with_init, "also analyse a fresh model of each checkpoint's (and weights file's) config");
-  app.add_option("--out", out_dir, "output folder")->required();
-  app.add_option("--data-dir", in.data_dir, "CIFAR-10 folder");
-  app.add_option("--device", device, "auto, cpu or cuda");
-  app.add_option("--images", images, "test images for responses/residuals (default 1000)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--batch", batch, "batch for gradients (default 128)")->check(CLI::PositiveNumber);
-  app.add_option("--limit", limit, "test images for lesion (default 2000; 0 = all)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--draws", lesion.draws, "lesion: random draws per k (default 4)")->check(CLI::PositiveNumber);
-  app.add_option("--max-k", lesion.max_k, "lesion: largest number of deleted blocks (0 = all)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--show", show, "activations: test image indices (default 0 1 2 3)")->delimiter(',');
-  // landscape | hessian | paths (loss surfaces, curvature, gradient paths): cli/analyze_geometry.h.
-  resnet::cli::GeometryFlags geometry;
-  resnet::cli::add_geometry_flags(app, geometry);
+  add_input_flags(app, in);
+  app.require_subcommand(1);
+  for (auto& a : analyses) {
+    CLI::App* command = app.add_subcommand(a->name(), a->summary());
+    command->fallthrough();  // the common flags above may come after the analysis's name
+    a->add_flags(*command);
+  }
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
-
-  return resnet::cli::run_main("resnet-analyze", [&] {
-    if (in.checkpoints.empty() && in.config_paths.empty()) throw InputError("give at least one --checkpoint or --config");
-    if (!in.weights.empty() && in.config_paths.empty()) throw InputError("--weights: needs --config naming the model");
-    // Under torchrun/srun the geometry analyses split their items over the ranks (c10d, as training
-    // does); every rank reads the inputs, a failure on one stops all of them at the next agreement.
-    const bool geometry_analysis = resnet::cli::is_geometry_analysis(analysis);
-    const LaunchEnv env = read_launch_env();
-    if (env.active() && !geometry_analysis)
-      throw InputError(analysis + ": runs as one process (only landscape, hessian and paths split over ranks); "
-                       "run it without torchrun/srun");
-    RuntimeConfig rc = resnet::cli::runtime_settings(in.sets);
-    rc.device = device;
-    rc.cuda_graph = false;
-    const auto timeout = std::chrono::seconds(rc.dist_timeout_s);
-    Job job(env, timeout);
-    Runtime rt;
-    std::string backend;
-    job.agree("resolving the runtime", [&] {
-      rt = resolve_runtime(rc, env.local_rank, env.local_world_size);
-      if (env.active()) backend = resolve_backend(rc.dist_backend, rt.device);
-    });
-    apply_runtime(rt);
-    Cifar10 data;
-    std::vector<Subject> subjects;
-    job.agree("reading the inputs", [&] {
-      subjects = gather_subjects(in, rt.device, data, resnet::cli::geometry_needs_train(analysis, geometry));
-      if (job.writer()) make_output_folder(out_dir);
-    });
-    if (geometry_analysis) {
-      std::unique_ptr<Communicator> comm = job.connect(backend, rt.device, timeout);
-      return resnet::cli::run_geometry(analysis, geometry, subjects, data, app.count("--images") ? images : 0,
-                                       app.count("--batch") ? batch : 0, rt, out_dir, *comm);
-    }
-    auto first = [&](int64_t n) {
-      n = n > 0 ? std::min(n, data.test.size()) : data.test.size();
-      return ImageSet{data.test.images.narrow(0, 0, n), data.test.labels.narrow(0, 0, n)};
-    };
-    nlohmann::json result;
-    std::vector<std::string> pngs;
-    if (analysis == "responses") result = responses_json(subjects, first(images), batch);
-    else if (analysis == "gradients") result = gradients_json(subjects, first(batch), batch);
-    else if (analysis == "residuals") result = residuals_json(subjects, first(images), batch);
-    else if (analysis == "lesion") result = lesion_json(subjects, first(limit), lesion);
-    else result = activations(subjects, data, show, out_dir, pngs);
-    const std::string json_path = (std::filesystem::path(out_dir) / (analysis + ".json")).string();
-    write_file_atomic(json_path, result.dump(2) + "\n");
-    if (analysis != "activations") pngs = plot_analysis(analysis, result, out_dir);
-    std::cout << json_path << "\n";
-    for (const auto& p : pngs) std::cout << p << "\n";
-    return 0;
-  });
+  Analysis* chosen = nullptr;
+  for (auto& a : analyses)
+    if (app.got_subcommand(a->name())) chosen = a.get();
+  return resnet::cli::run_main("resnet-analyze", [&] { return analyse(*chosen, in); });
 }

@@ -1,5 +1,5 @@
 // resnet-bench: time training steps, evaluation or a whole run; prints one JSON object.
-//   resnet-bench --config FILE [--set key=value]... [--mode bare|step|eval|train|verify|checkpoint] [--steps N]
+//   resnet-bench --config FILE [--set key=value]... [--mode bare|step|eval|train|verify|checkpoint|convs] [--steps N]
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -14,8 +14,8 @@ int main(int argc, char** argv) {
   resnet::BenchOptions options;
   app.add_option("--config", config_path, "experiment config (JSON)")->required();
   app.add_option("--set", sets, "override a config key (JSON value)");
-  app.add_option("--mode", options.mode, "bare | step | eval | train | verify | checkpoint")
-      ->check(CLI::IsMember({"bare", "step", "eval", "train", "verify", "checkpoint"}));
+  app.add_option("--mode", options.mode, "bare | step | eval | train | verify | checkpoint | convs")
+      ->check(CLI::IsMember({"bare", "step", "eval", "train", "verify", "checkpoint", "convs"}));
   app.add_option("--steps", options.steps, "timed steps (bare/step) or 10x passes (eval)");
   app.add_option("--warmup", options.warmup, "untimed steps first");
   app.add_option("--data-dir", options.data_dir, "CIFAR-10 folder for eval/train");

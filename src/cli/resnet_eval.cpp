@@ -1,5 +1,6 @@
 // resnet-eval: evaluate a checkpoint, or foreign weights, on CIFAR-10 (batched, no augmentation,
-// BN in eval mode).
+// BN in eval mode). The network is sized from its config and checked against the file's tensors
+// before it is built.
 //   resnet-eval --checkpoint FILE|RUN_DIR [--data-dir DIR] [--split test|train|val] [--json FILE]
 //   resnet-eval --weights FILE.pt|FILE.safetensors --config CFG [--set key=value]... [same options]
 //     (ours, torchvision's, and the popular CIFAR codes' state_dicts: interop/naming.h)
@@ -12,7 +13,9 @@
 #include "data/cifar10.h"
 #include "eval/evaluate.h"
 #include "eval/logits.h"
+#include "interop/state_dict.h"
 #include "interop/weights.h"
+#include "interop/weights_file.h"
 #include "models/resnet.h"
 #include "train/checkpoint.h"
 #include "train/run_dir.h"
@@ -36,13 +39,17 @@ struct Evaluated {
 Evaluated load_model(const std::string& checkpoint, const std::string& weights, const std::string& config_path,
                      const std::vector<std::string>& sets, const std::string& device) {
   Evaluated e;
+  // The net is sized from its config and compared with the file's tensors before it is built: a
+  // file's metadata cannot make a small file a large allocation.
   if (!checkpoint.empty()) {
     e.source = resnet::checkpoint_in(checkpoint);
     e.reader = std::make_unique<resnet::CheckpointReader>(e.source);
     e.config = e.reader->config();
+    resnet::check_file_fits(e.config.model, e.reader->model_tensors(), e.source, /*native=*/true);
   } else {
     e.source = weights;
     e.config = resnet::cli::resolve_config(config_path, sets);
+    resnet::check_file_fits(e.config.model, resnet::read_weights(weights).tensors, weights, /*native=*/false);
   }
   e.config.runtime.device = device;
   e.config.runtime.cuda_graph = false;
@@ -125,8 +132,14 @@ int main(int argc, char** argv) {
       throw resnet::InputError("--split " + split + ": the run has no " + split + " set (data.val_size is 0)");
     if (limit > 0 && limit < set.size()) set = {set.images.narrow(0, 0, limit), set.labels.narrow(0, 0, limit)};
 
+    // Notes on the runtime (a CUDA build without a GPU) once every input has been accepted: a
+    // refused input stays one line.
+    for (const auto& note : rt.warnings) std::cerr << "resnet-eval: note: " << note << std::endl;
     const int64_t batch = batch_size > 0 ? batch_size : config.train.eval_batch_size;
-    resnet::EvalOptions opts{batch, rt.channels_last, rt.bf16};
+    resnet::EvalOptions opts;
+    opts.batch_size = batch;
+    opts.channels_last = rt.channels_last;
+    opts.bf16 = rt.bf16;
     resnet::EvalResult result = resnet::evaluate(*model, set, normalizer, opts);
     std::cout << source << " (" << e.label << "), " << split << " split"
               << (fitted ? ", normaliser fitted on the training images" : e.normaliser_source) << "\n"

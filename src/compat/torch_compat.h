@@ -13,6 +13,17 @@ std::string torch_version();
 
 bool cuda_available();
 int cuda_device_count();
+// Whether this binary was built with CUDA (a CUDA LibTorch, RESNET_WITH_CUDA), and what it sees:
+// the number of CUDA devices and, when there are none, why (the CUDA runtime's first line,
+// "Found no NVIDIA driver on your system...", caught instead of printed). Asked once per process.
+struct CudaStatus {
+  bool built = false;
+  int devices = 0;
+  std::string why_none;
+  std::string runtime_version;  // CUDA runtime the LibTorch was built with: "13.0"; "" without CUDA
+  std::string cudnn_version;    // "9.19.0"; "" without cuDNN
+};
+const CudaStatus& cuda_status();
 // Name of CUDA device 0, or "cpu".
 std::string device_name(const c10::Device& device);
 

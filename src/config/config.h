@@ -1,9 +1,11 @@
 #pragma once
 // ExperimentConfig: the plain structs that name an experiment completely.
 //
-// The JSON schema IS the default config: every key a user may write exists in
-// `to_json(ExperimentConfig{})`, and a user value must have the default's type. So adding a
-// field here is adding it to the schema, with no second list to keep in sync.
+// A field here holds a key's type and default; its name, description, check and whether a resume
+// may change it are its row in config/keys.cpp. Everything else comes from that row: reading and
+// writing JSON (by name, never by position), validation and its messages, the keys a resume may
+// change, `resnet-train --help-config` and docs/config.md (tests/test_config.cpp sets every
+// declared key by name to a value other than its default and reads it back).
 // Unknown keys, wrong types and invalid values are InputErrors naming the dotted key.
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -14,12 +16,12 @@
 namespace resnet {
 
 struct ModelConfig {
-  std::string family = "cifar";  // cifar (He et al. §4.2) | imagenet (ResNet-18..152, §3.4)
-  int depth = 20;                // cifar: 6n+2 (basic) or 9n+2 (bottleneck); imagenet: 18|34|50|101|152
+  std::string family = "cifar";  // a family of models/families.h: cifar | imagenet | wide
+  int depth = 20;                // the family's depth rule (cifar 6n+2 / 9n+2, imagenet 18..152, wide 6n+4)
   bool residual = true;          // false: the plain twin (same layers, no addition)
-  std::string shortcut = "auto"; // A | B | C; auto = A for CIFAR basic blocks, else B
-  std::string block = "auto";    // basic | bottleneck; auto = basic for cifar, by depth for imagenet
-  bool preact = false;           // pre-activation blocks (He et al. 2016)
+  std::string shortcut = "auto"; // A | B | C; auto = per family
+  std::string block = "auto";    // basic | bottleneck; auto = per family and depth
+  std::optional<bool> preact;    // pre-activation blocks (He et al. 2016); unset = auto, per family
   std::string stem = "auto";     // cifar (3x3/1) | imagenet (7x7/2 + maxpool); auto = per family
   int num_classes = 10;
   bool zero_init_residual = false;  // last BN of each residual branch starts at gamma = 0
@@ -33,9 +35,9 @@ struct ModelConfig {
   //   after  [x, 0 ... 0]                        (ours, the default)
   //   split  [0 (floor((C'-C)/2)), x, 0 (rest)]  (akamaster/pytorch_resnet_cifar10's
   //          F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes//4, planes//4)): identity channels in the middle)
-  // Only meaningful with shortcut A; the trained weights depend on it. (Declared last, like
-  // data.mean/std, so that positional initialisers elsewhere keep their meaning.)
   std::string option_a_padding = "after";
+  int width = 1;             // the wide family's k (WRN-d-k: stage widths 16k, 32k, 64k); 1 elsewhere
+  bool allow_large = false;  // build nets past the size bounds (models/layout.h) when that is meant
 };
 
 struct DataConfig {
@@ -48,7 +50,7 @@ struct DataConfig {
   bool augment = true;           // 4-pixel pad + random 32x32 crop + horizontal flip
   // An explicit per-channel normaliser (R, G, B on the 0-1 scale: x' = (x / 255 - mean) / std)
   // instead of one fitted on the training images, e.g. ImageNet's [0.485, 0.456, 0.406] /
-  // [0.229, 0.224, 0.225] for weights trained with it. Empty = fit (data.normalize). (Last, as above.)
+  // [0.229, 0.224, 0.225] for weights trained with it. Empty = fit (data.normalize).
   std::vector<double> mean;
   std::vector<double> std;
 };
@@ -86,7 +88,7 @@ struct RuntimeConfig {
   std::optional<bool> channels_last;    // unset = auto (on: faster on CUDA and CPU)
   std::optional<bool> cuda_graph;       // unset = auto (on for CUDA)
   std::optional<bool> cudnn_benchmark;  // unset = auto (on for CUDA)
-  // Under torchrun / srun (src/dist): auto = NCCL on CUDA where the LibTorch has it, else Gloo.
+  // Under torchrun / srun (src/parallel): auto = NCCL on CUDA where the LibTorch has it, else Gloo.
   std::string dist_backend = "auto";    // auto | gloo | nccl
   int64_t dist_timeout_s = 300;         // a rank that dies or hangs stops the others within this
   bool tensorboard = true;              // also write TensorBoard event files into the run folder
@@ -113,12 +115,13 @@ ExperimentConfig load_config(const std::string& path);
 // JSON; if that fails it is taken as a string (so `--set model.shortcut=B` works).
 void apply_override(nlohmann::json& user, const std::string& assignment);
 
-// Resolves "auto" choices that depend only on the model (shortcut, block, stem) and checks its
-// values: any network the builder can make. Throws InputError("model.depth: ...") and the like.
+// Checks the model's keys and lets its family (models/families.h) resolve the "auto" choices
+// (shortcut, block, preact, stem) and check its depth rule and size: any network the builder can
+// make, of a size the bounds allow. Throws InputError("model.depth: ...") and the like.
 void validate_model(ModelConfig& model);
 
-// validate_model, plus what an experiment on CIFAR-10 needs (at least 10 outputs) and every
-// data, train and runtime value.
+// validate_model, plus what an experiment on CIFAR-10 needs (at least 10 outputs, activations of
+// a training batch within bounds) and every data, train and runtime value.
 void validate(ExperimentConfig& config);
 
 }  // namespace resnet

@@ -6,16 +6,11 @@
 #include <stdexcept>
 
 #include "interop/state_dict.h"
+#include "models/family.h"
 #include "util/errors.h"
 
 namespace resnet {
 namespace {
-
-// The normalisers the known codes train with (torchvision.transforms.Normalize, 0-1 scale).
-const std::vector<double> kImageNetMean = {0.485, 0.456, 0.406}, kImageNetStd = {0.229, 0.224, 0.225};
-// kuangliu/pytorch-cifar and chenyaofo/pytorch-cifar-models (the std is a widely copied
-// miscalculation of CIFAR-10's, kept as those codes use it).
-const std::vector<double> kCifarMean = {0.4914, 0.4822, 0.4465}, kCifarStd = {0.2023, 0.1994, 0.2010};
 
 // `name` with every dotted component found in `parts` replaced.
 std::string map_components(const std::string& name, const std::map<std::string, std::string>& parts) {
@@ -62,47 +57,35 @@ LayerKeys layer_keys(const NamedTensors& tensors, const NamingScheme& scheme) {
   return k;
 }
 
-// Family, depth and block from the blocks per stage; false if no network of ours has them.
-bool set_depth(const std::vector<int64_t>& per_stage, bool bottleneck, ModelConfig& m) {
-  if (per_stage.size() == 3) {
-    if (per_stage[1] != per_stage[0] || per_stage[2] != per_stage[0]) return false;
-    m.family = "cifar";
-    m.block = bottleneck ? "bottleneck" : "basic";
-    m.depth = static_cast<int>((bottleneck ? 9 : 6) * per_stage[0] + 2);
-    return true;
-  }
-  if (per_stage.size() != 4) return false;
-  m.family = "imagenet";
-  for (int depth : {18, 34, 50, 101, 152}) {
-    ModelConfig probe;
-    probe.family = "imagenet";
-    probe.depth = depth;
-    if (network_spec(probe).stage_blocks == per_stage && (depth >= 50) == bottleneck) {
-      m.depth = depth;
-      return true;
-    }
-  }
+// The family whose stages these are (the first that has such a net): family, depth, block, width.
+bool set_family(const StageKeys& stages, ModelConfig& m) {
+  for (const Family* f : families())
+    if (f->from_stages(stages, m)) return true;
   return false;
 }
 
-// The known code whose keys these are, with what the keys cannot say (padding, normaliser).
+// The known code whose keys these are (its family lists them), with what the keys cannot say
+// (padding, normaliser).
 void name_source(const NamingScheme& scheme, Origin& o) {
-  const ModelConfig& m = o.model;
-  if (m.preact) return;  // none of the known codes has our pre-activation layout (a final BN)
-  if (scheme.name == "kuangliu" && m.family == "cifar" && m.block == "basic" && o.plain_or_a) {
-    o.source = "akamaster/pytorch_resnet_cifar10";
-    o.model.option_a_padding = "split";  // F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes//4, planes//4))
-    o.mean = kImageNetMean, o.std = kImageNetStd;
-  } else if (scheme.name == "kuangliu" && m.family == "imagenet" && m.stem == "cifar") {
-    o.source = "kuangliu/pytorch-cifar";
-    o.mean = kCifarMean, o.std = kCifarStd;
-  } else if (scheme.name == "torchvision" && m.family == "cifar" && m.shortcut == "B") {
-    o.source = "chenyaofo/pytorch-cifar-models";
-    o.mean = kCifarMean, o.std = kCifarStd;
-  } else if (scheme.name == "torchvision" && m.family == "imagenet" && m.stem == "imagenet") {
-    o.source = "torchvision";
-    o.mean = kImageNetMean, o.std = kImageNetStd;
+  for (const KnownCode& code : family_of(o.model).known_codes()) {
+    if (code.scheme != scheme.name || !code.matches(o.model, o.plain_or_a)) continue;
+    o.source = code.source;
+    if (!code.option_a_padding.empty()) o.model.option_a_padding = code.option_a_padding;
+    o.mean = code.mean, o.std = code.std;
+    return;
   }
+}
+
+// Whether "auto" gives `o`'s block for its family and depth (then a suggestion need not say it).
+bool block_is_automatic(const ModelConfig& o) {
+  ModelConfig probe = o;
+  probe.block = "auto";
+  try {
+    family_of(probe).resolve(probe);
+  } catch (const InputError&) {
+    return false;
+  }
+  return probe.block == o.block;
 }
 
 std::string numbers(const std::vector<double>& v) {
@@ -170,19 +153,22 @@ std::optional<Origin> guess_origin(const NamedTensors& tensors, const NamingSche
   if (stem == by_name.end() || stem->second.dim() != 4 || head == by_name.end() || head->second.dim() != 2)
     return std::nullopt;
   const LayerKeys keys = layer_keys(tensors, scheme);
-  std::vector<int64_t> per_stage;
+  StageKeys stages;
+  stages.bottleneck = keys.conv3;
+  stages.stem_kernel = stem->second.size(2);
   int total = 0;
   for (const auto& [stage, blocks] : keys.blocks) {
     // Stages 1.. and blocks 0.. without gaps, or it is not a network of ours.
-    if (stage != static_cast<int>(per_stage.size()) + 1 || *blocks.rbegin() + 1 != static_cast<int>(blocks.size()))
+    if (stage != static_cast<int>(stages.blocks.size()) + 1 || *blocks.rbegin() + 1 != static_cast<int>(blocks.size()))
       return std::nullopt;
-    per_stage.push_back(static_cast<int64_t>(blocks.size()));
+    stages.blocks.push_back(static_cast<int64_t>(blocks.size()));
+    const auto conv1 = by_name.find("layer" + std::to_string(stage) + ".0.conv1.weight");
+    stages.planes.push_back(conv1 != by_name.end() && conv1->second.dim() == 4 ? conv1->second.size(0) : 0);
     total += static_cast<int>(blocks.size());
   }
   Origin o;
   ModelConfig& m = o.model;
-  if (!set_depth(per_stage, keys.conv3, m)) return std::nullopt;
-  m.stem = m.family == "cifar" ? "cifar" : (stem->second.size(2) == 7 ? "imagenet" : "cifar");
+  if (!set_family(stages, m)) return std::nullopt;
   m.preact = by_name.count("bn1.weight") == 0;
   m.num_classes = static_cast<int>(head->second.size(0));
   o.plain_or_a = keys.projections == 0;
@@ -205,11 +191,12 @@ std::string suggested_sets(const Origin& origin, const ModelConfig& model, const
   if (family) set("family", o.family);
   if (family || o.depth != model.depth) set("depth", std::to_string(o.depth));
   // "auto" would pick these from the family and depth; say them whenever those change.
-  if (o.block != model.block || (family && o.family == "cifar" && o.block == "bottleneck")) set("block", o.block);
+  if (o.block != model.block || (family && !block_is_automatic(o))) set("block", o.block);
   if (family || o.stem != model.stem) set("stem", o.stem);
   if (family || o.shortcut != model.shortcut) set("shortcut", o.shortcut);
   if (o.option_a_padding != model.option_a_padding) set("option_a_padding", o.option_a_padding);
-  if (o.preact != model.preact) set("preact", o.preact ? "true" : "false");
+  if (o.preact != model.preact) set("preact", o.preact.value_or(false) ? "true" : "false");
+  if (o.width != model.width) set("width", std::to_string(o.width));
   if (o.num_classes != model.num_classes) set("num_classes", std::to_string(o.num_classes));
   const bool same_normaliser = data && data->mean == origin.mean && data->std == origin.std;
   if (with_normaliser && !origin.mean.empty() && !same_normaliser) {

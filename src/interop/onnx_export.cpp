@@ -183,8 +183,10 @@ std::string input(Graph& g, onnx::GraphProto* graph, const Normalizer& n, bool w
 void build(onnx::GraphProto* graph, const ResNetImpl& model, const Normalizer& n, bool with_normalizer) {
   Graph g(graph);
   std::string x = conv(g, "stem_conv", input(g, graph, n, with_normalizer), model.fold_stem());
-  if (!model.config().preact) x = g.op("Relu", "stem_relu", {x});
-  if (model.config().stem == "imagenet") {
+  // The stem as the family declares it (models/layout.h): BN folded into the conv, ReLU after it
+  // (post-activation), the imagenet stem's max-pool.
+  if (!model.layout().preact) x = g.op("Relu", "stem_relu", {x});
+  if (model.spec().stem_pool) {
     onnx::NodeProto* pool = g.node("MaxPool", "stem_pool", {x});
     ints(pool, "kernel_shape", {3, 3});
     ints(pool, "strides", {2, 2});

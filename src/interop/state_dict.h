@@ -30,9 +30,9 @@ const char* names_name(Names names);
 // tensors are the model's own (not copies).
 NamedTensors model_state(const ResNetImpl& model);
 
-// Why `config` has no torchvision counterpart, "" if it has one: the ImageNet family,
-// post-activation, residual, shortcut B. (A "cifar" stem keeps the names; torchvision's conv1
-// and maxpool must then be swapped for a 3x3/1 conv and nn.Identity, see README.)
+// Why `config` has no torchvision counterpart, "" if it has one (its family says: only the
+// ImageNet family's post-activation residual nets with shortcut B). A "cifar" stem keeps the
+// names; torchvision's conv1 and maxpool must then be swapped for a 3x3/1 conv and nn.Identity.
 std::string torchvision_mismatch(const ModelConfig& config);
 
 // native name -> torchvision name for every entry of model_state(model). Throws InputError
@@ -41,5 +41,12 @@ std::map<std::string, std::string> torchvision_names(const ResNetImpl& model);
 
 // model_state(model) under `names`.
 NamedTensors named_state(const ResNetImpl& model, Names names);
+
+// Before a model is built for a file's tensors: the net the resolved `config` declares
+// (models/layout.h) must fit `file`, so that a file's metadata cannot make a small file a large
+// allocation. With `native` names (checkpoints, our exports) the classifier's shape, the total of
+// values and then every tensor's shape must be the file's; with another code's names the file
+// must hold at least the values the net needs. InputError naming `path`, the key and the tensor.
+void check_file_fits(const ModelConfig& config, const NamedTensors& file, const std::string& path, bool native);
 
 }  // namespace resnet

@@ -66,9 +66,7 @@ at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_ch
 
 BlockImpl::BlockImpl(BlockOptions options, int64_t expansion)
     : options_(options), expansion_(expansion) {
-  const bool project = options_.residual &&
-                       (options_.shortcut == 'C' || (options_.shortcut == 'B' && changes_shape()));
-  if (project) {
+  if (has_projection_shortcut(options_.residual, std::string(1, options_.shortcut), changes_shape())) {
     projection_conv_ = register_module(
         "shortcut_conv", make_conv(options_.in_channels, out_channels(), 1, options_.stride));
     if (!options_.preact) projection_bn_ = register_module("shortcut_bn", make_bn(out_channels()));
@@ -169,30 +167,22 @@ at::Tensor BlockImpl::forward(const at::Tensor& x, ForwardRecorder* rec, int ind
   return combine(x, x, o, rec, index);
 }
 
-BasicBlockImpl::BasicBlockImpl(BlockOptions o) : BlockImpl(o, kExpansion) {
+void BlockImpl::add_branch(const std::string& block) {
   // Pre-activation BNs normalise a layer's input, post-activation BNs its output.
-  auto bn = [&](int64_t in, int64_t out) { return make_bn(o.preact ? in : out); };
-  conv1 = make_conv(o.in_channels, o.planes, 3, o.stride);
-  bn1 = bn(o.in_channels, o.planes);
-  add_layer(conv1, bn1);
-  conv2 = make_conv(o.planes, o.planes, 3, 1);
-  bn2 = bn(o.planes, o.planes);
-  add_layer(conv2, bn2);
+  for (const ConvShape& c : branch_convs(block, options_.in_channels, options_.planes, options_.stride))
+    add_layer(make_conv(c.in, c.out, c.kernel, c.stride), make_bn(options_.preact ? c.in : c.out));
+}
+
+BasicBlockImpl::BasicBlockImpl(BlockOptions o) : BlockImpl(o, kExpansion) {
+  add_branch("basic");
+  conv1 = convs_[0], conv2 = convs_[1];
+  bn1 = bns_[0], bn2 = bns_[1];
 }
 
 BottleneckImpl::BottleneckImpl(BlockOptions o) : BlockImpl(o, kExpansion) {
-  auto bn = [&](int64_t in, int64_t out) { return make_bn(o.preact ? in : out); };
-  const int64_t out = o.planes * kExpansion;
-  conv1 = make_conv(o.in_channels, o.planes, 1, 1);
-  bn1 = bn(o.in_channels, o.planes);
-  add_layer(conv1, bn1);
-  // The stride sits on the 3x3 conv (torchvision's "ResNet v1.5"); counts are unaffected.
-  conv2 = make_conv(o.planes, o.planes, 3, o.stride);
-  bn2 = bn(o.planes, o.planes);
-  add_layer(conv2, bn2);
-  conv3 = make_conv(o.planes, out, 1, 1);
-  bn3 = bn(o.planes, out);
-  add_layer(conv3, bn3);
+  add_branch("bottleneck");
+  conv1 = convs_[0], conv2 = convs_[1], conv3 = convs_[2];
+  bn1 = bns_[0], bn2 = bns_[1], bn3 = bns_[2];
 }
 
 }  // namespace resnet

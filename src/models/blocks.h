@@ -17,6 +17,7 @@
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
 
+#include "models/layout.h"
 #include "models/recorder.h"
 
 namespace resnet {
@@ -43,8 +44,7 @@ struct BlockOptions {
   bool residual = true;
   char shortcut = 'A';     // 'A' | 'B' | 'C'
   bool preact = false;
-  bool pad_split = false;  // option A: zero channels before and after x (else after it); last,
-                           // so that positional initialisers ({in, planes, stride, ...}) keep their meaning
+  bool pad_split = false;  // option A: zero channels before and after x (else after it)
 };
 
 // What BasicBlock and Bottleneck share: both are a chain of (conv, BN) layers; they differ only
@@ -92,6 +92,8 @@ class BlockImpl : public torch::nn::Module {
  protected:
   // Registers layer k (1-based) of the branch as conv<k> and bn<k>.
   void add_layer(torch::nn::Conv2d conv, torch::nn::BatchNorm2d bn);
+  // Registers the branch of a `block` ("basic" | "bottleneck") block: branch_convs (models/layout.h).
+  void add_branch(const std::string& block);
 
   // s(x). `pre` is relu(bn1(x)) for pre-activation blocks (projections read it), else x.
   at::Tensor shortcut(const at::Tensor& x, const at::Tensor& pre);

@@ -2,77 +2,42 @@
 
 #include <torch/nn/init.h>
 
+#include "models/family.h"
 #include "util/errors.h"
 
 namespace resnet {
 
-NetworkSpec network_spec(const ModelConfig& m) {
-  NetworkSpec spec;
-  spec.block = m.block;
-  if (m.family == "cifar") {
-    const int per_block = m.block == "basic" ? 6 : 9;
-    if (m.depth < per_block + 2 || (m.depth - 2) % per_block != 0)
-      throw InputError("model.depth: " + std::to_string(m.depth) + " is not " +
-                       std::to_string(per_block) + "n+2 for " + m.block + " blocks");
-    const int64_t n = (m.depth - 2) / per_block;
-    spec.stem_channels = 16;
-    spec.stage_planes = {16, 32, 64};
-    spec.stage_blocks = {n, n, n};
-    return spec;
-  }
-  spec.stem_channels = 64;
-  spec.stage_planes = {64, 128, 256, 512};
-  switch (m.depth) {
-    case 18: spec.stage_blocks = {2, 2, 2, 2}; break;
-    case 34: case 50: spec.stage_blocks = {3, 4, 6, 3}; break;
-    case 101: spec.stage_blocks = {3, 4, 23, 3}; break;
-    case 152: spec.stage_blocks = {3, 8, 36, 3}; break;
-    default:
-      throw InputError("model.depth: " + std::to_string(m.depth) +
-                       " is not an ImageNet-family depth (18, 34, 50, 101, 152)");
-  }
-  return spec;
-}
-
-ResNetImpl::ResNetImpl(const ModelConfig& config) : config_(config), spec_(network_spec(config)) {
-  const bool imagenet_stem = config_.stem == "imagenet";
-  const int64_t kernel = imagenet_stem ? 7 : 3;
+ResNetImpl::ResNetImpl(const ModelConfig& config) : config_(config), layout_(network_layout(config)) {
+  const NetworkSpec& spec = layout_.spec;
   stem_conv_ = register_module(
-      "stem_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, spec_.stem_channels, kernel)
-                                         .stride(imagenet_stem ? 2 : 1)
-                                         .padding(kernel / 2)
+      "stem_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, spec.stem_channels, spec.stem_kernel)
+                                         .stride(spec.stem_stride)
+                                         .padding(spec.stem_kernel / 2)
                                          .bias(false)));
   torch::nn::init::kaiming_normal_(stem_conv_->weight, 0.0, torch::kFanOut, torch::kReLU);
-  if (!config_.preact) stem_bn_ = register_module("stem_bn", torch::nn::BatchNorm2d(spec_.stem_channels));
-
-  const bool bottleneck = spec_.block == "bottleneck";
-  const int64_t expansion = bottleneck ? BottleneckImpl::kExpansion : BasicBlockImpl::kExpansion;
-  int64_t channels = spec_.stem_channels;
-  for (size_t s = 0; s < spec_.stage_planes.size(); ++s) {
-    for (int64_t b = 0; b < spec_.stage_blocks[s]; ++b) {
-      BlockOptions o;
-      o.in_channels = channels;
-      o.planes = spec_.stage_planes[s];
-      o.stride = (s > 0 && b == 0) ? 2 : 1;  // each stage after the first halves the map
-      o.residual = config_.residual;
-      o.shortcut = config_.shortcut.at(0);
-      o.pad_split = config_.option_a_padding == "split";
-      o.preact = config_.preact;
-      std::shared_ptr<BlockImpl> block;
-      if (bottleneck) block = std::make_shared<BottleneckImpl>(o);
-      else block = std::make_shared<BasicBlockImpl>(o);
-      register_module("block" + std::to_string(blocks_.size()), block);
-      if (config_.zero_init_residual && config_.residual) {
-        torch::NoGradGuard no_grad;
-        block->last_branch_bn()->weight.zero_();
-      }
-      blocks_.push_back(block);
-      block_stage_.push_back(static_cast<int>(s) + 1);
-      channels = o.planes * expansion;
+  if (!layout_.preact) stem_bn_ = register_module("stem_bn", torch::nn::BatchNorm2d(spec.stem_channels));
+  for (const BlockLayout& b : layout_.blocks) {
+    BlockOptions o;
+    o.in_channels = b.in_channels;
+    o.planes = spec.stage_planes.at(static_cast<size_t>(b.stage - 1));
+    o.stride = b.stride;
+    o.residual = config_.residual;
+    o.shortcut = config_.shortcut.at(0);
+    o.pad_split = config_.option_a_padding == "split";
+    o.preact = layout_.preact;
+    std::shared_ptr<BlockImpl> block;
+    if (spec.block == "bottleneck") block = std::make_shared<BottleneckImpl>(o);
+    else block = std::make_shared<BasicBlockImpl>(o);
+    register_module("block" + std::to_string(blocks_.size()), block);
+    if (config_.zero_init_residual && config_.residual) {
+      torch::NoGradGuard no_grad;
+      block->last_branch_bn()->weight.zero_();
     }
+    blocks_.push_back(block);
+    block_stage_.push_back(b.stage);
   }
-  if (config_.preact) final_bn_ = register_module("final_bn", torch::nn::BatchNorm2d(channels));
-  fc_ = register_module("fc", torch::nn::Linear(channels, config_.num_classes));
+  if (layout_.preact) final_bn_ = register_module("final_bn", torch::nn::BatchNorm2d(layout_.features));
+  fc_ = register_module("fc", torch::nn::Linear(layout_.features, config_.num_classes));
 }
 
 at::Tensor ResNetImpl::forward(const at::Tensor& images, ForwardRecorder* rec) {
@@ -85,7 +50,7 @@ at::Tensor ResNetImpl::forward(const at::Tensor& images, ForwardRecorder* rec) {
   } else if (rec) {
     rec->on_layer("stem", x);
   }
-  if (config_.stem == "imagenet") x = torch::max_pool2d(x, 3, 2, 1);
+  if (layout_.spec.stem_pool) x = torch::max_pool2d(x, 3, 2, 1);
   if (rec) rec->on_stage(0, x);
   for (size_t i = 0; i < blocks_.size(); ++i) {
     x = blocks_[i]->forward(x, rec, static_cast<int>(i));
@@ -130,10 +95,7 @@ void to_channels_last(torch::nn::Module& module) {
     if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
 }
 
-std::string model_name(const ModelConfig& m) {
-  const std::string kind = m.residual ? (m.preact ? "preact-resnet" : "resnet") : "plain";
-  return kind + "-" + std::to_string(m.depth) + (m.family == "imagenet" ? "-imagenet" : "");
-}
+std::string model_name(const ModelConfig& m) { return family_of(m).model_name(m); }
 
 int64_t count_parameters(const torch::nn::Module& module) {
   int64_t n = 0;

@@ -1,13 +1,11 @@
 #pragma once
-// The networks of He et al. 2015, built from a ModelConfig.
+// The networks of He et al. 2015 and 2016 (and of the other families in models/family.h), built
+// from a ModelConfig: the layout its family declares (models/layout.h: stem, stages, blocks),
+// as modules.
 //
-//   CIFAR family (§4.2): 3x3 conv (16) -> 3 stages of n blocks at 16/32/64 filters (strides
-//     1/2/2) -> global average pool -> FC. depth = 6n+2 (BasicBlock) or 9n+2 (Bottleneck,
-//     outputs 64/128/256).
-//   ImageNet family (§3.4): stem -> 4 stages at 64/128/256/512 -> pool -> FC, with blocks
-//     [2,2,2,2] (18), [3,4,6,3] (34, 50), [3,4,23,3] (101), [3,8,36,3] (152).
-//     stem "imagenet": 7x7/2 conv + BN + ReLU + 3x3/2 max-pool; stem "cifar": 3x3/1 conv + BN + ReLU.
-// Pre-activation networks end with BN + ReLU before the pool (He et al. 2016).
+//   stem (conv, + BN + ReLU post-activation, + 3x3/2 max-pool for the imagenet stem) -> blocks
+//   stage by stage (each stage after the first starts with stride 2) -> [pre-activation: final
+//   BN + ReLU] -> global average pool -> fc.
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
@@ -18,19 +16,9 @@
 
 #include "config/config.h"
 #include "models/blocks.h"
+#include "models/layout.h"
 
 namespace resnet {
-
-// The layout a ModelConfig resolves to: what the paper's tables list.
-struct NetworkSpec {
-  std::string block;                 // basic | bottleneck
-  int64_t stem_channels = 16;
-  std::vector<int64_t> stage_planes;  // 3x3 widths per stage
-  std::vector<int64_t> stage_blocks;  // blocks per stage
-};
-
-// Throws InputError("model.depth: ...") for a depth the family cannot build.
-NetworkSpec network_spec(const ModelConfig& config);
 
 class ResNetImpl : public torch::nn::Module {
  public:
@@ -41,7 +29,8 @@ class ResNetImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& images, ForwardRecorder* recorder = nullptr);
 
   const ModelConfig& config() const { return config_; }
-  const NetworkSpec& spec() const { return spec_; }
+  const NetworkSpec& spec() const { return layout_.spec; }
+  const NetworkLayout& layout() const { return layout_; }
   // Blocks in forward order; block i belongs to stage stage_of(i) (1-based).
   const std::vector<std::shared_ptr<BlockImpl>>& blocks() const { return blocks_; }
   int stage_of(size_t block) const { return block_stage_.at(block); }
@@ -61,7 +50,7 @@ class ResNetImpl : public torch::nn::Module {
 
  private:
   ModelConfig config_;
-  NetworkSpec spec_;
+  NetworkLayout layout_;
   torch::nn::Conv2d stem_conv_{nullptr};
   torch::nn::BatchNorm2d stem_bn_{nullptr};  // post-activation only
   torch::nn::BatchNorm2d final_bn_{nullptr}; // pre-activation only
@@ -92,7 +81,8 @@ ResNet make_model(ModelConfig config);
 // Stores every 4-D weight channels_last (LibTorch has no Module::to(memory_format)).
 void to_channels_last(torch::nn::Module& module);
 
-// "resnet-56", "plain-20", "preact-resnet-164", "resnet-18-imagenet": how reports name a model.
+// "resnet-56", "plain-20", "preact-resnet-164", "resnet-18-imagenet", "wrn-28-10": how reports
+// name a model (its family's name for it).
 std::string model_name(const ModelConfig& config);
 
 // Number of trainable parameters (the paper's "# params").

@@ -15,6 +15,7 @@
 
 #include "parallel/job.h"
 #include "parallel/replay_deadline.h"
+#include "util/duration.h"
 #include "util/errors.h"
 
 #if defined(RESNET_WITH_CUDA)
@@ -334,7 +335,7 @@ void C10dGradientAverage::run() {
       else p.mutable_grad().copy_(slot);
     }
   }
-  seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  seconds_ += seconds_since(start);
 }
 
 std::unique_ptr<GradientAverage> C10dCommunicator::gradient_average(const std::vector<at::Tensor>& params,

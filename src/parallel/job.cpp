@@ -119,6 +119,14 @@ bool have_nccl() {
 #endif
 }
 
+std::string nccl_version() {
+#if defined(RESNET_WITH_NCCL)
+  return c10d::getNcclVersion();
+#else
+  return "";
+#endif
+}
+
 std::string resolve_backend(const std::string& choice, const c10::Device& device) {
   if (choice == "auto") return device.is_cuda() && have_nccl() ? "nccl" : "gloo";
   if (choice == "nccl") {

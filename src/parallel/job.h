@@ -62,6 +62,8 @@ class Job {
 // "auto" -> "nccl" on CUDA when this LibTorch has NCCL, else "gloo"; checks an explicit choice.
 std::string resolve_backend(const std::string& choice, const c10::Device& device);
 bool have_nccl();
+// The NCCL library's version ("2.28.9") where c10d's NCCL backend is built in, else "".
+std::string nccl_version();
 
 // Runs `body`; returns the exit code its failure stands for (0 if none: 2 for bad input, the
 // peer's for PeerFailed, else 1) and keeps the exception in `error`.

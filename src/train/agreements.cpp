@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <limits>
 #include <stdexcept>
 
 #include "models/resnet.h"
@@ -32,6 +33,12 @@ TrainStep::Totals Agreements::training_metrics(const TrainStep::Totals& mine) {
   all.correct = static_cast<int64_t>(sums[1].item<double>());
   all.seen = static_cast<int64_t>(sums[2].item<double>());
   return all;
+}
+
+int64_t Agreements::first_non_finite_step(int64_t mine) {
+  const int64_t none = std::numeric_limits<int64_t>::max();
+  const int64_t first = comm_.min(mine < 0 ? none : mine, "the first non-finite loss's agreement");
+  return first == none ? -1 : first;
 }
 
 void Agreements::batchnorm(ResNetImpl& model, int64_t step) {

@@ -37,6 +37,9 @@ class Agreements {
   // At log, evaluation, checkpoint and stop points: the training numbers of the whole global
   // batch (exact: integers below 2^53 in double).
   TrainStep::Totals training_metrics(const TrainStep::Totals& mine);
+  // Only when those numbers are not finite (every rank sees the same sum, so all of them ask):
+  // the first step (1-based) whose loss was not finite on any rank; `mine` is this rank's, or -1.
+  int64_t first_non_finite_step(int64_t mine);
   // Before an evaluation or a checkpoint (once per step): rank 0's BatchNorm statistics, so that
   // every rank evaluates, and rank 0 saves, the same model (BatchNorm is per rank).
   void batchnorm(ResNetImpl& model, int64_t step);

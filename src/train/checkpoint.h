@@ -92,6 +92,9 @@ class CheckpointReader {
   explicit CheckpointReader(const std::string& path);
   const CheckpointContents& contents() const { return contents_; }
   int64_t version() const { return stored_.version; }
+  // The model's tensors as stored (by the model's names), to size a model before building it.
+  const NamedTensors& model_tensors() const { return stored_.model; }
+  const std::string& path() const { return path_; }
   // The stored config, validated; an InputError naming the file if it no longer validates.
   ExperimentConfig config() const;
   // Copies the weights into `model` (any device). Names, shapes and dtypes must match exactly.

@@ -43,17 +43,20 @@ const std::map<std::string, Attribute>& v1_attributes() {
 }
 
 // Only the records the old writer made: data.pkl, constants.pkl, version, the class source and
-// its debug table, and one data/<k> per storage.
-void check_records(const ZipReader& zip, const pickle::Pickle& p) {
+// its debug table, and one data/<k> per storage; LibTorch 2.x's writer (builds against a pip
+// torch wrote version 1 with it) adds byteorder ("little") and .data/serialization_id.
+void check_records(ZipReader& zip, const pickle::Pickle& p) {
   std::set<std::string> storages;
   for (size_t index : p.storages()) storages.insert("data/" + p.at(index).s);
   static const std::set<std::string> kFixed = {"data.pkl", "constants.pkl", "version", "code/__torch__.py",
-                                               "code/__torch__.py.debug_pkl"};
+                                               "code/__torch__.py.debug_pkl", "byteorder", ".data/serialization_id"};
   for (const std::string& name : zip.names())
     if (!kFixed.count(name) && !storages.count(name))
       throw InputError("record '" + excerpt(name, 80) + "' is not one resnet-train's writer makes");
   for (const char* name : {"constants.pkl", "version", "code/__torch__.py"})
     if (!zip.has(name)) throw InputError(std::string("not a resnet-train checkpoint (no record ") + name + ")");
+  if (zip.has("byteorder") && (zip.size("byteorder") > 16 || zip.read("byteorder") != "little"))
+    throw InputError("record 'byteorder' is not 'little': only little-endian checkpoints are read");
 }
 
 // The module's attributes, checked against v1_attributes(): (name, TorchScript type) in order.

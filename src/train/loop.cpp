@@ -24,8 +24,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
 // ---- signals: finish the step, checkpoint, exit 130/143 -----------------------------------
 std::atomic<int> g_signal{0};
 extern "C" void on_signal(int sig) { g_signal.store(sig); }
@@ -78,8 +76,6 @@ struct Timing {
   double images_per_sec() const { return window_seconds > 0 ? window_images / window_seconds : 0.0; }
 };
 
-nlohmann::json nullable(double v, bool present) { return present ? nlohmann::json(v) : nlohmann::json(); }
-
 bool parameters_finite(ResNetImpl& model) {
   c10::NoGradGuard no_grad;
   for (const auto& p : model.parameters())
@@ -90,10 +86,9 @@ bool parameters_finite(ResNetImpl& model) {
 // The run's opening lines in the log: what trains, on what, and what a resume changed.
 void log_start(const Session& s, const RunDir* dir, spdlog::logger& log, bool resumed) {
   const auto& m = s.config.model;
-  log.info("{} run '{}' in {}: {} {}-{} ({} parameters), {} steps ({} per epoch, batch {})",
-           resumed ? "resuming" : "starting", s.config.name, dir ? dir->path() : std::string(),
-           m.residual ? (m.preact ? "pre-activation ResNet" : "ResNet") : "plain net", m.family, m.depth,
-           count_parameters(*s.model), s.total, s.source->steps_per_epoch(), s.config.train.batch_size);
+  log.info("{} run '{}' in {}: {} ({} family, {} parameters), {} steps ({} per epoch, batch {})",
+           resumed ? "resuming" : "starting", s.config.name, dir ? dir->path() : std::string(), model_name(m),
+           m.family, count_parameters(*s.model), s.total, s.source->steps_per_epoch(), s.config.train.batch_size);
   log.info("data: {} train, {} val, {} test images; {}", s.splits.train.size(), s.splits.val.size(),
            s.splits.test.size(), s.runtime.describe());
   for (const auto& note : s.runtime.warnings) log.warn("{}", note);
@@ -115,7 +110,10 @@ class Loop {
         config_json_(to_json(s.config)),
         ckpt_path_(dir ? dir->checkpoint_path() : std::string("(rank 0's checkpoint)")) {
     timing_.before = s.state.elapsed_seconds;
-    eval_opts_ = EvalOptions{s.config.train.eval_batch_size, s.runtime.channels_last, s.runtime.bf16};
+    window_start_ = s.state.step;
+    eval_opts_.batch_size = s.config.train.eval_batch_size;
+    eval_opts_.channels_last = s.runtime.channels_last;
+    eval_opts_.bf16 = s.runtime.bf16;
     eval_opts_.shard = agree_.shard();  // each rank evaluates its share; the counts are summed
     eval_opts_.sum_over_ranks = agree_.evaluation_sum();
   }
@@ -142,6 +140,7 @@ class Loop {
   EvalOptions eval_opts_;
   EvalResult last_test_;
   bool have_test_ = false;
+  int64_t window_start_ = 0;  // the step count at the last read of the metrics
 };
 
 // The loop, on one page.
@@ -173,16 +172,24 @@ int Loop::run() {
   return kExitOk;
 }
 
-// The training numbers since the last read, over every rank; a non-finite loss ends the run.
+// The training numbers since the last read, over every rank. A non-finite loss ends the run,
+// naming the first step (1-based, as the log counts them) whose loss was not finite on any rank:
+// the steps since the last read kept that index on the device.
 void Loop::read_metrics(int64_t done) {
-  const TrainStep::Totals totals = agree_.training_metrics(stepper_.take_totals());
+  const TrainStep::Totals mine = stepper_.take_totals();
+  const TrainStep::Totals totals = agree_.training_metrics(mine);
+  const int64_t window_start = window_start_;
+  window_start_ = done;
   s_.state.train_loss_sum += totals.loss_sum;
   s_.state.train_correct += totals.correct;
   s_.state.train_seen += totals.seen;
-  if (!std::isfinite(totals.loss_sum))
-    throw std::runtime_error(fmt::format("training diverged: the loss is {} by step {}; nothing was saved after the "
-                                         "last good checkpoint ({}); try a lower train.lr or a warm-up",
-                                         totals.loss_sum, done, ckpt_path_));
+  if (std::isfinite(totals.loss_sum)) return;
+  const int64_t step =
+      agree_.first_non_finite_step(mine.first_non_finite < 0 ? -1 : window_start + mine.first_non_finite + 1);
+  throw std::runtime_error(fmt::format("training diverged: the loss of step {} is not finite (read at step {}); "
+                                       "nothing was saved after the last good checkpoint ({}); try a lower "
+                                       "train.lr or a warm-up",
+                                       step, done, ckpt_path_));
 }
 
 void Loop::report_progress(double lr) {
@@ -212,18 +219,19 @@ void Loop::evaluate_and_report(double lr) {
   }
   st.eval_seconds += seconds_since(eval_start);
   const double seen = static_cast<double>(std::max<int64_t>(1, st.train_seen));
-  const EvalReport report{{{"step", st.step},
-                           {"epoch", static_cast<double>(st.step) / static_cast<double>(s_.source->steps_per_epoch())},
-                           {"lr", lr},
-                           {"train_loss", st.train_loss_sum / seen},
-                           {"train_error", 1.0 - static_cast<double>(st.train_correct) / seen},
-                           {"test_loss", last_test_.loss},
-                           {"test_error", last_test_.error},
-                           {"val_loss", nullable(val.loss, have_val)},
-                           {"val_error", nullable(val.error, have_val)},
-                           {"images_per_sec", timing_.images_per_sec()},
-                           {"elapsed_s", timing_.elapsed()}},
-                          s_.total};
+  EvalReport report;
+  report.total = s_.total;
+  EvalRow& row = report.row;
+  row.step = st.step;
+  row.epoch = static_cast<double>(st.step) / static_cast<double>(s_.source->steps_per_epoch());
+  row.lr = lr;
+  row.train_loss = st.train_loss_sum / seen;
+  row.train_error = 1.0 - static_cast<double>(st.train_correct) / seen;
+  row.test_loss = last_test_.loss;
+  row.test_error = last_test_.error;
+  if (have_val) row.val_loss = val.loss, row.val_error = val.error;
+  row.images_per_sec = timing_.images_per_sec();
+  row.elapsed_s = timing_.elapsed();
   agree_.write("writing the metrics row", [&] { observers_.eval(report); });
   st.train_loss_sum = 0, st.train_correct = 0, st.train_seen = 0;
   timing_.window_seconds = 0, timing_.window_images = 0;
@@ -307,6 +315,7 @@ int run_session(Session& s, const RunDir* dir, bool resumed) {
   });
   TrainStep stepper(*s.model, *s.sgd, *s.source, s.runtime, log.get());
   stepper.set_grad_sync(s.grads.get());
+  if (s.options.non_finite_loss_at > 0) stepper.inject_non_finite_loss(s.options.non_finite_loss_at - 1);
   stepper.check_graph(learning_rate(s.config.train, s.state.step, s.total));  // CUDA graphs: graph vs eager, once
   SignalScope signals;
   s.model->train();

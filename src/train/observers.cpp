@@ -19,7 +19,7 @@ namespace {
 class MetricsFiles final : public Observer {
  public:
   explicit MetricsFiles(const RunDir& dir) : dir_(dir) {}
-  void on_eval(const EvalReport& r) override { dir_.append_metrics(r.row); }
+  void on_eval(const EvalReport& r) override { dir_.append_metrics(to_json(r.row)); }
 
  private:
   const RunDir& dir_;
@@ -31,13 +31,13 @@ class TensorBoardEvents final : public Observer {
  public:
   explicit TensorBoardEvents(const RunDir& dir) : events_(dir.path()) {}
   void on_eval(const EvalReport& r) override {
-    std::map<std::string, double> scalars;
-    for (const auto& [column, tag] : std::map<std::string, std::string>{
-             {"train_loss", "train/loss"}, {"train_error", "train/error"}, {"test_loss", "test/loss"},
-             {"test_error", "test/error"}, {"val_loss", "val/loss"}, {"val_error", "val/error"},
-             {"lr", "lr"}, {"images_per_sec", "images_per_sec"}})
-      if (r.row[column].is_number()) scalars[tag] = r.row[column].get<double>();
-    events_.scalars(r.row["step"].get<int64_t>(), scalars);
+    const EvalRow& row = r.row;
+    std::map<std::string, double> scalars = {
+        {"train/loss", row.train_loss}, {"train/error", row.train_error}, {"test/loss", row.test_loss},
+        {"test/error", row.test_error}, {"lr", row.lr},                   {"images_per_sec", row.images_per_sec}};
+    if (row.val_loss) scalars["val/loss"] = *row.val_loss;
+    if (row.val_error) scalars["val/error"] = *row.val_error;
+    events_.scalars(row.step, scalars);
   }
 
  private:
@@ -50,14 +50,11 @@ class EvalLogLine final : public Observer {
  public:
   explicit EvalLogLine(spdlog::logger& log) : log_(log) {}
   void on_eval(const EvalReport& r) override {
-    const auto& row = r.row;
-    const bool have_val = row["val_error"].is_number();
+    const EvalRow& row = r.row;
     log_.info("step {}/{} epoch {:.2f}: train loss {:.4f} err {:.2f}% | test loss {:.4f} err {:.2f}%{} | lr {:.4g} | {:.0f} img/s",
-              row["step"].get<int64_t>(), r.total, row["epoch"].get<double>(), row["train_loss"].get<double>(),
-              100 * row["train_error"].get<double>(), row["test_loss"].get<double>(),
-              100 * row["test_error"].get<double>(),
-              have_val ? fmt::format(" | val err {:.2f}%", 100 * row["val_error"].get<double>()) : std::string(),
-              row["lr"].get<double>(), row["images_per_sec"].get<double>());
+              row.step, r.total, row.epoch, row.train_loss, 100 * row.train_error, row.test_loss,
+              100 * row.test_error, row.val_error ? fmt::format(" | val err {:.2f}%", 100 * *row.val_error) : std::string(),
+              row.lr, row.images_per_sec);
   }
 
  private:
@@ -86,6 +83,21 @@ class ProgressLine final : public Observer {
 };
 
 }  // namespace
+
+nlohmann::json to_json(const EvalRow& r) {
+  auto optional = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
+  return {{"step", r.step},
+          {"epoch", r.epoch},
+          {"lr", r.lr},
+          {"train_loss", r.train_loss},
+          {"train_error", r.train_error},
+          {"test_loss", r.test_loss},
+          {"test_error", r.test_error},
+          {"val_loss", optional(r.val_loss)},
+          {"val_error", optional(r.val_error)},
+          {"images_per_sec", r.images_per_sec},
+          {"elapsed_s", r.elapsed_s}};
+}
 
 Observers make_observers(const RunDir* dir, spdlog::logger& log, bool tty, bool tensorboard) {
   Observers out;

@@ -6,6 +6,7 @@
 // means writing an Observer and adding it in make_observers(), not touching the loop.
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,10 +27,25 @@ struct Progress {
   double eta_seconds = 0;
 };
 
-// An evaluation: the metrics row (metrics_columns(): step, epoch, lr, train_loss, ..., elapsed_s;
-// null where not measured) and the run's length.
+// An evaluation's numbers: one row of metrics.jsonl / metrics.csv.
+struct EvalRow {
+  int64_t step = 0;
+  double epoch = 0;
+  double lr = 0;
+  double train_loss = 0, train_error = 0;  // since the last evaluation
+  double test_loss = 0, test_error = 0;
+  std::optional<double> val_loss, val_error;  // none without a validation split (null in the files)
+  double images_per_sec = 0;
+  double elapsed_s = 0;
+};
+
+// The row as the metrics files hold it: one key per column of metrics_columns() (train/run_dir.h),
+// in that order (a test holds the two together).
+nlohmann::json to_json(const EvalRow& row);
+
+// An evaluation and the run's length.
 struct EvalReport {
-  nlohmann::json row;
+  EvalRow row;
   int64_t total = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <map>
 
+#include "config/keys.h"
 #include "parallel/launch_env.h"
 #include "train/checkpoint.h"
 #include "util/errors.h"
@@ -73,12 +74,12 @@ nlohmann::json read_stored_config(const std::string& run_dir, nlohmann::json* hi
 }  // namespace
 
 const std::vector<std::string>& resumable_keys() {
-  static const std::vector<std::string> keys = {
-      "name", "data.dir", "train.iterations", "train.epochs", "train.lr", "train.lr_schedule",
-      "train.eval_every", "train.checkpoint_every", "train.log_every", "train.eval_batch_size",
-      "runtime.device", "runtime.threads", "runtime.precision", "runtime.channels_last",
-      "runtime.cuda_graph", "runtime.cudnn_benchmark", "runtime.dist_backend", "runtime.dist_timeout_s",
-      "runtime.tensorboard"};
+  static const std::vector<std::string> keys = [] {
+    std::vector<std::string> names;
+    for (const auto& k : config_keys())
+      if (k.resumable) names.push_back(k.name);
+    return names;
+  }();
   return keys;
 }
 

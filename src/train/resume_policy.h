@@ -2,10 +2,10 @@
 // What a resumed run may change, and how a run folder's stored config becomes the config a
 // resume trains with: the policy, apart from the loop that applies it.
 //
-// A resume continues a run only if the result stays one run: its length, the lr schedule, the
-// evaluation/checkpoint/log cadence, threads, device, precision and the data folder's path (when
-// its files are the same) may change; batch, seed, data, splits, normalisation, augmentation,
-// the model, momentum or weight decay only with --allow-change KEY. Every change is recorded
+// A resume continues a run only if the result stays one run: keys that leave it one run (its
+// length, the lr schedule, the cadence, the runtime; the data folder's path when its files are the
+// same) are declared resumable in config/keys.cpp; the others (batch, seed, data, the model,
+// momentum, ...) change only with --allow-change KEY. Every change is recorded
 // ({step, key, from, to, forced}) in the checkpoint and in config.json's resume_changes.
 #include <nlohmann/json.hpp>
 #include <string>
@@ -17,7 +17,8 @@ namespace resnet {
 
 class CheckpointReader;
 
-// Keys that `resume --set` may change without --allow-change.
+// Keys that `resume --set` may change without --allow-change: those declared resumable
+// (config/keys.cpp).
 const std::vector<std::string>& resumable_keys();
 
 // True if `key` is one of `allow` or inside one of them (a section: "data", "train.lr_schedule").

@@ -17,8 +17,17 @@ namespace resnet {
 Runtime resolve_runtime(const RuntimeConfig& c, int local_rank, int local_ranks) {
   Runtime r;
   const bool have_cuda = compat::cuda_available();
+  const compat::CudaStatus& status = compat::cuda_status();
+  if (c.device == "cuda" && !status.built)
+    throw InputError("runtime.device: cuda requested, but this build has no CUDA (Debian's LibTorch is CPU-only; "
+                     "scripts/build.sh --pip builds against PyPI's torch with CUDA)");
   if (c.device == "cuda" && !have_cuda)
-    throw InputError("runtime.device: cuda requested but this build or machine has no CUDA device");
+    throw InputError("runtime.device: cuda requested, but this machine shows no CUDA device (" +
+                     excerpt(status.why_none, 120) + ")");
+  // A CUDA build on a machine without a GPU trains on the CPU, and says so once.
+  if (c.device == "auto" && status.built && !have_cuda)
+    r.warnings.push_back("this build has CUDA, but sees no CUDA device (" + excerpt(status.why_none, 120) +
+                         "): running on the CPU");
   r.device = (c.device == "cuda" || (c.device == "auto" && have_cuda))
                  ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank))
                  : c10::Device(c10::kCPU);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "interop/state_dict.h"
 #include "interop/weights.h"
 #include "train/lr_schedule.h"
 #include "train/resume_policy.h"
@@ -90,12 +91,13 @@ void start(Session& s, Job& job) {
 void prepare(Session& s, CheckpointReader* from) {
   prepare_data(s, from);
   at::manual_seed(static_cast<uint64_t>(s.config.runtime.seed));  // weight initialisation
+  if (from) check_file_fits(s.config.model, from->model_tensors(), from->path(), true);  // sized before built
   s.model = make_model(s.config.model);
   if (!from) init_from_file(*s.model, s.config.model);  // model.init_from: fine-tuning (interop/weights.h)
   s.model->to(s.runtime.device);
   if (s.runtime.channels_last) to_channels_last(*s.model);
   const auto& t = s.config.train;
-  s.sgd = std::make_unique<Sgd>(s.model->parameters(), SgdOptions{t.momentum, t.weight_decay, t.nesterov});
+  s.sgd = std::make_unique<Sgd>(s.model->parameters(), sgd_options(t));
   if (from) {
     from->load_model(*s.model);
     from->load_optimizer(*s.sgd, *s.model);

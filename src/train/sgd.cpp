@@ -6,6 +6,14 @@
 
 namespace resnet {
 
+SgdOptions sgd_options(const TrainConfig& t) {
+  SgdOptions o;
+  o.momentum = t.momentum;
+  o.weight_decay = t.weight_decay;
+  o.nesterov = t.nesterov;
+  return o;
+}
+
 Sgd::Sgd(std::vector<at::Tensor> params, SgdOptions options)
     : params_(std::move(params)), options_(options) {
   TORCH_CHECK(!params_.empty(), "Sgd: no parameters");

@@ -12,6 +12,8 @@
 
 #include <vector>
 
+#include "config/config.h"
+
 namespace resnet {
 
 struct SgdOptions {
@@ -19,6 +21,9 @@ struct SgdOptions {
   double weight_decay = 1e-4;
   bool nesterov = false;
 };
+
+// train.momentum, train.weight_decay and train.nesterov, each by name.
+SgdOptions sgd_options(const TrainConfig& train);
 
 class Sgd {
  public:

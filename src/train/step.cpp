@@ -4,6 +4,8 @@
 #include <c10/core/GradMode.h>
 #include <spdlog/spdlog.h>
 
+#include <cmath>
+
 #include "compat/torch_compat.h"
 #include "parallel/communicator.h"
 #include "train/graph_check.h"
@@ -97,6 +99,8 @@ TrainStep::TrainStep(ResNetImpl& model, Sgd& sgd, BatchSource& data, const Runti
   const auto device = runtime_.device;
   loss_sum_ = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
   correct_ = at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device));
+  window_steps_ = at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device));
+  first_non_finite_ = at::full({}, -1, at::TensorOptions().dtype(at::kLong).device(device));
 #if defined(RESNET_WITH_CUDA)
   if (device.is_cuda()) cuda_ = std::make_unique<Cuda>(device.index() < 0 ? 0 : device.index());
 #endif
@@ -107,12 +111,14 @@ TrainStep::~TrainStep() = default;
 bool TrainStep::graph_active() const { return graph_active_; }
 
 StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y,
-                      const c10::Device& device, bool bf16, bool autocast_cache, GradientAverage* grads) {
+                      const c10::Device& device, bool bf16, bool autocast_cache, GradientAverage* grads,
+                      const at::Tensor& loss_fault) {
   StepOutput out;
   {
     compat::Autocast autocast(device, bf16, autocast_cache);
     out.logits = model.forward(x);
     out.loss = at::cross_entropy_loss(out.logits.to(at::kFloat), y);  // mean over the batch
+    if (loss_fault.defined()) out.loss = out.loss + loss_fault;
   }
   sgd.zero_grad();
   out.loss.backward();
@@ -124,10 +130,21 @@ StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at
 void TrainStep::compute(const at::Tensor& x, const at::Tensor& y) {
   // Under capture the autocast weight cache must be off: cached casts would be freed memory
   // that the graph still points at.
-  const StepOutput out = model_step(model_, sgd_, x, y, runtime_.device, runtime_.bf16, !capturing_, grads_);
+  const StepOutput out =
+      model_step(model_, sgd_, x, y, runtime_.device, runtime_.bf16, !capturing_, grads_, loss_fault_);
   c10::NoGradGuard no_grad;
-  loss_sum_.add_(out.loss.detach().to(at::kDouble) * static_cast<double>(x.size(0)));
+  const at::Tensor loss = out.loss.detach();
+  loss_sum_.add_(loss.to(at::kDouble) * static_cast<double>(x.size(0)));
   correct_.add_(out.logits.detach().argmax(1).eq(y).sum());
+  // The window's first non-finite loss, kept on the device (in place: a graph replays it too).
+  const at::Tensor first = at::logical_and(at::logical_not(at::isfinite(loss)), first_non_finite_.lt(0));
+  first_non_finite_.copy_(at::where(first, window_steps_, first_non_finite_));
+  window_steps_.add_(1);
+}
+
+void TrainStep::inject_non_finite_loss(int64_t step) {
+  fault_step_ = step;
+  loss_fault_ = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(runtime_.device));
 }
 
 void TrainStep::eager(int64_t step) {
@@ -166,6 +183,7 @@ void TrainStep::run(int64_t step, double lr) {
 
 void TrainStep::run_here(int64_t step, double lr) {
   sgd_.set_lr(lr);  // in place: a replayed graph reads the new value
+  if (loss_fault_.defined()) loss_fault_.fill_(step == fault_step_ ? std::nan("") : 0.0);
   if (graph_active_) {
 #if defined(RESNET_WITH_CUDA)
     data_.batch_into(step, cuda_->images, cuda_->labels);
@@ -186,8 +204,11 @@ TrainStep::Totals TrainStep::take_totals() {
   t.loss_sum = loss_sum_.item<double>();
   t.correct = correct_.item<int64_t>();
   t.seen = seen_;
+  t.first_non_finite = first_non_finite_.item<int64_t>();
   loss_sum_.zero_();
   correct_.zero_();
+  first_non_finite_.fill_(-1);
+  window_steps_.zero_();
   seen_ = 0;
   return t;
 }

@@ -1,6 +1,8 @@
 #pragma once
 // One training step: forward, cross-entropy, backward, SGD update, and the running train
-// metrics, kept on the device (read back only at log/eval points: no host sync per step).
+// metrics, kept on the device (read back only at log/eval points: no host sync per step). Among
+// them, the first step of the window whose loss was not finite: a device-side index that the
+// loop reads at its next agreed point, so a diverged run names the exact step without a sync.
 //
 // On CUDA every step runs on one side stream, created once, as PyTorch's whole-network graph
 // recipe does: the eager warm-up steps, the capture and every replay (so per-stream lazy state,
@@ -42,9 +44,11 @@ struct StepOutput {
 // cross-entropy (under bf16 autocast when `bf16`), backward, the gradients averaged over the
 // ranks (`grads`, data-parallel training only), SGD update. `autocast_cache` must be false while a
 // CUDA graph is captured.
+// `loss_fault` (a float [] on the device, or undefined) is added to the loss: fault injection
+// only (TrainStep::inject_non_finite_loss).
 StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y,
                       const c10::Device& device, bool bf16, bool autocast_cache = true,
-                      GradientAverage* grads = nullptr);
+                      GradientAverage* grads = nullptr, const at::Tensor& loss_fault = {});
 
 class TrainStep {
  public:
@@ -75,9 +79,16 @@ class TrainStep {
     double loss_sum = 0;  // summed over images
     int64_t correct = 0;
     int64_t seen = 0;
+    // The first step since the last read whose loss was not finite: 0 for the first step after
+    // that read, 1 for the next, ...; -1 if there was none.
+    int64_t first_non_finite = -1;
   };
   // Reads and clears the running sums (one host sync).
   Totals take_totals();
+
+  // Fault injection (tests): the loss of global step `step` (0-based) becomes NaN, before backward,
+  // as a real divergence would (the weights it updates become NaN too). Call before the first step.
+  void inject_non_finite_loss(int64_t step);
 
   bool graph_active() const;
   bool capture_failed() const { return graph_failed_; }
@@ -101,7 +112,11 @@ class TrainStep {
   GradientAverage* grads_ = nullptr;
   at::Tensor loss_sum_;  // double [] on device
   at::Tensor correct_;   // int64 [] on device
+  at::Tensor window_steps_;      // int64 [] on device: steps since the last take_totals()
+  at::Tensor first_non_finite_;  // int64 [] on device: Totals::first_non_finite
   int64_t seen_ = 0;
+  at::Tensor loss_fault_;  // float [] on device (inject_non_finite_loss): NaN at fault_step_, else 0
+  int64_t fault_step_ = -1;
 
   struct Cuda;  // CUDA-only state (side stream, events, graphs), defined in step.cpp
   std::unique_ptr<Cuda> cuda_;

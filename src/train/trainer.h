@@ -18,6 +18,9 @@ struct TrainOptions {
   // Resume only: config keys (or sections: "data", "train.momentum") that may differ from the
   // run's although they change what the run computes. Each change is recorded.
   std::vector<std::string> allow_changes;
+  // Fault injection (tests): the loss of this step (1-based, as the log counts) becomes NaN, as a
+  // real divergence would (TrainStep::inject_non_finite_loss). 0: none.
+  int64_t non_finite_loss_at = 0;
 };
 
 // The default run folder is runs/<name>: InputError("name: ...") unless `name` is one plain

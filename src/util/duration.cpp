@@ -6,6 +6,10 @@
 
 namespace resnet {
 
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 std::string format_duration(double s) {
   if (!(s >= 0) || s > 1e7) return "?";
   const int64_t t = static_cast<int64_t>(s + 0.5);

@@ -1,5 +1,5 @@
 #pragma once
-// Error kinds and the exit codes they map to (design.md "Contracts"):
+// Error kinds and the exit codes they map to (the command-line contract every tool keeps):
 //   0 success, 2 bad usage / config / input files, 1 runtime failure, 130/143 interrupted.
 #include <stdexcept>
 #include <string>

@@ -1,4 +1,4 @@
-"""Shared by the interop test scripts: CIFAR-10 binary files, safetensors without the library."""
+"""Shared by the interop test scripts: CIFAR-10 binary files, safetensors files, torchvision models."""
 import json
 import os
 import struct
@@ -29,25 +29,10 @@ def fit_channel_normalizer(data_dir):
     return mean.float().view(1, 3, 1, 1), std.float().view(1, 3, 1, 1)
 
 
-_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64}
-
-
 def load_safetensors(path):
-    """An independent reading of the safetensors spec (the library is not packaged in Debian)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    body = data[8 + n:]
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = e["data_offsets"]
-        t = torch.frombuffer(bytearray(body[begin:end]), dtype=_DTYPES[e["dtype"]]) if end > begin \
-            else torch.empty(0, dtype=_DTYPES[e["dtype"]])
-        out[name] = t.reshape(e["shape"])
-    return out
+    """A .safetensors file read with the safetensors package, as users read them."""
+    from safetensors.torch import load_file
+    return load_file(path)
 
 
 def torchvision_model(depth, num_classes, stem="imagenet"):

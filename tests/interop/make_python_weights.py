@@ -1,5 +1,5 @@
 """Python -> C++: saves random, briefly trained weights as users do (torch.save(model.state_dict()), an
-OrderedDict; or a plain dict), and the logits and test error of the first N test images,
+OrderedDict; a plain dict; the legacy non-zip format), and the logits and test error of the first N test images,
 normalised the way resnet-eval --weights normalises for a file without our metadata.
 
   make_python_weights.py --out DIR --data DIR [--limit 64] [--only NAME...]
@@ -24,11 +24,13 @@ class Evil:
 
 
 MODELS = {
-    # name: (constructor, save as a plain dict?)
-    "tv_resnet18": (lambda: torchvision_model(18, 10), False),
-    "tv_resnet50": (lambda: torchvision_model(50, 10), True),
-    "cifar_resnet56": (lambda: cifar_resnet.ResNet(depth=56), False),
-    "tv_resnet18_imagenet": (lambda: torchvision_model(18, 1000), False),  # for fine-tuning
+    # name: (constructor, how torch.save writes it: "ordered" (model.state_dict()), "dict" or "legacy"
+    # (the pre-1.6 format, _use_new_zipfile_serialization=False: not a zip))
+    "tv_resnet18": (lambda: torchvision_model(18, 10), "ordered"),
+    "tv_resnet50": (lambda: torchvision_model(50, 10), "dict"),
+    "cifar_resnet56": (lambda: cifar_resnet.ResNet(depth=56), "ordered"),
+    "tv_resnet18_imagenet": (lambda: torchvision_model(18, 1000), "ordered"),  # for fine-tuning
+    "cifar_resnet20_legacy": (lambda: cifar_resnet.ResNet(depth=20), "legacy"),
 }
 
 p = argparse.ArgumentParser()
@@ -45,7 +47,7 @@ images, labels = read_cifar(os.path.join(a.data, "test_batch.bin"), a.limit)
 x = (images.float() / 255 - mean) / std
 train_images, train_labels = read_cifar(os.path.join(a.data, "data_batch_1.bin"))
 train_x = (train_images.float() / 255 - mean) / std
-for seed, (name, (make, plain)) in enumerate(MODELS.items()):
+for seed, (name, (make, how)) in enumerate(MODELS.items()):
     if a.only and name not in a.only:
         continue
     torch.manual_seed(seed)
@@ -53,7 +55,11 @@ for seed, (name, (make, plain)) in enumerate(MODELS.items()):
     randomise(model, seed)
     briefly_train(model, train_x, train_labels)
     sd = model.state_dict()
-    torch.save(dict(sd) if plain else sd, os.path.join(a.out, name + ".pt"))
+    path = os.path.join(a.out, name + ".pt")
+    if how == "legacy":
+        torch.save(sd, path, _use_new_zipfile_serialization=False)
+    else:
+        torch.save(dict(sd) if how == "dict" else sd, path)
     if name.endswith("_imagenet"):
         continue
     with torch.no_grad():
