@@ -46,6 +46,7 @@ test_packages=(
                           # daemons with their own config; where systemd runs, apt also enables the services)
   python3-opencv          # the ONNX tests: OpenCV's DNN module as a second runtime
   universal-ctags         # tests/function_length.sh: how long each function in src/ is
+  clang-format            # tests/format_test.sh: the sources in .clang-format's style (Debian 12: version 14)
 )
 if [ "$want_test" = 1 ]; then
   packages+=("${test_packages[@]}")

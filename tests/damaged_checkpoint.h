@@ -37,10 +37,10 @@ inline void write_damaged_checkpoint(const std::string& path, const std::map<std
       {"format", c10::IValue(std::string("resnet-train-checkpoint"))},
       {"version", c10::IValue(int64_t{1})},
       {"config", c10::IValue(to_json(resnet8_config()).dump())},
-      {"state", c10::IValue(std::string(
-                    R"({"step":3,"train_loss_sum":1.5,"train_correct":2,"train_seen":9,"train_seconds":0.5,)"
-                    R"("eval_seconds":0.1,"elapsed_seconds":1.0,"images_trained":96,"best_val_error":-1,)"
-                    R"("best_val_step":-1})"))},
+      {"state",
+       c10::IValue(std::string(R"({"step":3,"train_loss_sum":1.5,"train_correct":2,"train_seen":9,"train_seconds":0.5,)"
+                               R"("eval_seconds":0.1,"elapsed_seconds":1.0,"images_trained":96,"best_val_error":-1,)"
+                               R"("best_val_step":-1})"))},
       {"data_fingerprint", c10::IValue(std::string("fingerprint"))},
       {"changes", c10::IValue(std::string(R"([{"step":3,"key":"train.lr","from":0.1,"to":0.2}])"))},
       {"model_names", c10::IValue(c10::List<std::string>{"stem_conv.weight"})},
@@ -53,15 +53,12 @@ inline void write_damaged_checkpoint(const std::string& path, const std::map<std
   auto write = [&](const std::string& key, const c10::IValue& value) {
     if (value.isTensor())
       archive.write(key, value.toTensor());  // a parameter, as the old writer's norm_mean and norm_std
-    else
-      archive.write(key, value);
+    else archive.write(key, value);
   };
   for (const auto& [key, value] : good) {
     const auto it = damaged.find(key);
-    if (it == damaged.end())
-      write(key, value);
-    else if (!it->second.isNone())
-      write(key, it->second);
+    if (it == damaged.end()) write(key, value);
+    else if (!it->second.isNone()) write(key, it->second);
   }
   for (const auto& extra : damaged)
     if (std::none_of(good.begin(), good.end(), [&](const auto& g) { return g.first == extra.first; }))

@@ -146,8 +146,8 @@ TEST(Lesion, ADeletedBlockOutputsItsShortcut) {
       Blocks intact;
       s.model->forward(x, &intact);
       for (int b = 0; b < 6; ++b) {
-        const std::string where = "residual " + std::to_string(residual) + " preact " +
-                                  std::to_string(preact) + " block " + std::to_string(b);
+        const std::string where = "residual " + std::to_string(residual) + " preact " + std::to_string(preact) +
+                                  " block " + std::to_string(b);
         s.model->set_lesioned({b});
         Blocks lesioned;
         s.model->forward(x, &lesioned);
@@ -159,8 +159,7 @@ TEST(Lesion, ADeletedBlockOutputsItsShortcut) {
         EXPECT_FALSE(lesioned.branch[b].defined()) << where;
         // Blocks before the lesion are untouched; the intact block was not its shortcut.
         if (b > 0) EXPECT_TRUE(at::equal(lesioned.out[b - 1], intact.out[b - 1])) << where;
-        const at::Tensor intact_shortcut =
-            downsampling ? subsample_pad(intact.in[b], 2 * in.size(1)) : intact.in[b];
+        const at::Tensor intact_shortcut = downsampling ? subsample_pad(intact.in[b], 2 * in.size(1)) : intact.in[b];
         EXPECT_FALSE(at::allclose(intact.out[b], intact_shortcut, 1e-3, 1e-3)) << where;
       }
       s.model->set_lesioned({});
@@ -247,13 +246,15 @@ TEST(ResnetAnalyzeCli, WritesJsonAndPngForEveryAnalysis) {
   resnet::testing::write_synthetic_cifar(tmp / "data", 40, 60);
   write_file_atomic(tmp / "tiny.json", R"({"model": {"depth": 8}})");
   // Each analysis with its own flags (analysis/registry.h); the common ones before or after its name.
-  const std::vector<std::pair<std::string, std::string>> runs = {
-      {"responses", "--images 30 --batch 20"}, {"gradients", "--batch 20"}, {"residuals", "--images 30 --batch 20"},
-      {"activations", "--show 0,1"}, {"lesion", "--limit 30 --draws 2"}};
+  const std::vector<std::pair<std::string, std::string>> runs = {{"responses", "--images 30 --batch 20"},
+                                                                 {"gradients", "--batch 20"},
+                                                                 {"residuals", "--images 30 --batch 20"},
+                                                                 {"activations", "--show 0,1"},
+                                                                 {"lesion", "--limit 30 --draws 2"}};
   for (const auto& [a, flags] : runs) {
-    const std::string cmd = std::string(RESNET_ANALYZE_BIN) + " --device cpu " + a + " --config " + (tmp / "tiny.json") +
-                            " --data-dir " + (tmp / "data") + " --out " + (tmp / "out") + " " + flags + " > " +
-                            (tmp / "log") + " 2>&1";
+    const std::string cmd = std::string(RESNET_ANALYZE_BIN) + " --device cpu " + a + " --config " +
+                            (tmp / "tiny.json") + " --data-dir " + (tmp / "data") + " --out " + (tmp / "out") + " " +
+                            flags + " > " + (tmp / "log") + " 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << a << ": " << read_text_file(tmp / "log");
     nlohmann::json j = read_json_file(tmp / ("out/" + a + ".json"));
     EXPECT_EQ(j["analysis"], a);
@@ -320,10 +321,10 @@ TEST(ResnetAnalyzeCli, WeightsFilesAreAnalysedLikeTheSameNetworkInProcess) {
   const std::string explicit_normaliser = " --set 'data.mean=[0.485,0.456,0.406]' --set 'data.std=[0.229,0.224,0.225]'";
   for (const std::string file : {"ours.pt", "theirs.pt", "theirs.pt+set", "ours.pt+set"}) {
     const bool set = file.find("+set") != std::string::npos;
-    const std::string cmd = std::string(RESNET_ANALYZE_BIN) + " responses --weights " + (tmp / file.substr(0, file.find('+'))) +
-                            " --config " + (tmp / "tiny.json") + (set ? explicit_normaliser : "") + " --data-dir " +
-                            (tmp / "data") + " --out " + (tmp / "out") + " --images 30 --batch 20 --device cpu > " +
-                            (tmp / "log") + " 2>&1";
+    const std::string cmd = std::string(RESNET_ANALYZE_BIN) + " responses --weights " +
+                            (tmp / file.substr(0, file.find('+'))) + " --config " + (tmp / "tiny.json") +
+                            (set ? explicit_normaliser : "") + " --data-dir " + (tmp / "data") + " --out " +
+                            (tmp / "out") + " --images 30 --batch 20 --device cpu > " + (tmp / "log") + " 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << file << ": " << read_text_file(tmp / "log");
     const nlohmann::json got = read_json_file(tmp / "out/responses.json")["subjects"][0]["layers"];
     const nlohmann::json& want = set ? expected_explicit : expected;
@@ -332,15 +333,16 @@ TEST(ResnetAnalyzeCli, WeightsFilesAreAnalysedLikeTheSameNetworkInProcess) {
       EXPECT_NEAR(got[i]["std"].get<double>(), want[i]["std"].get<double>(), 1e-6 * want[i]["std"].get<double>())
           << file << " " << got[i]["name"];
     // akamaster's keys (kuangliu's names, option A): the note says what they cannot show.
-    const bool note = read_text_file(tmp / "log").find("note: " + (tmp / "theirs.pt") +
-                                                       ": these keys look like akamaster") != std::string::npos;
+    const bool note =
+        read_text_file(tmp / "log").find("note: " + (tmp / "theirs.pt") + ": these keys look like akamaster") !=
+        std::string::npos;
     EXPECT_EQ(note, file.rfind("theirs", 0) == 0) << read_text_file(tmp / "log");
   }
   // Two files and two configs pair up; two files and three configs do not.
   const std::string three = std::string(RESNET_ANALYZE_BIN) + " lesion --weights " + (tmp / "ours.pt") + " --weights " +
-                            (tmp / "theirs.pt") + " --config " + (tmp / "tiny.json") + " --config " + (tmp / "tiny.json") +
-                            " --config " + (tmp / "tiny.json") + " --data-dir " + (tmp / "data") + " --out " +
-                            (tmp / "x") + " 2>/dev/null";
+                            (tmp / "theirs.pt") + " --config " + (tmp / "tiny.json") + " --config " +
+                            (tmp / "tiny.json") + " --config " + (tmp / "tiny.json") + " --data-dir " + (tmp / "data") +
+                            " --out " + (tmp / "x") + " 2>/dev/null";
   EXPECT_EQ(WEXITSTATUS(std::system(three.c_str())), 2);
   EXPECT_FALSE(fs::exists(tmp / "x"));
 }

@@ -111,8 +111,7 @@ TEST_F(Bench, EvalTimesAPassOverTheTestSet) {
 // A whole run through the trainer: its steps and test error, where the time went, and no run
 // folder left behind in the temp dir.
 TEST_F(Bench, TrainRunsTheConfigEndToEnd) {
-  nlohmann::json j =
-      parse_report(bench(tmp, config() + " --mode train --data-dir " + (tmp / "data")), "train");
+  nlohmann::json j = parse_report(bench(tmp, config() + " --mode train --data-dir " + (tmp / "data")), "train");
   EXPECT_EQ(j["steps"], 12);
   const double error = j["test_error"];
   EXPECT_TRUE(error >= 0 && error <= 1) << error;
@@ -151,8 +150,7 @@ TEST_F(Bench, BadModeOrConfigExitsTwoWithOneLine) {
 // not. The milestone check has the power to catch an lr baked into a replayed step (a run that
 // kept the first lr ends far from the reference, the real one does not).
 TEST_F(Bench, VerifyOnTheCpuRunsTheEagerPartsAndSaysWhatItSkipped) {
-  nlohmann::json j =
-      parse_report(bench(tmp, config() + " --mode verify --steps 12 --set train.lr=0.05"), "verify");
+  nlohmann::json j = parse_report(bench(tmp, config() + " --mode verify --steps 12 --set train.lr=0.05"), "verify");
   std::map<std::string, nlohmann::json> checks;
   for (const auto& check : j["checks"]) checks[check["name"]] = check;
   ASSERT_EQ(checks.size(), 6u) << j.dump(2);

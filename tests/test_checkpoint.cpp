@@ -155,25 +155,35 @@ TEST(Checkpoint, DamagedVersion2FilesNameTheFile) {
   const std::vector<Case> cases = {
       {"without resnet-train checkpoint metadata (a weights file?",
        [](ojson& h, std::string&) { h["__metadata__"].erase("resnet_train_checkpoint"); }},
-      {"corrupt checkpoint metadata", [](ojson& h, std::string&) { h["__metadata__"]["resnet_train_checkpoint"] = "{"; }},
-      {"checkpoint format version 3", [](ojson& h, std::string&) { edit_doc(h, [](nlohmann::json& d) { d["version"] = 3; }); }},
-      {"not a resnet-train checkpoint", [](ojson& h, std::string&) { edit_doc(h, [](nlohmann::json& d) { d["format"] = "x"; }); }},
-      {"negative step", [](ojson& h, std::string&) { edit_doc(h, [](nlohmann::json& d) { d["state"]["step"] = -1; }); }},
+      {"corrupt checkpoint metadata",
+       [](ojson& h, std::string&) { h["__metadata__"]["resnet_train_checkpoint"] = "{"; }},
+      {"checkpoint format version 3",
+       [](ojson& h, std::string&) { edit_doc(h, [](nlohmann::json& d) { d["version"] = 3; }); }},
+      {"not a resnet-train checkpoint",
+       [](ojson& h, std::string&) { edit_doc(h, [](nlohmann::json& d) { d["format"] = "x"; }); }},
+      {"negative step",
+       [](ojson& h, std::string&) { edit_doc(h, [](nlohmann::json& d) { d["state"]["step"] = -1; }); }},
       {"corrupt checkpoint metadata (changes)",
-       [](ojson& h, std::string&) { edit_doc(h, [](nlohmann::json& d) { d["changes"] = {1, 2}; }); }},
-      {"config is not an object", [](ojson& h, std::string&) { edit_doc(h, [](nlohmann::json& d) { d["config"] = {20}; }); }},
-      {"'evil' is not part of a checkpoint", [](ojson& h, std::string&) {
+       [](ojson& h, std::string&) { edit_doc(h, [](nlohmann::json& d) {
+                                      d["changes"] = {1, 2};
+                                    }); }},
+      {"config is not an object",
+       [](ojson& h, std::string&) { edit_doc(h, [](nlohmann::json& d) { d["config"] = {20}; }); }},
+      {"'evil' is not part of a checkpoint",
+       [](ojson& h, std::string&) {
          h["evil"] = h["normalizer.mean"];
          h.erase("normalizer.mean");
        }},
-      {"no normalisation statistics", [](ojson& h, std::string& data) {
+      {"no normalisation statistics",
+       [](ojson& h, std::string& data) {
          const uint64_t begin = h["normalizer.std"]["data_offsets"][0];
          h.erase("normalizer.std");
          data.resize(begin);  // it is the last tensor
        }},
       {"corrupt normalisation statistics", [](ojson& h, std::string&) { h["normalizer.mean"]["shape"] = {3}; }},
       // F32 [2^62] is 2^64 bytes, which wraps to 0 and matched [0, 0] before the check.
-      {"is too large", [](ojson& h, std::string&) {
+      {"is too large",
+       [](ojson& h, std::string&) {
          h["zz"] = {{"dtype", "F32"}, {"shape", {uint64_t{1} << 62}}, {"data_offsets", {0, 0}}};
        }},
       {"lie outside", [](ojson&, std::string& data) { data.resize(data.size() / 2); }},
@@ -193,8 +203,12 @@ TEST(Checkpoint, DamagedVersion2FilesNameTheFile) {
     h.erase("model.fc.bias");
   });
   expect_input_error([&] { CheckpointReader(bad).load_model(*model); }, bad + ": ", "no tensors 'fc.bias'");
-  edit_v2(good, bad, [](ojson& h, std::string&) { h["momentum.fc.bias"]["dtype"] = "I64"; h["momentum.fc.bias"]["shape"] = {5}; });
-  expect_input_error([&] { CheckpointReader(bad).load_optimizer(sgd, *model); }, bad + ": ", "momentum buffers 'fc.bias'");
+  edit_v2(good, bad, [](ojson& h, std::string&) {
+    h["momentum.fc.bias"]["dtype"] = "I64";
+    h["momentum.fc.bias"]["shape"] = {5};
+  });
+  expect_input_error([&] { CheckpointReader(bad).load_optimizer(sgd, *model); }, bad + ": ",
+                     "momentum buffers 'fc.bias'");
 }
 
 // ---- version 1: TorchScript archives, read without TorchScript ---------------------------------
@@ -205,10 +219,17 @@ TEST(CheckpointV1, ClassSourceIsTheOneLibTorchsWriterMade) {
   const std::string fixture = kFixtures + "/v1_run/checkpoints/last.ckpt";
   const std::string bytes = read_all(fixture);
   ZipReader zip(bytes);
-  const std::vector<std::pair<std::string, std::string>> attributes = {
-      {"format", "str"}, {"version", "int"}, {"config", "str"}, {"state", "str"},
-      {"data_fingerprint", "str"}, {"changes", "str"}, {"model_names", "List[str]"},
-      {"model_tensors", "List[Tensor]"}, {"momentum", "List[Tensor]"}, {"norm_mean", "Tensor"}, {"norm_std", "Tensor"}};
+  const std::vector<std::pair<std::string, std::string>> attributes = {{"format", "str"},
+                                                                       {"version", "int"},
+                                                                       {"config", "str"},
+                                                                       {"state", "str"},
+                                                                       {"data_fingerprint", "str"},
+                                                                       {"changes", "str"},
+                                                                       {"model_names", "List[str]"},
+                                                                       {"model_tensors", "List[Tensor]"},
+                                                                       {"momentum", "List[Tensor]"},
+                                                                       {"norm_mean", "Tensor"},
+                                                                       {"norm_std", "Tensor"}};
   EXPECT_EQ(zip.read("code/__torch__.py"), v1_class_source(attributes));
   // An archive of the oldest builds, which also stored rng_cpu: written by LibTorch itself here.
   TempDir tmp;
@@ -252,7 +273,8 @@ TEST(CheckpointV1, WrongTypesAndShapesNameTheFile) {
   }
   // Weights of the wrong kind for the model: refused when loaded, nothing copied.
   ResNet model = make_model(resnet::testing::resnet8_config().model);
-  write_damaged_checkpoint(path, {{"model_tensors", IValue(c10::List<at::Tensor>{at::zeros({16, 3, 3, 3}, at::kHalf)})}});
+  write_damaged_checkpoint(path,
+                           {{"model_tensors", IValue(c10::List<at::Tensor>{at::zeros({16, 3, 3, 3}, at::kHalf)})}});
   expect_input_error([&] { CheckpointReader(path).load_model(*model); }, path + ": ", "does not match the config");
   Sgd sgd(model->parameters(), SgdOptions{});
   expect_input_error([&] { CheckpointReader(path).load_optimizer(sgd, *model); }, path + ": ", "momentum buffers");
@@ -266,7 +288,8 @@ TEST(CheckpointV1, ArchivesOurWriterDidNotMakeAreRefused) {
   const std::string bytes = read_all(tmp / "good.ckpt");
   const std::string path = tmp / "bad.ckpt";
   // Copies the archive record by record through LibTorch's writer, changing what `edit` says.
-  auto rewrite = [&](const std::function<void(std::string& name, std::string& data)>& edit, const std::string& extra) {
+  auto rewrite = [&](const std::function<void(std::string & name, std::string & data)>& edit,
+                     const std::string& extra) {
     ZipReader in(bytes);
     caffe2::serialize::PyTorchStreamWriter out(path);
     for (const std::string& name : in.names()) {
@@ -278,39 +301,51 @@ TEST(CheckpointV1, ArchivesOurWriterDidNotMakeAreRefused) {
     if (!extra.empty()) out.writeRecord(extra, "x", 1);
     out.writeEndOfFile();
   };
-  rewrite([](std::string& name, std::string& data) {
-    if (name == "code/__torch__.py") data += "  def __setstate__(self, state: str) -> None:\n    pass\n";
-  }, "");
+  rewrite(
+      [](std::string& name, std::string& data) {
+        if (name == "code/__torch__.py") data += "  def __setstate__(self, state: str) -> None:\n    pass\n";
+      },
+      "");
   expect_input_error([&] { CheckpointReader r(path); }, path + ": ", "code/__torch__.py is not the class source");
   rewrite([](std::string&, std::string&) {}, "code/__torch__/evil.py");
   expect_input_error([&] { CheckpointReader r(path); }, path + ": ", "record 'code/__torch__/evil.py' is not one");
-  rewrite([](std::string& name, std::string& data) {
-    if (name == "constants.pkl") data = std::string("\x80\x02K\x01\x85.", 6);
-  }, "");
+  rewrite(
+      [](std::string& name, std::string& data) {
+        if (name == "constants.pkl") data = std::string("\x80\x02K\x01\x85.", 6);
+      },
+      "");
   expect_input_error([&] { CheckpointReader r(path); }, path + ": ", "constants.pkl");
-  rewrite([](std::string& name, std::string&) {
-    if (name == "code/__torch__.py") name = "code/other.py";
-  }, "");
+  rewrite(
+      [](std::string& name, std::string&) {
+        if (name == "code/__torch__.py") name = "code/other.py";
+      },
+      "");
   expect_input_error([&] { CheckpointReader r(path); }, path + ": ", "record 'code/other.py' is not one");
   // A storage shorter than the pickle says (LibTorch 1.13 read past its end).
-  rewrite([](std::string& name, std::string& data) {
-    if (name == "data/1") data.resize(data.size() - 4);
-  }, "");
+  rewrite(
+      [](std::string& name, std::string& data) {
+        if (name == "data/1") data.resize(data.size() - 4);
+      },
+      "");
   expect_input_error([&] { CheckpointReader r(path); }, path + ": ", "record data/1 holds");
   // A pickle naming a global other than the ones the writer used.
-  rewrite([](std::string& name, std::string& data) {
-    if (name != "data.pkl") return;
-    const auto at = data.find("__torch__\nModule");
-    ASSERT_NE(at, std::string::npos);
-    data.replace(at, 16, "__torch__\nEvil__");
-  }, "");
+  rewrite(
+      [](std::string& name, std::string& data) {
+        if (name != "data.pkl") return;
+        const auto at = data.find("__torch__\nModule");
+        ASSERT_NE(at, std::string::npos);
+        data.replace(at, 16, "__torch__\nEvil__");
+      },
+      "");
   expect_input_error([&] { CheckpointReader r(path); }, path + ": ", "refers to __torch__.Evil__");
   // A big-endian archive (LibTorch 2.x's writer adds a byteorder record; 1.13's wrote none and
   // meant little): refused, not misread.
   const bool has_byteorder = ZipReader(bytes).has("byteorder");
-  rewrite([](std::string& name, std::string& data) {
-    if (name == "byteorder") data = "big";
-  }, has_byteorder ? "" : "byteorder");
+  rewrite(
+      [](std::string& name, std::string& data) {
+        if (name == "byteorder") data = "big";
+      },
+      has_byteorder ? "" : "byteorder");
   expect_input_error([&] { CheckpointReader r(path); }, path + ": ", "only little-endian checkpoints are read");
 }
 
@@ -329,7 +364,8 @@ class OldRun : public ::testing::Test {
  protected:
   void SetUp() override {
     // The fixture's synthetic data, made again the way it was made (tests/fixtures/README.md).
-    const std::string cmd = "/usr/bin/python3 " RESNET_SOURCE_DIR "/tests/tools/write_synthetic_cifar.py " + data + " 16 40";
+    const std::string cmd =
+        "/usr/bin/python3 " RESNET_SOURCE_DIR "/tests/tools/write_synthetic_cifar.py " + data + " 16 40";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     fs::copy(kFixtures + "/v1_run", run, fs::copy_options::recursive);
   }
@@ -375,8 +411,8 @@ TEST_F(OldRun, ResumesBitForBitAndWritesVersion2) {
   // image's loss in double (exact sharded evaluation), which moves the mean in its 7th digit.
   ASSERT_EQ(rows.size(), straight_rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
-    for (const char* key : same_libtorch ? std::vector<const char*>{"test_loss"}
-                                         : std::vector<const char*>{"test_loss", "train_loss"}) {
+    for (const char* key :
+         same_libtorch ? std::vector<const char*>{"test_loss"} : std::vector<const char*>{"test_loss", "train_loss"}) {
       const double want_value = straight_rows[i][key].get<double>();
       EXPECT_NEAR(rows[i][key].get<double>(), want_value, same_libtorch ? 1e-6 : 1e-5 * std::abs(want_value)) << key;
       rows[i].erase(key);
@@ -389,8 +425,8 @@ TEST_F(OldRun, ResumesBitForBitAndWritesVersion2) {
 // resnet-eval on the old checkpoint reports what the old build's resnet-eval did.
 TEST_F(OldRun, EvaluatesToTheSameNumbers) {
   const std::string out = tmp / "eval.json";
-  const std::string cmd = std::string(RESNET_EVAL_BIN) + " --checkpoint " + run + " --data-dir " + data +
-                          " --json " + out + " > /dev/null";
+  const std::string cmd =
+      std::string(RESNET_EVAL_BIN) + " --checkpoint " + run + " --data-dir " + data + " --json " + out + " > /dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   nlohmann::json now = nlohmann::json::parse(read_all(out));
   nlohmann::json then = nlohmann::json::parse(read_all(kFixtures + "/v1_run/eval_test.json"));

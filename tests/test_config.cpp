@@ -76,8 +76,7 @@ TEST(Config, WrongTypesAreErrors) {
   expect_error_naming({{"model", {{"residual", 1}}}}, "model.residual");
   expect_error_naming({{"train", {{"lr", "fast"}}}}, "train.lr");
   expect_error_naming({{"model", 3}}, "model");
-  expect_error_naming({{"train", {{"lr_schedule", {{"milestones", {1, "x"}}}}}}},
-                      "train.lr_schedule.milestones[1]");
+  expect_error_naming({{"train", {{"lr_schedule", {{"milestones", {1, "x"}}}}}}}, "train.lr_schedule.milestones[1]");
   expect_error_naming({{"runtime", {{"cuda_graph", "yes"}}}}, "runtime.cuda_graph");
 }
 
@@ -87,8 +86,7 @@ TEST(Config, InvalidValuesAreErrors) {
   expect_error_naming({{"model", {{"shortcut", "D"}}}}, "model.shortcut");
   expect_error_naming({{"train", {{"batch_size", 0}}}}, "train.batch_size");
   expect_error_naming({{"train", {{"momentum", 1.5}}}}, "train.momentum");
-  expect_error_naming({{"train", {{"lr_schedule", {{"milestones", {48000, 32000}}}}}}},
-                      "train.lr_schedule.milestones");
+  expect_error_naming({{"train", {{"lr_schedule", {{"milestones", {48000, 32000}}}}}}}, "train.lr_schedule.milestones");
   expect_error_naming({{"runtime", {{"device", "tpu"}}}}, "runtime.device");
   expect_error_naming({{"model", {{"num_classes", 5}}}}, "model.num_classes");  // labels go to 9
   expect_error_naming({{"train", {{"lr", 0.1}, {"lr_schedule", {{"type", "cosine"}, {"min_lr", 1}}}}}},
@@ -118,9 +116,11 @@ TEST(Config, ExplicitNormaliserIsThreeValuesEachOnTheZeroOneScale) {
   expect_error_naming({{"data", {{"mean", {0.5, 0.5, 0.5}}}}}, "data.mean: needs data.std");
   expect_error_naming({{"data", {{"std", {0.5, 0.5, 0.5}}}}}, "data.std: needs data.mean");
   expect_error_naming({{"data", {{"mean", {0.5, 0.5}}, {"std", {0.5, 0.5, 0.5}}}}}, "data.mean: expected 3 values");
-  expect_error_naming({{"data", {{"mean", {125.3, 123.0, 113.9}}, {"std", {0.5, 0.5, 0.5}}}}}, "data.mean: 125.3 is not");
+  expect_error_naming({{"data", {{"mean", {125.3, 123.0, 113.9}}, {"std", {0.5, 0.5, 0.5}}}}},
+                      "data.mean: 125.3 is not");
   expect_error_naming({{"data", {{"mean", {0.5, 0.5, 0.5}}, {"std", {0.5, 0, 0.5}}}}}, "data.std: 0.0 is not");
-  expect_error_naming({{"data", {{"mean", {0.5, 0.5, 0.5}}, {"std", {0.5, "x", 0.5}}}}}, "data.std[1]: expected a number");
+  expect_error_naming({{"data", {{"mean", {0.5, 0.5, 0.5}}, {"std", {0.5, "x", 0.5}}}}},
+                      "data.std[1]: expected a number");
   expect_error_naming({{"data", {{"normalize", "pixel"}, {"mean", {0.5, 0.5, 0.5}}, {"std", {0.5, 0.5, 0.5}}}}},
                       "data.mean: an explicit normaliser is per channel");
   // From the command line, as the README writes it.
@@ -167,7 +167,6 @@ TEST(Overrides, MalformedAssignmentsAreErrors) {
   apply_override(depth, "model.depth=1e400");
   expect_error_naming(depth, "model.depth");
 }
-
 
 // ---- Every key declared once (config/keys.cpp) ----------------------------------------------
 

@@ -44,14 +44,10 @@ ExperimentConfig tiny_config(const std::string& data_dir, int64_t iterations) {
   return c;
 }
 
-
-
 void expect_identical(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i], b[i])) << "tensor " << i;
 }
-
-
 
 // Starts resnet-train with `args`; stdout and stderr go to files in `dir`.
 pid_t spawn(const std::vector<std::string>& args, const std::string& out, const std::string& err,
@@ -76,7 +72,6 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& out, const 
   }
   return pid;
 }
-
 
 // Kills a spawned trainer when the test leaves early (a failed ASSERT).
 struct KillOnExit {
@@ -244,8 +239,8 @@ TEST_F(Crash, FullDiskKeepsThePreviousCheckpoint) {
   const auto ckpt_size = fs::file_size(tmp / "run/checkpoints/last.ckpt");
   ASSERT_GT(ckpt_size, 200u * 1024);  // so that a 100 KiB limit stops the next one
 
-  const pid_t pid = spawn({"--resume", tmp / "run", "--set", "train.iterations=20", "--no-progress"},
-                          tmp / "out.txt", tmp / "err.txt", 100 * 1024);
+  const pid_t pid = spawn({"--resume", tmp / "run", "--set", "train.iterations=20", "--no-progress"}, tmp / "out.txt",
+                          tmp / "err.txt", 100 * 1024);
   EXPECT_EQ(wait_exit(pid), 1);
   const std::string err = read_all(tmp / "err.txt");
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
@@ -291,8 +286,8 @@ TEST_F(Crash, SecondTrainerOnTheSameFolderIsRefused) {
   c.train.eval_every = 1000;
   write_file_atomic(tmp / "long.json", to_json(c).dump());
   const std::string run = tmp / "run";
-  const pid_t first = spawn({"--config", tmp / "long.json", "--out", run, "--no-progress"}, tmp / "out1.txt",
-                            tmp / "err1.txt");
+  const pid_t first =
+      spawn({"--config", tmp / "long.json", "--out", run, "--no-progress"}, tmp / "out1.txt", tmp / "err1.txt");
   KillOnExit guard{first};
   const auto deadline = Clock::now() + std::chrono::seconds(60);
   while (Clock::now() < deadline && read_all(run + "/train.log").find("step 3/") == std::string::npos)

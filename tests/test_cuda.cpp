@@ -37,8 +37,8 @@ int count(const std::string& text, const std::string& needle) {
   return n;
 }
 
-#define SKIP_WITHOUT_CUDA_DEVICE()                                                          \
-  if (!compat::cuda_available())                                                            \
+#define SKIP_WITHOUT_CUDA_DEVICE()                                                                                 \
+  if (!compat::cuda_available())                                                                                   \
   GTEST_SKIP() << "needs a CUDA device (" << (compat::cuda_status().built ? "none visible: " : "not a CUDA build") \
                << compat::cuda_status().why_none << ")"
 
@@ -65,8 +65,8 @@ TEST(CudaOnly, Bf16GraphRunOnTheGpuEvaluatesAlikeOnTheCpu) {
   const nlohmann::json summary = nlohmann::json::parse(read_text_file(tmp / "run/summary.json"));
   EXPECT_EQ(summary["cuda_graph"], true) << summary.dump(2);
   const double gpu_error = summary["final_test_error"].get<double>();
-  auto [rc, text] = run(kBinDir + "/resnet-eval --checkpoint " + (tmp / "run") + " --device cpu --json " +
-                            (tmp / "eval.json"), tmp);
+  auto [rc, text] =
+      run(kBinDir + "/resnet-eval --checkpoint " + (tmp / "run") + " --device cpu --json " + (tmp / "eval.json"), tmp);
   ASSERT_EQ(rc, 0) << text;
   const double cpu_error = nlohmann::json::parse(read_text_file(tmp / "eval.json"))["error"].get<double>();
   // bf16 on the GPU vs fp32 on the CPU: a few of 200 images may change sides.
@@ -80,11 +80,13 @@ TEST(CudaOnly, NcclAllReduceOverTwoGpus) {
   const std::string data = tmp / "data";
   resnet::testing::write_synthetic_cifar(data, 40, 100);
   const std::string torchrun = fs::path(resnet::testing::kPython).parent_path() / "torchrun";
-  auto [rc, text] = run(torchrun + " --nproc-per-node=2 --master-port=" + std::to_string(resnet::testing::free_port()) +
-                            " --no-python " + kBinDir + "/resnet-train --config " + RESNET_SOURCE_DIR +
-                            "/configs/quick.json --set model.depth=8 --set train.iterations=20 --set train.eval_every=10"
-                            " --set runtime.device=cuda --set runtime.dist_backend=nccl --data-dir " + data +
-                            " --out " + (tmp / "run") + " --no-progress", tmp);
+  auto [rc, text] =
+      run(torchrun + " --nproc-per-node=2 --master-port=" + std::to_string(resnet::testing::free_port()) +
+              " --no-python " + kBinDir + "/resnet-train --config " + RESNET_SOURCE_DIR +
+              "/configs/quick.json --set model.depth=8 --set train.iterations=20 --set train.eval_every=10"
+              " --set runtime.device=cuda --set runtime.dist_backend=nccl --data-dir " +
+              data + " --out " + (tmp / "run") + " --no-progress",
+          tmp);
   ASSERT_EQ(rc, 0) << text;
   EXPECT_NE(read_text_file(tmp / "run/train.log").find("nccl"), std::string::npos);
 }
@@ -97,8 +99,8 @@ TEST(CudaBuild, WithoutAGpuTrainsOnTheCpuAndSaysSoOnce) {
   resnet::testing::write_synthetic_cifar(data, 20, 50);
   auto [rc, text] = run(kBinDir + "/resnet-train --config " + std::string(RESNET_SOURCE_DIR) +
                             "/configs/quick.json --set model.depth=8 --set train.iterations=4 --set train.eval_every=4"
-                            " --set runtime.threads=1 --set train.batch_size=16 --data-dir " + data + " --out " + (tmp / "run") +
-                            " --no-progress",
+                            " --set runtime.threads=1 --set train.batch_size=16 --data-dir " +
+                            data + " --out " + (tmp / "run") + " --no-progress",
                         tmp);
   ASSERT_EQ(rc, 0) << text;
   const std::string note = "this build has CUDA, but sees no CUDA device";

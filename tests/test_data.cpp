@@ -22,9 +22,7 @@ void expect_input_error(Fn fn, const std::string& text) {
   resnet::testing::expect_input_error(fn, "", text);
 }
 
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
+void write_bytes(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
 }  // namespace
 
@@ -157,7 +155,7 @@ TEST(Batches, SameSeedSameBatchesAndEachEpochIsAPermutation) {
   EXPECT_TRUE(at::equal(a.batch(4).images, b4.images));
   EXPECT_FALSE(at::equal(a.batch(1).images, c.batch(1).images));
   at::Tensor epoch0 = at::cat({a.batch(0).labels, a.batch(1).labels, a.batch(2).labels});
-  EXPECT_EQ(std::get<0>(at::_unique(epoch0)).numel(), 96);  // no repeats within an epoch
+  EXPECT_EQ(std::get<0>(at::_unique(epoch0)).numel(), 96);        // no repeats within an epoch
   EXPECT_FALSE(at::equal(a.batch(0).labels, a.batch(3).labels));  // reshuffled next epoch
 }
 
@@ -259,7 +257,7 @@ TEST(Batches, LabelsStayWithTheirImagesThroughTheShuffle) {
     for (int64_t step = 0; step < 2 * source.steps_per_epoch(); ++step) {
       Batch b = source.batch(step);
       // Undo the normaliser at the centre pixel, which every crop keeps.
-      at::Tensor centre = b.images.select(3, 16).select(2, 16);                   // [B, 3]
+      at::Tensor centre = b.images.select(3, 16).select(2, 16);  // [B, 3]
       at::Tensor pixels = (centre * norm.std.view({1, 3}) + norm.mean.view({1, 3})) * 255;
       at::Tensor decoded = ((pixels - 30) / 20).round().to(at::kLong);
       EXPECT_TRUE(at::equal(decoded, b.labels.unsqueeze(1).expand({64, 3})))

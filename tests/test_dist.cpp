@@ -89,7 +89,6 @@ void dump(const std::string& path, const std::vector<at::Tensor>& tensors) {
   }
 }
 
-
 // The first 99 test images: a count that 2 ranks do not divide (rank 0 takes 49, rank 1 50),
 // evaluated in batches of 20 that divide neither share (single: 4 x 20 + 19; rank 0: 20 + 20 + 9;
 // rank 1: 20 + 20 + 10), so no batch of one side is a batch of the other.
@@ -153,7 +152,8 @@ pid_t spawn_rank(const std::string& bin, const std::vector<std::string>& args, i
   pid_t pid = fork();
   if (pid == 0) {
     if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) _exit(97);
-    const std::string out = log_prefix + ".out" + std::to_string(rank), err = log_prefix + ".err" + std::to_string(rank);
+    const std::string out = log_prefix + ".out" + std::to_string(rank),
+                      err = log_prefix + ".err" + std::to_string(rank);
     if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(98);
     setenv("RANK", std::to_string(rank).c_str(), 1);
     setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
@@ -174,7 +174,6 @@ pid_t spawn_rank(const std::string& bin, const std::vector<std::string>& args, i
   return pid;
 }
 
-
 // Both ranks of a resnet-train job; returns their exit codes.
 std::vector<int> run_two(const std::vector<std::string>& args, const std::string& log_prefix) {
   const int port = free_port();
@@ -184,8 +183,6 @@ std::vector<int> run_two(const std::vector<std::string>& args, const std::string
   for (pid_t p : pids) codes.push_back(wait_exit(p));
   return codes;
 }
-
-
 
 class Dist : public ::testing::Test {
  protected:
@@ -201,8 +198,7 @@ class Dist : public ::testing::Test {
       pids.push_back(spawn_rank("/proc/self/exe", {}, r, 2, port, tmp / mode,
                                 {"RESNET_DIST_WORKER=" + mode, "DIST_DATA=" + (tmp / "data"),
                                  "DIST_OUT=" + (tmp / (mode + std::to_string(r)))}));
-    for (int r = 0; r < 2; ++r)
-      EXPECT_EQ(wait_exit(pids[r]), 0) << read_all(tmp / (mode + ".err" + std::to_string(r)));
+    for (int r = 0; r < 2; ++r) EXPECT_EQ(wait_exit(pids[r]), 0) << read_all(tmp / (mode + ".err" + std::to_string(r)));
     return {tmp / (mode + "0"), tmp / (mode + "1")};
   }
   TempDir tmp;
@@ -282,10 +278,14 @@ TEST(ReplayDeadline, PollUntilSaysWhetherItHappenedInTime) {
 }
 
 TEST(DistEnv, ReadsTorchrunsVariables) {
-  std::map<std::string, std::string> vars = {
-      {"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
-      {"MASTER_ADDR", "host0"}, {"MASTER_PORT", "29400"}, {"TORCHELASTIC_RESTART_COUNT", "2"},
-      {"TORCHELASTIC_USE_AGENT_STORE", "True"}};
+  std::map<std::string, std::string> vars = {{"RANK", "3"},
+                                             {"WORLD_SIZE", "8"},
+                                             {"LOCAL_RANK", "1"},
+                                             {"LOCAL_WORLD_SIZE", "2"},
+                                             {"MASTER_ADDR", "host0"},
+                                             {"MASTER_PORT", "29400"},
+                                             {"TORCHELASTIC_RESTART_COUNT", "2"},
+                                             {"TORCHELASTIC_USE_AGENT_STORE", "True"}};
   auto get = [&](const char* k) -> const char* { return vars.count(k) ? vars[k].c_str() : nullptr; };
   LaunchEnv e = read_launch_env(get);
   EXPECT_EQ(e.launcher, "torchrun");
@@ -311,8 +311,8 @@ TEST(DistEnv, ReadsTorchrunsVariables) {
 }
 
 TEST(DistEnv, ReadsAnSrunStepAndIgnoresABatchScript) {
-  std::map<std::string, std::string> vars = {{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "1"},
-                                             {"SLURM_JOB_ID", "4242"}};
+  std::map<std::string, std::string> vars = {
+      {"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "1"}, {"SLURM_JOB_ID", "4242"}};
   auto get = [&](const char* k) -> const char* { return vars.count(k) ? vars[k].c_str() : nullptr; };
   EXPECT_FALSE(read_launch_env(get).active()) << "an sbatch script with --ntasks=2 runs one process";
   vars["SLURM_STEP_NUM_TASKS"] = "2";
@@ -379,7 +379,8 @@ TEST_F(Dist, RanksHoldBitIdenticalWeightsAfterTraining) {
   Rig fresh(tmp / "data", {0, 1});
   std::vector<at::Tensor> init = fresh.model->parameters();
   dump(tmp / "init", init);
-  EXPECT_FALSE(read_all(tmp / "init") == w0.substr(0, read_all(tmp / "init").size())) << "training did not move the weights";
+  EXPECT_FALSE(read_all(tmp / "init") == w0.substr(0, read_all(tmp / "init").size()))
+      << "training did not move the weights";
 }
 
 // (g) Sharded evaluation of 99 images over 2 ranks (49 + 50, in batches that differ from one
@@ -447,8 +448,9 @@ TEST_F(Dist, InterruptedAndResumedTwoRankRunEqualsAStraightOne) {
 
 // (e) A checkpoint written by 2 ranks resumes in one process (and the reverse).
 TEST_F(Dist, TwoRankCheckpointResumesInOneProcessAndBack) {
-  const auto two = run_two({"--config", tmp / "tiny.json", "--set", "train.iterations=4", "--out", tmp / "run",
-                            "--no-progress"}, tmp / "two");
+  const auto two =
+      run_two({"--config", tmp / "tiny.json", "--set", "train.iterations=4", "--out", tmp / "run", "--no-progress"},
+              tmp / "two");
   ASSERT_EQ(two, (std::vector<int>{0, 0})) << read_all(tmp / "two.err0");
   int64_t step = 0;
   const auto after_two = weights_of(tmp / "run", &step);
@@ -478,8 +480,9 @@ TEST_F(Dist, ADeadOrHungRankStopsTheOtherWithinTheTimeout) {
   for (const int sig : {SIGKILL, SIGSTOP}) {
     const std::string name = sig == SIGKILL ? "killed" : "hung";
     const int port = free_port();
-    const std::vector<std::string> args{"--config", tmp / "tiny.json", "--set", "train.iterations=100000",
-                                        "--set", "runtime.dist_timeout_s=5", "--out", tmp / name, "--no-progress"};
+    const std::vector<std::string> args{"--config",     tmp / "tiny.json",          "--set", "train.iterations=100000",
+                                        "--set",        "runtime.dist_timeout_s=5", "--out", tmp / name,
+                                        "--no-progress"};
     std::vector<pid_t> pids;
     for (int r = 0; r < 2; ++r) pids.push_back(spawn_rank(RESNET_TRAIN_BIN, args, r, 2, port, tmp / name));
     const auto deadline = Clock::now() + std::chrono::seconds(60);
@@ -515,11 +518,14 @@ TEST_F(Dist, ARefusalOnRankZeroStopsEveryRank) {
       << read_all(tmp / "taken.err1");
   // A refusal inside the start-up on rank 0 alone: the folder is locked by another trainer, which
   // only rank 0 (the one that opens it) finds out. Both ranks stop with exit 2, promptly.
-  ASSERT_EQ(run_two({"--config", tmp / "tiny.json", "--set", "train.iterations=2", "--out", tmp / "busy",
-                     "--no-progress"}, tmp / "prep"), (std::vector<int>{0, 0}));
+  ASSERT_EQ(
+      run_two({"--config", tmp / "tiny.json", "--set", "train.iterations=2", "--out", tmp / "busy", "--no-progress"},
+              tmp / "prep"),
+      (std::vector<int>{0, 0}));
   {
     const std::string other = std::string(RESNET_TRAIN_BIN) + " --resume " + (tmp / "busy") +
-                              " --set train.iterations=100000 --no-progress > " + (tmp / "holder.out") + " 2>&1 & echo $! > " + (tmp / "holder.pid");
+                              " --set train.iterations=100000 --no-progress > " + (tmp / "holder.out") +
+                              " 2>&1 & echo $! > " + (tmp / "holder.pid");
     ASSERT_EQ(std::system(other.c_str()), 0);
     const auto deadline = Clock::now() + std::chrono::seconds(60);
     while (read_all(tmp / "holder.out").find("continuing at step") == std::string::npos && Clock::now() < deadline)
@@ -535,8 +541,9 @@ TEST_F(Dist, ARefusalOnRankZeroStopsEveryRank) {
     EXPECT_LT(waited, 15.0);
   }
   // A global batch the ranks cannot share is refused on every rank.
-  const auto odd = run_two({"--config", tmp / "tiny.json", "--set", "train.batch_size=31", "--out", tmp / "odd",
-                            "--no-progress"}, tmp / "odd");
+  const auto odd =
+      run_two({"--config", tmp / "tiny.json", "--set", "train.batch_size=31", "--out", tmp / "odd", "--no-progress"},
+              tmp / "odd");
   EXPECT_EQ(odd, (std::vector<int>{2, 2}));
   EXPECT_NE(read_all(tmp / "odd.err0").find("train.batch_size"), std::string::npos) << read_all(tmp / "odd.err0");
 }
@@ -547,9 +554,10 @@ TEST_F(Dist, ARefusalOnRankZeroStopsEveryRank) {
 TEST_F(Dist, TorchrunLaunchesAndRestartsTheJob) {
   ASSERT_TRUE(python_has("torch.distributed.run"));
   auto torchrun = [&](const std::string& out, const std::string& extra) {
-    return fmt::format("{} -m torch.distributed.run --nproc-per-node=2 --master-port={} --no-python {} {} "
-                       "--config {} --out {} --no-progress",
-                       kPython, free_port(), extra, RESNET_TRAIN_BIN, tmp / "tiny.json", out);
+    return fmt::format(
+        "{} -m torch.distributed.run --nproc-per-node=2 --master-port={} --no-python {} {} "
+        "--config {} --out {} --no-progress",
+        kPython, free_port(), extra, RESNET_TRAIN_BIN, tmp / "tiny.json", out);
   };
   const std::string plain = torchrun(tmp / "plain", "") + " > " + (tmp / "plain.log") + " 2>&1";
   ASSERT_EQ(std::system(plain.c_str()), 0) << read_all(tmp / "plain.log");
@@ -566,7 +574,8 @@ TEST_F(Dist, TorchrunLaunchesAndRestartsTheJob) {
   while (!fs::exists(tmp / "restarted/checkpoints/last.ckpt") && Clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   // A rank: its command line starts with the binary (torchrun's own names it later on).
-  const std::string kill_cmd = "pkill -KILL -n -f '^" + std::string(RESNET_TRAIN_BIN) + " .*--out " + (tmp / "restarted") + "'";
+  const std::string kill_cmd =
+      "pkill -KILL -n -f '^" + std::string(RESNET_TRAIN_BIN) + " .*--out " + (tmp / "restarted") + "'";
   EXPECT_EQ(std::system(kill_cmd.c_str()), 0) << "no rank to kill";
   ASSERT_EQ(wait_exit(pid, std::chrono::seconds(180)), 0) << read_all(tmp / "restarted.log");
   const std::string log = read_all(tmp / "restarted/train.log");
@@ -578,8 +587,8 @@ TEST_F(Dist, TorchrunLaunchesAndRestartsTheJob) {
   // A restart never resumes a run the command did not start: --out names another run (here one
   // with 12 iterations, the command asks for 13). Both attempts are refused; that run is untouched.
   const std::string summary_before = read_all(tmp / "plain/summary.json");
-  const std::string other = torchrun(tmp / "plain", "--max-restarts=1") + " --set train.iterations=13 > " +
-                            (tmp / "other.log") + " 2>&1";
+  const std::string other =
+      torchrun(tmp / "plain", "--max-restarts=1") + " --set train.iterations=13 > " + (tmp / "other.log") + " 2>&1";
   EXPECT_NE(std::system(other.c_str()), 0) << read_all(tmp / "other.log");
   EXPECT_NE(read_all(tmp / "other.log").find("run folder exists"), std::string::npos) << read_all(tmp / "other.log");
   EXPECT_EQ(read_all(tmp / "plain/summary.json"), summary_before);
@@ -620,7 +629,8 @@ TEST_F(Dist, EveryRankMakesTheSameCollectivesInTheSameOrder) {
   std::vector<pid_t> pids;
   const std::vector<std::string> args = {"--config", tmp / "tiny.json", "--out", tmp / "run", "--no-progress"};
   for (int r = 0; r < 2; ++r)
-    pids.push_back(spawn_rank(RESNET_TRAIN_BIN, args, r, 2, port, tmp / "rec", {"RESNET_RECORD_COLLECTIVES=" + (tmp / "rec")}));
+    pids.push_back(
+        spawn_rank(RESNET_TRAIN_BIN, args, r, 2, port, tmp / "rec", {"RESNET_RECORD_COLLECTIVES=" + (tmp / "rec")}));
   for (int r = 0; r < 2; ++r) ASSERT_EQ(wait_exit(pids[r]), 0) << read_all(tmp / ("rec.err" + std::to_string(r)));
   const auto rank0 = lines_of(tmp / "rec/rank0.txt"), rank1 = lines_of(tmp / "rec/rank1.txt");
   EXPECT_EQ(rank0, rank1);
@@ -641,9 +651,9 @@ TEST_F(Dist, EveryRankMakesTheSameCollectivesInTheSameOrder) {
   const int port2 = free_port();
   pids.clear();
   for (int r = 0; r < 2; ++r)
-    pids.push_back(spawn_rank(RESNET_TRAIN_BIN, skip_args, r, 2, port2, tmp / "skip",
-                              {"RESNET_RECORD_COLLECTIVES=" + (tmp / "rec"),
-                               "RESNET_TEST_SKIP_COLLECTIVE=1:writing the metrics row"}));
+    pids.push_back(spawn_rank(
+        RESNET_TRAIN_BIN, skip_args, r, 2, port2, tmp / "skip",
+        {"RESNET_RECORD_COLLECTIVES=" + (tmp / "rec"), "RESNET_TEST_SKIP_COLLECTIVE=1:writing the metrics row"}));
   for (pid_t p : pids) wait_exit(p, std::chrono::seconds(120));
   const auto a = lines_of(tmp / "rec/rank0.txt"), b = lines_of(tmp / "rec/rank1.txt");
   size_t k = 0;
@@ -670,7 +680,8 @@ TEST_F(Dist, AFailureBeforeTheProcessGroupStopsEveryRankAtOnce) {
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   EXPECT_EQ(codes, (std::vector<int>{2, 2})) << read_all(tmp / "early.err0") << read_all(tmp / "early.err1");
   EXPECT_LT(seconds, 30) << "the failure did not reach rank 0 at once";
-  EXPECT_NE(read_all(tmp / "early.err1").find("run: not a run folder"), std::string::npos) << read_all(tmp / "early.err1");
+  EXPECT_NE(read_all(tmp / "early.err1").find("run: not a run folder"), std::string::npos)
+      << read_all(tmp / "early.err1");
   EXPECT_NE(read_all(tmp / "early.err0").find("another rank failed while reading the checkpoint"), std::string::npos)
       << read_all(tmp / "early.err0");
 }

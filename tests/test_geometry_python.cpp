@@ -79,7 +79,8 @@ TEST_F(GeometryPython, LandscapePointsEqualPyTorchsLossAtThePerturbedWeights) {
   // A 2-D surface (conv and fc weights perturbed), and a line with biases and BN included.
   for (const std::string flags : {"--grid 3 --range 0.6", "--kind line --grid 5 --include-bn"}) {
     const std::string out = tmp / ("landscape" + std::to_string(flags.size()));
-    auto [rc, text] = analyze("landscape --checkpoint " + run_dir + " --images 24 --batch 10 " + flags + " --out " + out);
+    auto [rc, text] =
+        analyze("landscape --checkpoint " + run_dir + " --images 24 --batch 10 " + flags + " --out " + out);
     ASSERT_EQ(rc, 0) << text;
     std::tie(rc, text) = python("check_landscape.py", "--checkpoint " + ckpt + " --data " + data + " --result " + out);
     EXPECT_EQ(rc, 0) << flags << ": " << text;
@@ -91,12 +92,14 @@ TEST_F(GeometryPython, ResNet20TopEigenvalueAgreesWithPyTorchsPowerIteration) {
   const std::string run_dir = trained(20, "resnet20", 6);
   const std::string out = tmp / "hessian";
   // Tight stopping (relative change 1e-4, up to 300 iterations) on both sides: see check_hessian.py.
-  auto [rc, text] = analyze("hessian --checkpoint " + run_dir + " --images 16 --top-k 1 --tolerance 1e-4 "
-                            "--max-iterations 300 --probes 0 --slq-runs 0 --out " + out);
+  auto [rc, text] = analyze("hessian --checkpoint " + run_dir +
+                            " --images 16 --top-k 1 --tolerance 1e-4 "
+                            "--max-iterations 300 --probes 0 --slq-runs 0 --out " +
+                            out);
   ASSERT_EQ(rc, 0) << text;
   const double ours = read_json_file(out + "/hessian.json")["subjects"][0]["top_eigenvalues"][0].get<double>();
-  std::tie(rc, text) = python("check_hessian.py", "--checkpoint " + run_dir + "/checkpoints/last.ckpt --data " + data +
-                                                      " --images 16");
+  std::tie(rc, text) =
+      python("check_hessian.py", "--checkpoint " + run_dir + "/checkpoints/last.ckpt --data " + data + " --images 16");
   ASSERT_EQ(rc, 0) << text;
   const double theirs = number_after(text, "top_eigenvalue");
   std::printf("top eigenvalue: resnet-analyze %.6g, PyTorch %.6g\n", ours, theirs);

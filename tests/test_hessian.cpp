@@ -62,7 +62,8 @@ at::Tensor explicit_hessian(Problem& p, const std::vector<at::Tensor>& params) {
   for (int64_t i = 0; i < gf.numel(); ++i) {
     auto r = torch::autograd::grad({gf[i]}, params, {}, true, false, true);
     std::vector<at::Tensor> parts;
-    for (size_t k = 0; k < r.size(); ++k) parts.push_back(r[k].defined() ? r[k].reshape(-1) : at::zeros({params[k].numel()}, gf.options()));
+    for (size_t k = 0; k < r.size(); ++k)
+      parts.push_back(r[k].defined() ? r[k].reshape(-1) : at::zeros({params[k].numel()}, gf.options()));
     rows.push_back(at::cat(parts));
   }
   return at::stack(rows);
@@ -85,7 +86,8 @@ TEST(Hessian, ProductsAgreeWithFiniteDifferencesOfGradients) {
   auto shift = [&](double s) {
     torch::NoGradGuard no_grad;
     int64_t offset = 0;
-    for (auto& w : p.model->parameters()) w.add_(v.narrow(0, offset, w.numel()).view(w.sizes()), s), offset += w.numel();
+    for (auto& w : p.model->parameters())
+      w.add_(v.narrow(0, offset, w.numel()).view(w.sizes()), s), offset += w.numel();
   };
   shift(eps);
   const at::Tensor plus = h.gradient();
@@ -161,7 +163,7 @@ TEST(Hessian, RanksSplitChunksProbesAndRunsAndAddUpToOneRank) {
   ASSERT_EQ(sums.size(), 2u);
   EXPECT_TRUE(torch::equal(sums[0], a.sums[0]));  // probes
   EXPECT_TRUE(torch::equal(sums[1], a.sums[1]));  // Lanczos runs
-  EXPECT_EQ(b.sums[0][1].item<double>(), 0.0);     // probe 1 is rank 1's
+  EXPECT_EQ(b.sums[0][1].item<double>(), 0.0);    // probe 1 is rank 1's
 }
 
 TEST(Hessian, JsonAndPicture) {

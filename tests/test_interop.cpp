@@ -43,7 +43,8 @@ void randomise(ResNetImpl& model, uint64_t seed) {
   at::manual_seed(seed);
   c10::NoGradGuard no_grad;
   for (auto& [name, t] : model_state(model)) {
-    if (t.is_floating_point()) t.copy_(name.find("running_var") != std::string::npos ? at::rand_like(t) + 0.5 : at::randn_like(t) * 0.1);
+    if (t.is_floating_point())
+      t.copy_(name.find("running_var") != std::string::npos ? at::rand_like(t) + 0.5 : at::randn_like(t) * 0.1);
     else t.fill_(7);
   }
 }
@@ -98,7 +99,8 @@ std::string rezip(const std::string& pt, const std::map<std::string, std::string
 }
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
   return s;
 }
 
@@ -243,12 +245,14 @@ TEST(LoadWeights, MismatchesAreListedByName) {
   const WeightsLoad load = load_weights_into(*r20_100, path, {"fc"});
   EXPECT_EQ(load.skipped, (std::vector<std::string>{"fc.weight", "fc.bias"}));
   EXPECT_TRUE(at::equal(head, r20_100->named_parameters()["fc.weight"]));
-  EXPECT_TRUE(at::equal(r20->named_parameters()["block3.conv2.weight"], r20_100->named_parameters()["block3.conv2.weight"]));
+  EXPECT_TRUE(
+      at::equal(r20->named_parameters()["block3.conv2.weight"], r20_100->named_parameters()["block3.conv2.weight"]));
   // An unexpected entry, and a file that changed since its digest was recorded.
   NamedTensors extra = model_state(*r20);
   extra.emplace_back("block99.conv1.weight", at::zeros({1}));
   write_weights(tmp / "extra.pt", WeightsFormat::kPt, extra, {});
-  expect_input_error([&] { load_weights_into(*r20, tmp / "extra.pt"); }, tmp / "extra.pt", "1 unexpected ('block99.conv1.weight')");
+  expect_input_error([&] { load_weights_into(*r20, tmp / "extra.pt"); }, tmp / "extra.pt",
+                     "1 unexpected ('block99.conv1.weight')");
   expect_input_error([&] { load_weights_into(*r20, path, {}, std::string(64, '0')); }, path + ": SHA-256");
 }
 
@@ -316,18 +320,20 @@ TEST(LoadWeights, MisfitsOfKnownCodesSayWhichOptionsTheyNeed) {
   };
   auto r20 = make_model(cifar_model(20));
   std::string path = write_as(cifar_model(56), "kuangliu");  // akamaster's ResNet-56
-  expect_input_error([&] { load_weights_into(*r20, path); }, path + ": does not fit resnet-20 (kuangliu names): ",
-                     "; these keys look like akamaster/pytorch_resnet_cifar10's resnet-56 (option A or a plain net, zeros "
-                     "split around the identity channels, trained on mean [0.485,0.456,0.406] std [0.229,0.224,0.225]): "
-                     "try --set model.depth=56 --set model.option_a_padding=split --set 'data.mean=[0.485,0.456,0.406]' "
-                     "--set 'data.std=[0.229,0.224,0.225]'; model.init_skip can leave layers out");
+  expect_input_error(
+      [&] { load_weights_into(*r20, path); }, path + ": does not fit resnet-20 (kuangliu names): ",
+      "; these keys look like akamaster/pytorch_resnet_cifar10's resnet-56 (option A or a plain net, zeros "
+      "split around the identity channels, trained on mean [0.485,0.456,0.406] std [0.229,0.224,0.225]): "
+      "try --set model.depth=56 --set model.option_a_padding=split --set 'data.mean=[0.485,0.456,0.406]' "
+      "--set 'data.std=[0.229,0.224,0.225]'; model.init_skip can leave layers out");
   ModelConfig k18 = imagenet_model(18);
   k18.stem = "cifar";
   path = write_as(k18, "kuangliu");  // kuangliu's ResNet18
-  expect_input_error([&] { load_weights_into(*r20, path); }, path + ": does not fit resnet-20 (kuangliu names)",
-                     "kuangliu/pytorch-cifar's resnet-18-imagenet (option B, trained on mean [0.4914,0.4822,0.4465] std "
-                     "[0.2023,0.1994,0.201]): try --set model.family=imagenet --set model.depth=18 --set model.stem=cifar "
-                     "--set model.shortcut=B --set 'data.mean=");
+  expect_input_error(
+      [&] { load_weights_into(*r20, path); }, path + ": does not fit resnet-20 (kuangliu names)",
+      "kuangliu/pytorch-cifar's resnet-18-imagenet (option B, trained on mean [0.4914,0.4822,0.4465] std "
+      "[0.2023,0.1994,0.201]): try --set model.family=imagenet --set model.depth=18 --set model.stem=cifar "
+      "--set model.shortcut=B --set 'data.mean=");
   ModelConfig c20 = cifar_model(20);
   c20.shortcut = "B";
   path = write_as(c20, "torchvision");  // chenyaofo's cifar10_resnet20
@@ -336,9 +342,10 @@ TEST(LoadWeights, MisfitsOfKnownCodesSayWhichOptionsTheyNeed) {
                      "[0.2023,0.1994,0.201]): try --set model.shortcut=B --set 'data.mean=");
   path = write_as(imagenet_model(50, 1000), "torchvision");
   auto r18 = make_model(imagenet_model(18));
-  expect_input_error([&] { load_weights_into(*r18, path); }, path + ": does not fit resnet-18-imagenet (torchvision names)",
-                     "torchvision's resnet-50-imagenet (option B, trained on mean [0.485,0.456,0.406] std "
-                     "[0.229,0.224,0.225]): try --set model.depth=50 --set model.block=bottleneck --set model.num_classes=1000");
+  expect_input_error(
+      [&] { load_weights_into(*r18, path); }, path + ": does not fit resnet-18-imagenet (torchvision names)",
+      "torchvision's resnet-50-imagenet (option B, trained on mean [0.485,0.456,0.406] std "
+      "[0.229,0.224,0.225]): try --set model.depth=50 --set model.block=bottleneck --set model.num_classes=1000");
   // kuangliu's PreActResNet18: our pre-activation layout without the BN before the pool.
   ModelConfig preact = imagenet_model(18);
   preact.stem = "cifar";
@@ -350,11 +357,13 @@ TEST(LoadWeights, MisfitsOfKnownCodesSayWhichOptionsTheyNeed) {
                     no_final_bn.end());
   write_weights(tmp / "preact.pt", WeightsFormat::kPt, no_final_bn, {});
   expect_input_error([&] { load_weights_into(*p18, tmp / "preact.pt"); },
-                     tmp / "preact.pt" + ": does not fit preact-resnet-18-imagenet (kuangliu names): 4 missing (bn.weight, "
-                     "bn.bias, bn.running_mean, bn.running_var)");
+                     tmp / "preact.pt" +
+                         ": does not fit preact-resnet-18-imagenet (kuangliu names): 4 missing (bn.weight, "
+                         "bn.bias, bn.running_mean, bn.running_var)");
   // Keys of nothing we can build (a stage missing): the listing alone.
   NamedTensors odd = as_scheme(*r20, "kuangliu");
-  odd.erase(std::remove_if(odd.begin(), odd.end(), [](const auto& e) { return e.first.rfind("layer2.", 0) == 0; }), odd.end());
+  odd.erase(std::remove_if(odd.begin(), odd.end(), [](const auto& e) { return e.first.rfind("layer2.", 0) == 0; }),
+            odd.end());
   write_weights(tmp / "odd.pt", WeightsFormat::kPt, odd, {});
   try {
     load_weights_into(*r20, tmp / "odd.pt");
@@ -370,19 +379,23 @@ TEST(LoadWeights, OddKeysMakeNoGuess) {
   const at::Tensor stem = at::zeros({16, 3, 3, 3}), head = at::zeros({10, 64}), v = at::zeros({1});
   const std::vector<NamedTensors> odd = {
       {},
-      {{"conv1.weight", stem}},                                                   // no head
-      {{"conv1.weight", at::zeros({16, 3})}, {"linear.weight", head}},            // a 2-D stem
-      {{"conv1.weight", stem}, {"linear.weight", at::zeros({10})}},               // a 1-D head
-      {{"conv1.weight", stem}, {"linear.weight", at::zeros({0, 64})}},            // no classes
-      {{"conv1.weight", stem}, {"linear.weight", head}},                          // no stages
+      {{"conv1.weight", stem}},                                         // no head
+      {{"conv1.weight", at::zeros({16, 3})}, {"linear.weight", head}},  // a 2-D stem
+      {{"conv1.weight", stem}, {"linear.weight", at::zeros({10})}},     // a 1-D head
+      {{"conv1.weight", stem}, {"linear.weight", at::zeros({0, 64})}},  // no classes
+      {{"conv1.weight", stem}, {"linear.weight", head}},                // no stages
       {{"conv1.weight", stem}, {"linear.weight", head}, {"layer99999999.0.conv1.weight", v}},
       {{"conv1.weight", stem}, {"linear.weight", head}, {"layer123456789012345678901234.0.conv1.weight", v}},
       {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.99999999.conv1.weight", v}},
       {{"conv1.weight", stem}, {"linear.weight", head}, {"layer.0.conv1.weight", v}, {"layer1.", v}, {"layer1", v}},
-      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer2.0.conv1.weight", v}},  // stage 1 missing
-      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.1.conv1.weight", v}},  // block 0 missing
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer2.0.conv1.weight", v}},          // stage 1 missing
+      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.1.conv1.weight", v}},          // block 0 missing
       {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.0.a", v}, {"layer2.0.a", v}},  // 2 stages
-      {{"conv1.weight", stem}, {"linear.weight", head}, {"layer1.0.a", v}, {"layer2.0.a", v}, {"layer2.1.a", v},
+      {{"conv1.weight", stem},
+       {"linear.weight", head},
+       {"layer1.0.a", v},
+       {"layer2.0.a", v},
+       {"layer2.1.a", v},
        {"layer3.0.a", v}},  // uneven stages
   };
   for (size_t i = 0; i < odd.size(); ++i)
@@ -402,10 +415,11 @@ TEST(LoadWeights, ALoadThatFitsStillNotesWhatTheKeysCannotShow) {
   const WeightsLoad load = load_weights_into(*r20, tmp / "a.pt");
   ExperimentConfig c;
   c.model = r20->config();
-  EXPECT_EQ(weights_note(load, c, false),
-            "these keys look like akamaster/pytorch_resnet_cifar10's resnet-20 (option A or a plain net, zeros split around "
-            "the identity channels, trained on mean [0.485,0.456,0.406] std [0.229,0.224,0.225]): try --set "
-            "model.option_a_padding=split --set 'data.mean=[0.485,0.456,0.406]' --set 'data.std=[0.229,0.224,0.225]'");
+  EXPECT_EQ(
+      weights_note(load, c, false),
+      "these keys look like akamaster/pytorch_resnet_cifar10's resnet-20 (option A or a plain net, zeros split around "
+      "the identity channels, trained on mean [0.485,0.456,0.406] std [0.229,0.224,0.225]): try --set "
+      "model.option_a_padding=split --set 'data.mean=[0.485,0.456,0.406]' --set 'data.std=[0.229,0.224,0.225]'");
   c.model.option_a_padding = "split";
   c.data.mean = {0.485, 0.456, 0.406};
   c.data.std = {0.229, 0.224, 0.225};
@@ -440,7 +454,10 @@ TEST(UntrustedWeights, DamagedAndHostileFilesAreRefusedByName) {
   const std::string pkl(static_cast<const char*>(pkl_data.get()), pkl_size);
   ASSERT_NE(pkl.find("FloatStorage"), std::string::npos);
   // pickle protocol 2 for os.system("ls"): what a malicious __reduce__ produces.
-  const std::string os_system = std::string("\x80\x02" "cos\nsystem\nq\x00X\x02\x00\x00\x00lsq\x01\x85q\x02Rq\x03.", 30);
+  const std::string os_system = std::string(
+      "\x80\x02"
+      "cos\nsystem\nq\x00X\x02\x00\x00\x00lsq\x01\x85q\x02Rq\x03.",
+      30);
 
   const std::vector<std::tuple<std::string, std::string, std::string>> corpus = {
       {"empty.pt", "", "neither a PyTorch"},
@@ -450,32 +467,43 @@ TEST(UntrustedWeights, DamagedAndHostileFilesAreRefusedByName) {
       {"truncated_end.pt", pt.substr(0, pt.size() - 1), "not a readable PyTorch zip"},
       {"no_pickle.pt", rezip(pt, {{"data.pkl", ""}}), "no data.pkl"},
       {"os_system.pt", rezip(pt, {{"data.pkl", os_system}}), "refers to os.system"},
-      {"float64.pt", rezip(pt, {{"data.pkl", replace_all(pkl, "FloatStorage", "DoubleStorage")}}), "dtype Double (torch.DoubleStorage)"},
+      {"float64.pt", rezip(pt, {{"data.pkl", replace_all(pkl, "FloatStorage", "DoubleStorage")}}),
+       "dtype Double (torch.DoubleStorage)"},
       {"other_rebuild.pt", rezip(pt, {{"data.pkl", replace_all(pkl, "_rebuild_tensor_v2", "_rebuild_tensor_v9")}}),
        "refers to torch._utils._rebuild_tensor_v9"},
       {"short_storage.pt", rezip(pt, {{"data/0", std::string(20, '\0')}}), "holds 20 bytes, not 6 Float values"},
       {"no_storage.pt", rezip(pt, {{"data/0", ""}}), "has no record data/0"},
       {"truncated_pickle.pt", rezip(pt, {{"data.pkl", pkl.substr(0, pkl.size() - 3)}}), "truncated pickle"},
-      {"many_objects.pt", rezip(pt, {{"data.pkl", "\x80\x02" + std::string(1'100'000, 'N') + "."}}), "a pickle may take"},
+      {"many_objects.pt", rezip(pt, {{"data.pkl", "\x80\x02" + std::string(1'100'000, 'N') + "."}}),
+       "a pickle may take"},
       {"header_too_long.safetensors", std::string("\xe8\x03\0\0\0\0\0\0{}", 10), "runs past the end"},
       {"header_not_json.safetensors", safetensors_with_header("{nope", ""), "invalid JSON"},
       {"offsets_outside.safetensors",
-       safetensors_with_header(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", std::string(4, '\0')), "lie outside"},
+       safetensors_with_header(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", std::string(4, '\0')),
+       "lie outside"},
       {"offsets_overlap.safetensors",
-       safetensors_with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
-                               std::string(8, '\0')), "overlap"},
+       safetensors_with_header(
+           R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+           std::string(8, '\0')),
+       "overlap"},
       {"offsets_gap.safetensors",
-       safetensors_with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", std::string(8, '\0')), "gap"},
+       safetensors_with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", std::string(8, '\0')),
+       "gap"},
       {"trailing.safetensors",
-       safetensors_with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(8, '\0')), "belong to none"},
+       safetensors_with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(8, '\0')),
+       "belong to none"},
       {"shape_lies.safetensors",
-       safetensors_with_header(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0')), "needs 12"},
+       safetensors_with_header(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0')),
+       "needs 12"},
       {"float64.safetensors",
-       safetensors_with_header(R"({"a":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", std::string(8, '\0')), "not supported"},
+       safetensors_with_header(R"({"a":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", std::string(8, '\0')),
+       "not supported"},
       {"huge_shape.safetensors",
-       safetensors_with_header(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", std::string(8, '\0')),
+       safetensors_with_header(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
+                               std::string(8, '\0')),
        "too large"},
-      {"name_with_newline.safetensors", encode_safetensors({{"\n", one[0].second}}, {}), ""},  // valid: loads, name quoted in errors
+      {"name_with_newline.safetensors", encode_safetensors({{"\n", one[0].second}}, {}),
+       ""},  // valid: loads, name quoted in errors
   };
   for (const auto& [name, bytes, why] : corpus) {
     const std::string path = tmp / name;
@@ -491,8 +519,9 @@ TEST(UntrustedWeights, DamagedAndHostileFilesAreRefusedByName) {
   // The same through the binary: exit 2, one line on stderr naming the file, no output file.
   write_file_atomic(tmp / "cfg.json", R"({"model": {"depth": 20}})");
   for (const char* name : {"truncated_zip.pt", "os_system.pt", "offsets_outside.safetensors"}) {
-    const std::string cmd = std::string(RESNET_EVAL_BIN) + " --weights " + (tmp / name) + " --config " + (tmp / "cfg.json") +
-                            " --logits " + (tmp / "logits.pt") + " > " + (tmp / "out.txt") + " 2> " + (tmp / "err.txt");
+    const std::string cmd = std::string(RESNET_EVAL_BIN) + " --weights " + (tmp / name) + " --config " +
+                            (tmp / "cfg.json") + " --logits " + (tmp / "logits.pt") + " > " + (tmp / "out.txt") +
+                            " 2> " + (tmp / "err.txt");
     EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 2) << name;
     const std::string err = read_text_file(tmp / "err.txt");
     EXPECT_EQ(err.rfind("resnet-eval: error: " + (tmp / name) + ": ", 0), 0u) << err;
@@ -506,8 +535,9 @@ TEST(UntrustedWeights, DamagedAndHostileFilesAreRefusedByName) {
 // and a training checkpoint that holds the state_dict one level down.
 TEST(WeightFiles, FilesPythonWroteLoad) {
   const std::string dir = std::string(RESNET_SOURCE_DIR) + "/tests/fuzz/corpus/weights/";
-  const std::vector<std::string> sd_names = {"0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var",
-                                             "1.num_batches_tracked", "3.weight", "3.bias"};
+  const std::vector<std::string> sd_names = {"0.weight",       "1.weight",      "1.bias",
+                                             "1.running_mean", "1.running_var", "1.num_batches_tracked",
+                                             "3.weight",       "3.bias"};
   for (const char* f : {"python_ordereddict.pt", "python_protocol4.pt"}) {
     const WeightsFile w = read_weights(dir + f);
     std::vector<std::string> names;

@@ -92,9 +92,10 @@ class InteropPython : public ::testing::Test {
     for (const auto& [name, config] : configs) {
       const std::string cfg = tmp / (name + ".json"), logits = tmp / (name + "_cpp.safetensors");
       write_file_atomic(cfg, config);
-      auto [rc, text] = run(std::string(RESNET_EVAL_BIN) + " --weights " + dir + "/" + name + ".pt --config " +
-                                   cfg + " --data-dir " + data + " --limit 64 --logits " + logits + " --json " +
-                                   (tmp / "eval.json"), tmp);
+      auto [rc, text] =
+          run(std::string(RESNET_EVAL_BIN) + " --weights " + dir + "/" + name + ".pt --config " + cfg + " --data-dir " +
+                  data + " --limit 64 --logits " + logits + " --json " + (tmp / "eval.json"),
+              tmp);
       ASSERT_EQ(rc, 0) << text;
       EXPECT_NE(text.find("normaliser fitted on the training images"), std::string::npos) << text;
       const at::Tensor ours = read_weights(logits).tensors.at(0).second;
@@ -144,14 +145,15 @@ TEST_F(InteropPython, ExportsLoadIntoPyTorchAndGiveTheSameLogits) {
     // alone exceeds 1e-4).
     const std::string run_dir = fs::exists(tmp / c.name) ? tmp / c.name : trained_run(c.model, c.name, 30);
     const std::string out = tmp / (c.name + c.ext), logits = tmp / (c.name + "_logits.pt");
-    auto [rc, text] = run(std::string(RESNET_EXPORT_BIN) + " --checkpoint " + run_dir + " --out " + out +
-                              " --names " + c.names, tmp);
+    auto [rc, text] =
+        run(std::string(RESNET_EXPORT_BIN) + " --checkpoint " + run_dir + " --out " + out + " --names " + c.names, tmp);
     ASSERT_EQ(rc, 0) << text;
-    std::tie(rc, text) = run(std::string(RESNET_EVAL_BIN) + " --checkpoint " + run_dir + " --logits " + logits +
-                                 " --limit 64", tmp);
+    std::tie(rc, text) =
+        run(std::string(RESNET_EVAL_BIN) + " --checkpoint " + run_dir + " --logits " + logits + " --limit 64", tmp);
     ASSERT_EQ(rc, 0) << text;
     std::tie(rc, text) = run(python("check_export.py", "--weights " + out + " --arch " + c.names + " --data " + data +
-                                                           " --logits " + logits), tmp);
+                                                           " --logits " + logits),
+                             tmp);
     EXPECT_EQ(rc, 0) << c.name << c.ext << ": " << text;
     EXPECT_TRUE(logits_agree(text));
     std::printf("%s%s (%s names): %s", c.name.c_str(), c.ext.c_str(), c.names.c_str(), text.c_str());
@@ -164,7 +166,8 @@ TEST_F(InteropPython, ExportsLoadIntoPyTorchAndGiveTheSameLogits) {
 TEST_F(InteropPython, PythonWeightsGiveTheSameLogitsInResnetEval) {
   auto [rc, text] = run(python("make_python_weights.py", "--out " + (tmp / "py") + " --data " + data +
                                                              " --only tv_resnet18 tv_resnet50 cifar_resnet56 "
-                                                             "cifar_resnet20_legacy evil"), tmp);
+                                                             "cifar_resnet20_legacy evil"),
+                        tmp);
   ASSERT_EQ(rc, 0) << text;
   const std::map<std::string, std::string> configs = {
       {"tv_resnet18", R"({"model": {"family": "imagenet", "depth": 18}})"},
@@ -174,7 +177,8 @@ TEST_F(InteropPython, PythonWeightsGiveTheSameLogitsInResnetEval) {
   expect_python_logits(tmp / "py", configs);
   // A pickle that would run os.system when unpickled by pickle.load: refused by name, nothing run.
   std::tie(rc, text) = run("cd " + tmp.path() + " && " + RESNET_EVAL_BIN + " --weights py/evil.pt --config " +
-                               (tmp / "cifar_resnet56.json") + " --data-dir " + data, tmp);
+                               (tmp / "cifar_resnet56.json") + " --data-dir " + data,
+                           tmp);
   EXPECT_EQ(rc, 2) << text;
   EXPECT_NE(text.find("resnet-eval: error: py/evil.pt: data.pkl: refers to posix.system"), std::string::npos) << text;
   EXPECT_FALSE(fs::exists(tmp / "PWNED"));
@@ -185,10 +189,14 @@ TEST_F(InteropPython, PythonWeightsGiveTheSameLogitsInResnetEval) {
 TEST_F(InteropPython, Torch113FilesGiveTheirLogitsInResnetEval) {
   const std::string py113 = "/usr/bin/python3";
   ASSERT_EQ(std::system((py113 + " -c 'import torch, torchvision; assert torch.__version__.startswith(\"1.13\")' "
-                                 "> /dev/null 2>&1").c_str()), 0)
+                                 "> /dev/null 2>&1")
+                            .c_str()),
+            0)
       << py113 << " has no torch 1.13 (Debian's python3-torch: scripts/install_deps.sh --test)";
-  auto [rc, text] = run(python("make_python_weights.py", "--out " + (tmp / "py113") + " --data " + data +
-                                                             " --only cifar_resnet56 cifar_resnet20_legacy", py113), tmp);
+  auto [rc, text] = run(
+      python("make_python_weights.py",
+             "--out " + (tmp / "py113") + " --data " + data + " --only cifar_resnet56 cifar_resnet20_legacy", py113),
+      tmp);
   ASSERT_EQ(rc, 0) << text;
   expect_python_logits(tmp / "py113", {{"cifar_resnet56", R"({"model": {"depth": 56}})"},
                                        {"cifar_resnet20_legacy", R"({"model": {"depth": 20}})"}});
@@ -199,8 +207,9 @@ TEST_F(InteropPython, Torch113FilesGiveTheirLogitsInResnetEval) {
 // load, resnet-eval's logits, and the file's own weights bit for bit (one step at lr 1e-30, which
 // no fp32 weight of these magnitudes can feel, moves only BN's running statistics).
 TEST_F(InteropPython, TorchvisionWeightsGoInThroughInitFromAndBackOutIntoTorchvision) {
-  auto [rc, text] = run(python("make_python_weights.py", "--out " + (tmp / "py") + " --data " + data +
-                                                             " --only tv_resnet18 tv_resnet50"), tmp);
+  auto [rc, text] = run(
+      python("make_python_weights.py", "--out " + (tmp / "py") + " --data " + data + " --only tv_resnet18 tv_resnet50"),
+      tmp);
   ASSERT_EQ(rc, 0) << text;
   for (const auto& [name, depth] : std::vector<std::pair<std::string, int>>{{"tv_resnet18", 18}, {"tv_resnet50", 50}}) {
     ExperimentConfig c;
@@ -218,15 +227,16 @@ TEST_F(InteropPython, TorchvisionWeightsGoInThroughInitFromAndBackOutIntoTorchvi
     validate(c);
     const std::string run_dir = tmp / ("run_" + name), out = tmp / (name + "_back.pt"), logits = tmp / "logits.pt";
     ASSERT_EQ(train(c, resnet::testing::quiet(run_dir)), 0);
-    std::tie(rc, text) = run(std::string(RESNET_EXPORT_BIN) + " --checkpoint " + run_dir + " --out " + out +
-                                 " --names torchvision", tmp);
+    std::tie(rc, text) = run(
+        std::string(RESNET_EXPORT_BIN) + " --checkpoint " + run_dir + " --out " + out + " --names torchvision", tmp);
     ASSERT_EQ(rc, 0) << text;
-    std::tie(rc, text) = run(std::string(RESNET_EVAL_BIN) + " --checkpoint " + run_dir + " --logits " + logits +
-                                 " --limit 64", tmp);
+    std::tie(rc, text) =
+        run(std::string(RESNET_EVAL_BIN) + " --checkpoint " + run_dir + " --logits " + logits + " --limit 64", tmp);
     ASSERT_EQ(rc, 0) << text;
-    std::tie(rc, text) = run(python("check_export.py", "--weights " + out + " --arch torchvision --data " + data +
-                                                           " --logits " + logits + " --same-weights " + c.model.init_from),
-                             tmp);
+    std::tie(rc, text) =
+        run(python("check_export.py", "--weights " + out + " --arch torchvision --data " + data + " --logits " +
+                                          logits + " --same-weights " + c.model.init_from),
+            tmp);
     EXPECT_EQ(rc, 0) << name << ": " << text;
     EXPECT_TRUE(logits_agree(text));
     EXPECT_NE(text.find("weights as in " + c.model.init_from), std::string::npos) << text;
@@ -241,7 +251,8 @@ TEST_F(InteropPython, RoundTripThroughPyTorchIsBitIdentical) {
   ASSERT_EQ(run(std::string(RESNET_EXPORT_BIN) + " --checkpoint " + run_dir + " --out " + out, tmp).first, 0);
   ASSERT_EQ(run(std::string(RESNET_EVAL_BIN) + " --checkpoint " + run_dir + " --logits " + logits, tmp).first, 0);
   auto [rc, text] = run(python("check_export.py", "--weights " + out + " --arch native --data " + data + " --logits " +
-                                                      logits + " --resave " + back), tmp);
+                                                      logits + " --resave " + back),
+                        tmp);
   ASSERT_EQ(rc, 0) << text;
   const WeightsFile a = read_weights(out), b = read_weights(back);
   ASSERT_EQ(a.tensors.size(), b.tensors.size());
@@ -263,8 +274,9 @@ TEST_F(InteropPython, RoundTripThroughPyTorchIsBitIdentical) {
 // (4) Fine-tuning: a 1000-class torchvision ResNet-18 starts a 10-class CIFAR run (cifar stem)
 // once its head and stem are skipped; the run records the file and learns.
 TEST_F(InteropPython, FineTuneFromA1000ClassTorchvisionCheckpoint) {
-  auto [rc, text] = run(python("make_python_weights.py", "--out " + (tmp / "py") + " --data " + data +
-                                                             " --only tv_resnet18_imagenet"), tmp);
+  auto [rc, text] = run(
+      python("make_python_weights.py", "--out " + (tmp / "py") + " --data " + data + " --only tv_resnet18_imagenet"),
+      tmp);
   ASSERT_EQ(rc, 0) << text;
   const std::string weights = tmp / "py/tv_resnet18_imagenet.pt";
   ExperimentConfig c;
@@ -282,10 +294,13 @@ TEST_F(InteropPython, FineTuneFromA1000ClassTorchvisionCheckpoint) {
   // Without init_skip: the ImageNet stem and head do not fit, and the message lists them.
   std::tie(rc, text) = run(train_cmd + " --out " + (tmp / "refused"), tmp);
   EXPECT_EQ(rc, 2) << text;
-  EXPECT_NE(text.find("resnet-train: error: model.init_from: " + weights + ": does not fit resnet-18-imagenet "
+  EXPECT_NE(text.find("resnet-train: error: model.init_from: " + weights +
+                      ": does not fit resnet-18-imagenet "
                       "(torchvision names): 3 mis-shaped (conv1.weight [64, 3, 7, 7] in the file, [64, 3, 3, 3] in "
                       "the model, fc.weight [1000, 512] in the file, [10, 512] in the model, fc.bias [1000] in the "
-                      "file, [10] in the model)"), std::string::npos) << text;
+                      "file, [10] in the model)"),
+            std::string::npos)
+      << text;
   EXPECT_FALSE(fs::exists(tmp / "refused"));
 
   std::tie(rc, text) = run(train_cmd + " --set 'model.init_skip=[\"fc\", \"conv1\"]' --out " + (tmp / "run"), tmp);
@@ -343,11 +358,10 @@ TEST_F(InteropPython, PublishedCodesWeightsGiveTheirLogitsWithTheReadmesCommands
   const std::vector<std::string> formats = {"zip", "legacy"};
   std::string formats_flag;
   for (const auto& f : formats) formats_flag += " " + f;
-  const std::string real_flags = have_real ? std::string(" --real ") + real +
-                                                 " --real-only akamaster_resnet20 chenyaofo_resnet20"
-                                           : "";
-  auto [rc, text] = run(python("published_models.py", "--out " + (tmp / "py") + " --data " + data + " --formats" +
-                                                          formats_flag + real_flags),
+  const std::string real_flags =
+      have_real ? std::string(" --real ") + real + " --real-only akamaster_resnet20 chenyaofo_resnet20" : "";
+  auto [rc, text] = run(python("published_models.py",
+                               "--out " + (tmp / "py") + " --data " + data + " --formats" + formats_flag + real_flags),
                         tmp);
   ASSERT_EQ(rc, 0) << text;
   struct Case {
@@ -359,7 +373,9 @@ TEST_F(InteropPython, PublishedCodesWeightsGiveTheirLogitsWithTheReadmesCommands
   const nlohmann::json chenyaofo = {{"depth", 20}, {"shortcut", "B"}};
   const std::vector<Case> cases = {
       {"akamaster_resnet20", "akamaster/pytorch_resnet_cifar10", "", akamaster, true},
-      {"akamaster_resnet56", "akamaster/pytorch_resnet_cifar10", "cifar_resnet56.json",
+      {"akamaster_resnet56",
+       "akamaster/pytorch_resnet_cifar10",
+       "cifar_resnet56.json",
        {{"depth", 56}, {"option_a_padding", "split"}}},
       {"kuangliu_resnet18", "kuangliu/pytorch-cifar", "", {{"family", "imagenet"}, {"depth", 18}, {"stem", "cifar"}}},
       {"chenyaofo_resnet20", "chenyaofo/pytorch-cifar-models", "", chenyaofo, true},
@@ -375,7 +391,8 @@ TEST_F(InteropPython, PublishedCodesWeightsGiveTheirLogitsWithTheReadmesCommands
       const std::string file = tmp / ("py/" + c.model + "." + format + ".module_state_dict.pt");
       const std::string logits = tmp / "logits.safetensors";
       std::tie(rc, text) = run(as_test_command(command, file, c.config) + " --data-dir " + data +
-                                   " --limit 64 --device cpu --logits " + logits, tmp);
+                                   " --limit 64 --device cpu --logits " + logits,
+                               tmp);
       ASSERT_EQ(rc, 0) << file << ": " << text;
       EXPECT_NE(text.find("normaliser data.mean/data.std"), std::string::npos) << text;
       EXPECT_EQ(text.find("note:"), std::string::npos) << "the docs' command misses an option: " << text;
@@ -391,7 +408,8 @@ TEST_F(InteropPython, PublishedCodesWeightsGiveTheirLogitsWithTheReadmesCommands
         auto other = make_model(config_from_json({{"model", c.model_json}}).model);
         load_weights_into(*other, tmp / ("py/" + c.model + "." + format + "." + saved + ".pt"));
         const auto x = model_state(*reference), y = model_state(*other);
-        for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(at::equal(x[i].second, y[i].second)) << saved << " " << x[i].first;
+        for (size_t i = 0; i < x.size(); ++i)
+          EXPECT_TRUE(at::equal(x[i].second, y[i].second)) << saved << " " << x[i].first;
       }
     }
     if (!have_real || !c.real) continue;
@@ -417,11 +435,13 @@ TEST_F(InteropPython, PublishedCodesWeightsSayWhichOptionsTheyNeed) {
                         tmp);
   ASSERT_EQ(rc, 0) << text;
   const std::string r20 = std::string(RESNET_SOURCE_DIR) + "/configs/cifar_resnet20.json";
-  const std::string eval = std::string(RESNET_EVAL_BIN) + " --data-dir " + data + " --limit 8 --device cpu --config " + r20;
+  const std::string eval =
+      std::string(RESNET_EVAL_BIN) + " --data-dir " + data + " --limit 8 --device cpu --config " + r20;
   const std::string r56 = tmp / "py/akamaster_resnet56.zip.module_state_dict.pt";
   std::tie(rc, text) = run(eval + " --weights " + r56, tmp);
   EXPECT_EQ(rc, 2) << text;
-  EXPECT_NE(text.find("resnet-eval: error: " + r56 + ": does not fit resnet-20 (kuangliu names): "), std::string::npos) << text;
+  EXPECT_NE(text.find("resnet-eval: error: " + r56 + ": does not fit resnet-20 (kuangliu names): "), std::string::npos)
+      << text;
   EXPECT_NE(text.find("; these keys look like akamaster/pytorch_resnet_cifar10's resnet-56 (option A or a plain net, "
                       "zeros split around the identity channels, trained on mean [0.485,0.456,0.406] std "
                       "[0.229,0.224,0.225]): try --set model.depth=56 --set model.option_a_padding=split --set "
@@ -432,8 +452,9 @@ TEST_F(InteropPython, PublishedCodesWeightsSayWhichOptionsTheyNeed) {
   const std::string a20 = tmp / "py/akamaster_resnet20.zip.plain.pt";
   std::tie(rc, text) = run(eval + " --weights " + a20, tmp);
   EXPECT_EQ(rc, 0) << text;
-  EXPECT_NE(text.find("resnet-eval: note: " + a20 + ": these keys look like akamaster/pytorch_resnet_cifar10's resnet-20"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find("resnet-eval: note: " + a20 + ": these keys look like akamaster/pytorch_resnet_cifar10's resnet-20"),
+      std::string::npos)
       << text;
   // Fine-tuning from it: the same note where the run starts.
   std::tie(rc, text) = run(std::string(RESNET_TRAIN_BIN) + " --config " + r20 + " --data-dir " + data + " --out " +
@@ -445,7 +466,8 @@ TEST_F(InteropPython, PublishedCodesWeightsSayWhichOptionsTheyNeed) {
   // kuangliu's checkpoint/ckpt.pth layout, {"net": state_dict, "acc": 95.1, "epoch": 199}: the
   // state_dict under "net" is read through, the same tensors as the plain file.
   std::tie(rc, text) = run("cd " + kScripts + " && PYTHONDONTWRITEBYTECODE=1 " + kPython +
-                               " -c 'import torch; torch.save({\"net\": torch.load(\"" + (tmp / "py/akamaster_resnet20.zip.module_model.pt") +
+                               " -c 'import torch; torch.save({\"net\": torch.load(\"" +
+                               (tmp / "py/akamaster_resnet20.zip.module_model.pt") +
                                "\")[\"model\"], \"acc\": 95.1, \"epoch\": 199}, \"" + (tmp / "ckpt.pth") + "\")'",
                            tmp);
   ASSERT_EQ(rc, 0) << text;
@@ -477,8 +499,9 @@ TEST_F(InteropPython, ReadmeSnippetsRunAsWritten) {
   auto r18 = make_model(model_of("imagenet", 18));
   export_weights(*r18, tmp / "r18.pt", WeightsFormat::kPt, Names::kTorchvision, {});
   write_file_atomic(tmp / "snippet.py", code);
-  auto [rc, text] = run("cd " + tmp.path() + " && PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=" + RESNET_SOURCE_DIR + "/python " + kPython +
-                            " snippet.py", tmp);
+  auto [rc, text] = run("cd " + tmp.path() + " && PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=" + RESNET_SOURCE_DIR +
+                            "/python " + kPython + " snippet.py",
+                        tmp);
   EXPECT_EQ(rc, 0) << code << "\n" << text;
 }
 

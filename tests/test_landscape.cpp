@@ -280,7 +280,8 @@ TEST(ResnetAnalyzeGeometryCli, WriteJsonAndPngsAndRefuseBadArguments) {
   // Another grid into the same folder: exit 2, one line naming the points file and the key.
   EXPECT_EQ(cli.run("landscape", "l", "--grid 4 --images 16"), 2);
   EXPECT_NE(cli.log().find("landscape_0.jsonl: holds a partial landscape made with other arguments (grid"),
-            std::string::npos) << cli.log();
+            std::string::npos)
+      << cli.log();
   const std::string refusal = cli.log();
   EXPECT_EQ(std::count(refusal.begin(), refusal.end(), '\n'), 1) << refusal;
 
@@ -319,7 +320,8 @@ TEST(ResnetAnalyzeGeometryCli, AKilledLandscapeResumesWhereItStopped) {
     _exit(127);
   }
   const std::string points = cli.tmp / "killed/landscape_0.jsonl";
-  for (int i = 0; i < 6000 && lines_of(points).size() < 6; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 6000 && lines_of(points).size() < 6; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   kill(pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
@@ -329,7 +331,9 @@ TEST(ResnetAnalyzeGeometryCli, AKilledLandscapeResumesWhereItStopped) {
   ASSERT_EQ(cli.run("landscape", "killed", flags), 0) << cli.log();
   const nlohmann::json resumed = read_json_file(cli.tmp / "killed/landscape.json");
   EXPECT_GE(resumed["subjects"][0]["points_resumed"].get<size_t>(), written - 1);  // a torn last line is redone
-  EXPECT_EQ(resumed["subjects"][0]["points_resumed"].get<int64_t>() + resumed["subjects"][0]["points_computed"].get<int64_t>(), 64);
+  EXPECT_EQ(resumed["subjects"][0]["points_resumed"].get<int64_t>() +
+                resumed["subjects"][0]["points_computed"].get<int64_t>(),
+            64);
   EXPECT_EQ(resumed["subjects"][0]["loss"], read_json_file(cli.tmp / "straight/landscape.json")["subjects"][0]["loss"]);
 }
 
@@ -344,9 +348,11 @@ TEST(ResnetAnalyzeGeometryCli, TwoRanksGiveTheOneProcessResults) {
     const std::string env = "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
                             std::to_string(resnet::testing::free_port());
     const std::string cmd = cli.command(analysis, out, flags), log = cli.tmp / out;
-    const std::string script = "env RANK=0 LOCAL_RANK=0 " + env + " " + cmd + " >" + log + ".log0 2>&1 & a=$!; env RANK=1 "
-                               "LOCAL_RANK=1 " + env + " " + cmd + " >" + log + ".log1 2>&1; b=$?; wait $a; echo \"$? $b\" >" +
-                               log + ".rc";
+    const std::string script = "env RANK=0 LOCAL_RANK=0 " + env + " " + cmd + " >" + log +
+                               ".log0 2>&1 & a=$!; env RANK=1 "
+                               "LOCAL_RANK=1 " +
+                               env + " " + cmd + " >" + log + ".log1 2>&1; b=$?; wait $a; echo \"$? $b\" >" + log +
+                               ".rc";
     EXPECT_EQ(std::system(("sh -c '" + script + "'").c_str()), 0);
     return lines_of(log + ".rc").at(0);
   };
@@ -365,7 +371,7 @@ TEST(ResnetAnalyzeGeometryCli, TwoRanksGiveTheOneProcessResults) {
     const nlohmann::json both = read_json_file(cli.tmp / ("two_" + analysis + "/" + analysis + ".json"));
     const nlohmann::json a = one["subjects"][0], b = both["subjects"][0];
     if (analysis == "landscape") {
-      EXPECT_EQ(b["loss"], a["loss"]);  // each point computed whole on one rank: the same bits
+      EXPECT_EQ(b["loss"], a["loss"]);      // each point computed whole on one rank: the same bits
       EXPECT_EQ(b["points_computed"], 16);  // by the two ranks together
       EXPECT_EQ(both["ranks"], 2);
       EXPECT_EQ(one["ranks"], 1);
@@ -381,7 +387,8 @@ TEST(ResnetAnalyzeGeometryCli, TwoRanksGiveTheOneProcessResults) {
       ASSERT_EQ(a["lengths"].size(), b["lengths"].size());
       for (size_t k = 0; k < a["lengths"].size(); ++k)
         EXPECT_NEAR(b["lengths"][k]["total"].get<double>(), a["lengths"][k]["total"].get<double>(),
-                    1e-6 * std::abs(a["lengths"][k]["total"].get<double>()) + 1e-12) << "k " << k;
+                    1e-6 * std::abs(a["lengths"][k]["total"].get<double>()) + 1e-12)
+            << "k " << k;
     }
   }
   // responses does not split: refused on both ranks, one line each, nothing written.

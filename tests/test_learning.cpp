@@ -34,10 +34,10 @@ using resnet::testing::TempDir;
 
 namespace {
 
-constexpr int64_t kRedStep = 2;     // grey levels between neighbouring classes
-constexpr int64_t kPerFile = 128;   // 5 training files: 640 images, 20 batches of 32
+constexpr int64_t kRedStep = 2;    // grey levels between neighbouring classes
+constexpr int64_t kPerFile = 128;  // 5 training files: 640 images, 20 batches of 32
 constexpr int64_t kTestImages = 500;
-constexpr int64_t kSteps = 90;      // 4.5 epochs, lr / 10 after 60
+constexpr int64_t kSteps = 90;  // 4.5 epochs, lr / 10 after 60
 
 // n images with labels i % 10 (balanced: a constant guess is 90 % wrong).
 // images: uint8 [n, 3, 32, 32]; red = 2 * label + noise in {0, 1}, green and blue flat clutter.

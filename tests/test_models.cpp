@@ -71,8 +71,8 @@ std::vector<ModelConfig> every_layout() {
 
 // He et al. Table 6 lists 0.27M ... 19.4M; these are the exact counts for option A, 10 classes.
 TEST(ParameterCounts, CifarResNetsMatchThePaperAndPlainTwinsMatchThem) {
-  const std::vector<std::pair<int, int64_t>> expected = {
-      {20, 269722}, {32, 464154}, {44, 658586}, {56, 853018}, {110, 1727962}, {1202, 19421274}};
+  const std::vector<std::pair<int, int64_t>> expected = {{20, 269722}, {32, 464154},   {44, 658586},
+                                                         {56, 853018}, {110, 1727962}, {1202, 19421274}};
   for (const auto& [depth, count] : expected) {
     EXPECT_EQ(params(cifar(depth, true)), count) << "ResNet-" << depth;
     EXPECT_EQ(params(cifar(depth, false)), count) << "plain-" << depth;
@@ -96,7 +96,8 @@ TEST(ParameterCounts, ImageNetFamilyWithCifarStem) {
 // Zagoruyko & Komodakis 2016, Table 1: WRN-16-4 has 2.7M parameters, WRN-28-10 36.5M (exactly
 // their code's counts); declared (models/layout.h) and built alike.
 TEST(ParameterCounts, WideResNetsMatchZagoruykoAndKomodakis) {
-  for (const auto& [depth, width, count] : {std::tuple{16, 4, int64_t{2748890}}, std::tuple{28, 10, int64_t{36479194}}}) {
+  for (const auto& [depth, width, count] :
+       {std::tuple{16, 4, int64_t{2748890}}, std::tuple{28, 10, int64_t{36479194}}}) {
     ModelConfig m;
     m.family = "wide";
     m.depth = depth;
@@ -150,8 +151,8 @@ TEST(Shortcuts, OptionAHasNoParametersAndBCAddExactlyTheProjections) {
   auto projection = [](int64_t in, int64_t out) { return in * out + 2 * out; };  // 1x1 conv + BN
   EXPECT_EQ(b - a, projection(16, 32) + projection(32, 64));
   // C: a projection on all 9 blocks.
-  EXPECT_EQ(c - a, 3 * projection(16, 16) + projection(16, 32) + 2 * projection(32, 32) +
-                       projection(32, 64) + 2 * projection(64, 64));
+  EXPECT_EQ(c - a, 3 * projection(16, 16) + projection(16, 32) + 2 * projection(32, 32) + projection(32, 64) +
+                       2 * projection(64, 64));
   // Plain nets have no shortcut at all, whatever the option.
   EXPECT_EQ(params(cifar(20, false, "B")), a);
   EXPECT_EQ(params(cifar(20, false, "C")), a);
@@ -277,8 +278,7 @@ TEST(ZeroBranch, ZeroInitResidualZeroesEveryBranch) {
   ModelConfig m = cifar(20);
   m.zero_init_residual = true;
   auto model = make_model(m);
-  for (const auto& block : model->blocks())
-    EXPECT_EQ(block->last_branch_bn()->weight.abs().sum().item<float>(), 0.0f);
+  for (const auto& block : model->blocks()) EXPECT_EQ(block->last_branch_bn()->weight.abs().sum().item<float>(), 0.0f);
 }
 
 // dL/dx = dL/dy * (dF/dx + 1): with F = 0 the gradient passes the block untouched
@@ -340,8 +340,7 @@ TEST(Initialisation, ConvsAreHeNormalAndBatchNormIsOneZero) {
     if (name.find("conv") != std::string::npos && p.dim() == 4) {
       const double fan_out = p.size(0) * p.size(2) * p.size(3);
       const double expected = std::sqrt(2.0 / fan_out);
-      if (p.numel() > 4000)
-        EXPECT_NEAR(p.std().item<double>(), expected, 0.1 * expected) << name;
+      if (p.numel() > 4000) EXPECT_NEAR(p.std().item<double>(), expected, 0.1 * expected) << name;
     }
     if (name.find("bn") != std::string::npos && name.find("weight") != std::string::npos)
       EXPECT_TRUE(torch::all(p == 1).item<bool>()) << name;

@@ -77,14 +77,17 @@ TEST(OnnxExport, RunsInOnnxRuntimeAndOpenCVWithResnetEvalsLogits) {
       {"resnet-20-C", {{"depth", 20}, {"shortcut", "C"}}, 3, 0.01, ""},
   };
   std::string check = "cd " + kSource + "/tests/interop && PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=" + kSource +
-                      "/python " + resnet::testing::kPython + " check_onnx.py --data " + data + " --opencv-python /usr/bin/python3";
+                      "/python " + resnet::testing::kPython + " check_onnx.py --data " + data +
+                      " --opencv-python /usr/bin/python3";
   for (const auto& c : cases) {
     const std::string run_dir = trained_run(tmp, data, c.name, c.model, c.steps, c.lr);
     const std::string onnx = tmp / (c.name + ".onnx"), logits = tmp / (c.name + "_logits.pt");
-    auto [rc, text] = run(std::string(RESNET_EXPORT_BIN) + " --checkpoint " + run_dir + " --out " + onnx + c.flags, tmp);
+    auto [rc, text] =
+        run(std::string(RESNET_EXPORT_BIN) + " --checkpoint " + run_dir + " --out " + onnx + c.flags, tmp);
     ASSERT_EQ(rc, 0) << c.name << ": " << text;
-    std::tie(rc, text) = run(std::string(RESNET_EVAL_BIN) + " --checkpoint " + run_dir + " --logits " + logits +
-                                 " --limit 64 --device cpu", tmp);
+    std::tie(rc, text) = run(
+        std::string(RESNET_EVAL_BIN) + " --checkpoint " + run_dir + " --logits " + logits + " --limit 64 --device cpu",
+        tmp);
     ASSERT_EQ(rc, 0) << c.name << ": " << text;
     check += " --case " + onnx + " " + logits;
   }

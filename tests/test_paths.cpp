@@ -178,8 +178,7 @@ TEST(Paths, TwoRanksGiveTheOneRankTable) {
   ASSERT_EQ(first.sums.size(), 1u);
   ASSERT_EQ(second.sums.size(), 1u);
   // Each rank filled only its items (i % 2 == rank).
-  for (int64_t i = 0; i < one.sums[0].numel(); ++i)
-    EXPECT_EQ(first.sums[0][i].item<double>() == 0, i % 2 == 1) << i;
+  for (int64_t i = 0; i < one.sums[0].numel(); ++i) EXPECT_EQ(first.sums[0][i].item<double>() == 0, i % 2 == 1) << i;
   EXPECT_TRUE(torch::equal(resnet::testing::summed_over({&first, &second})[0], one.sums[0]));
 }
 

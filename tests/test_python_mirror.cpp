@@ -117,7 +117,8 @@ TEST(PythonMirror, EveryFamilysNetsHaveTheSameKeysAndShapes) {
   write_file_atomic(tmp / "nets.json", nets.dump());
   const std::string script = std::string(RESNET_SOURCE_DIR) + "/tests/mirror/check_mirror.py";
   EXPECT_EQ(run("PYTHONDONTWRITEBYTECODE=1 " + kPython + " " + script + " --nets " + tmp / "nets.json" + " > " +
-                tmp / "out.txt" + " 2>&1"), 0)
+                tmp / "out.txt" + " 2>&1"),
+            0)
       << read_text_file(tmp / "out.txt");
   std::printf("%s", read_text_file(tmp / "out.txt").c_str());
 }
@@ -151,12 +152,14 @@ TEST(PythonMirror, OneNetPerFamilyLoadsStrictlyAndGivesTheSameLogits) {
   write_file_atomic(tmp / "nets.json", nets.dump());
   const std::string script = std::string(RESNET_SOURCE_DIR) + "/tests/mirror/check_mirror.py";
   const std::string out = tmp / "out.txt";
-  EXPECT_EQ(run("PYTHONDONTWRITEBYTECODE=1 " + kPython + " " + script + " --nets " + tmp / "nets.json" +
-                " --weights " + tmp.path() + " > " + out + " 2>&1"), 0)
+  EXPECT_EQ(run("PYTHONDONTWRITEBYTECODE=1 " + kPython + " " + script + " --nets " + tmp / "nets.json" + " --weights " +
+                tmp.path() + " > " + out + " 2>&1"),
+            0)
       << read_text_file(out);
   const std::string text = read_text_file(out);
   size_t compared = 0;
-  for (size_t at = text.find("max_abs_diff"); at != std::string::npos; at = text.find("max_abs_diff", at + 1)) ++compared;
+  for (size_t at = text.find("max_abs_diff"); at != std::string::npos; at = text.find("max_abs_diff", at + 1))
+    ++compared;
   EXPECT_EQ(compared, families().size()) << text;
   std::printf("%s", text.c_str());
 }

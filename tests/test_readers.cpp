@@ -1,7 +1,7 @@
 // The readers every user file goes through (serialize/: the restricted unpickler, the zip reader,
 // safetensors): each bound on sizes, offsets, strides, nesting and allocations (util/budgets.h) is
-// crossed by one input and refused with one line before anything is allocated from it. The inputs are the fuzz seeds that
-// tests/fuzz/make_bound_seeds.py writes into tests/fuzz/corpus/.
+// crossed by one input and refused with one line before anything is allocated from it. The inputs are the fuzz seeds
+// that tests/fuzz/make_bound_seeds.py writes into tests/fuzz/corpus/.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -122,11 +122,13 @@ TEST(Readers, OnlyTheTensorsAskedForAreRead) {
 TEST(Readers, DuplicateKeysAreRefusedWherePyTorchWouldReadTheLast) {
   ASSERT_TRUE(resnet::testing::python_has("torch, safetensors"));
   const std::string pt = kCorpus + "weights/bound_dup_key.pt", st = kCorpus + "weights/bound_dup_key.safetensors";
-  const std::string script = resnet::testing::kPython + " -c '"
-      "import sys, torch, safetensors\n"
-      "d = torch.load(sys.argv[1], weights_only=True)\n"
-      "print(list(d), d[\"w\"].tolist())\n"
-      "with safetensors.safe_open(sys.argv[2], \"pt\") as f: print(f.metadata())\n' " + pt + " " + st;
+  const std::string script = resnet::testing::kPython +
+                             " -c '"
+                             "import sys, torch, safetensors\n"
+                             "d = torch.load(sys.argv[1], weights_only=True)\n"
+                             "print(list(d), d[\"w\"].tolist())\n"
+                             "with safetensors.safe_open(sys.argv[2], \"pt\") as f: print(f.metadata())\n' " +
+                             pt + " " + st;
   FILE* out = ::popen(script.c_str(), "r");
   ASSERT_NE(out, nullptr);
   std::string text;
@@ -150,7 +152,10 @@ TEST(Readers, AnHonestDeflatedRecordIsRead) {
 TEST(Readers, UnpicklerRefusesStructuralDamage) {
   using pickle::Rules;
   // (PROTO 2) MARK BININT1 1 BINUNICODE "ab" TUPLE BINPUT 0 BINGET 0 TUPLE2 STOP
-  const std::string ok = std::string("\x80\x02(K\x01X\x02\x00\x00\x00" "abtq\x00h\x00\x86.", 19);
+  const std::string ok = std::string(
+      "\x80\x02(K\x01X\x02\x00\x00\x00"
+      "abtq\x00h\x00\x86.",
+      19);
   const pickle::Pickle p = pickle::unpickle(ok, Rules{});
   ASSERT_EQ(p.root().kind, pickle::Value::kTuple);
   EXPECT_EQ(p.root().items.size(), 2u);
@@ -161,22 +166,42 @@ TEST(Readers, UnpicklerRefusesStructuralDamage) {
   refused(std::string("\x80\x02K\x01\x86.", 6), "stack underflow");
   refused(std::string("\x80\x02K\x01.K", 6), "1 bytes after STOP");
   refused(std::string("\x80\x02K\x01K\x02.", 7), "objects left on the stack at STOP");
-  refused(std::string("\x80\x02X\xff\x00\x00\x00" "ab", 9), "truncated");
+  refused(std::string("\x80\x02X\xff\x00\x00\x00"
+                      "ab",
+                      9),
+          "truncated");
   refused(std::string("\x80\x02K\x01", 4), "truncated");
-  refused("\x80\x02" "cos\nsystem\n)R.", "refers to os.system");
+  refused(
+      "\x80\x02"
+      "cos\nsystem\n)R.",
+      "refers to os.system");
   refused(std::string("\x80\x02(K\x01K\x02K\x03}(K\x01u.", 15), "odd number");
-  refused("\x80\x02" "c__torch__\nModule\n)\x81}b.", "refers to __torch__.Module");
+  refused(
+      "\x80\x02"
+      "c__torch__\nModule\n)\x81}b.",
+      "refers to __torch__.Module");
   refused(std::string("\x80\x02\x01.", 4), "opcode 0x01");
   // TorchScript objects, only where allowed, and only built once from a dict.
   Rules ts;
   ts.torchscript_classes = {"__torch__.Module"};
-  const std::string module = "\x80\x02" "c__torch__\nModule\n)\x81";
-  const pickle::Pickle obj = pickle::unpickle(module + std::string("}(X\x01\x00\x00\x00" "aK\x07ub.", 13), ts);
+  const std::string module =
+      "\x80\x02"
+      "c__torch__\nModule\n)\x81";
+  const pickle::Pickle obj = pickle::unpickle(module + std::string("}(X\x01\x00\x00\x00"
+                                                                   "aK\x07ub.",
+                                                                   13),
+                                              ts);
   ASSERT_EQ(obj.root().kind, pickle::Value::kObject);
   EXPECT_EQ(obj.find(obj.at(obj.root().items[0]), "a")->i, 7);
-  refused(module + "K\x01" "b.", "an object whose state is an integer", ts);
+  refused(module +
+              "K\x01"
+              "b.",
+          "an object whose state is an integer", ts);
   refused(module + "}b}b.", "an object built twice", ts);
-  refused("\x80\x02" "c__torch__\nEvil\n)\x81}b.", "refers to __torch__.Evil", ts);
+  refused(
+      "\x80\x02"
+      "c__torch__\nEvil\n)\x81}b.",
+      "refers to __torch__.Evil", ts);
   refused(module + "K\x01\x85\x81.", "NEWOBJ of an object", ts);
 }
 

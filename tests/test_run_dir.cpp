@@ -97,8 +97,8 @@ void expect_csv_matches_jsonl(const std::string& run) {
 // The run folder's contract files (README) with their bytes; a missing one is absent.
 std::map<std::string, std::string> snapshot(const std::string& run) {
   std::map<std::string, std::string> files;
-  for (const char* name : {"config.json", "metrics.jsonl", "metrics.csv", "train.log", "summary.json",
-                           "checkpoints/last.ckpt"}) {
+  for (const char* name :
+       {"config.json", "metrics.jsonl", "metrics.csv", "train.log", "summary.json", "checkpoints/last.ckpt"}) {
     const std::string path = run + "/" + name;
     if (fs::exists(path)) files[path] = read_text_file(path);
   }

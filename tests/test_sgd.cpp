@@ -18,8 +18,8 @@ double max_difference(double momentum, double weight_decay, bool nesterov) {
     p.set_requires_grad(true);
     b.push_back(p.detach().clone().set_requires_grad(true));
   }
-  torch::optim::SGD reference(a, torch::optim::SGDOptions(0.1).momentum(momentum)
-                                     .weight_decay(weight_decay).nesterov(nesterov));
+  torch::optim::SGD reference(
+      a, torch::optim::SGDOptions(0.1).momentum(momentum).weight_decay(weight_decay).nesterov(nesterov));
   SgdOptions options;
   options.momentum = momentum;
   options.weight_decay = weight_decay;
@@ -27,8 +27,7 @@ double max_difference(double momentum, double weight_decay, bool nesterov) {
   Sgd mine(b, options);
   for (int step = 0; step < 20; ++step) {
     const double lr = step < 5 ? 0.01 : (step < 12 ? 0.1 : 0.01);
-    for (auto& group : reference.param_groups())
-      static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+    for (auto& group : reference.param_groups()) static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
     mine.set_lr(lr);
     for (size_t i = 0; i < a.size(); ++i) {
       torch::Tensor g = torch::randn_like(a[i]);
@@ -39,16 +38,13 @@ double max_difference(double momentum, double weight_decay, bool nesterov) {
     mine.step();
   }
   double diff = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    diff = std::max(diff, (a[i] - b[i]).abs().max().item<double>());
+  for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, (a[i] - b[i]).abs().max().item<double>());
   return diff;
 }
 
 }  // namespace
 
-TEST(Sgd, MatchesTorchOptimSgdWithMomentumAndWeightDecay) {
-  EXPECT_LE(max_difference(0.9, 1e-4, false), 1e-6);
-}
+TEST(Sgd, MatchesTorchOptimSgdWithMomentumAndWeightDecay) { EXPECT_LE(max_difference(0.9, 1e-4, false), 1e-6); }
 
 TEST(Sgd, MatchesTorchOptimSgdWithNesterov) { EXPECT_LE(max_difference(0.9, 5e-4, true), 1e-6); }
 

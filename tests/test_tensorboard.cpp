@@ -28,9 +28,9 @@ namespace {
   if (std::system("command -v protoc >/dev/null && /usr/bin/python3 -c 'import google.protobuf, crc32c' "
                   ">/dev/null 2>&1") == 0)
     return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "protoc, python3-protobuf or python3-crc32c missing (scripts/install_deps.sh --test)";
+  return ::testing::AssertionFailure()
+         << "protoc, python3-protobuf or python3-crc32c missing (scripts/install_deps.sh --test)";
 }
-
 
 // event_pb2.py from our event.proto, by protoc, into tmp/gen.
 std::string generate_python(const TempDir& tmp) {
@@ -53,7 +53,6 @@ std::vector<nlohmann::json> read_events(const TempDir& tmp, const std::string& f
   for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
   return out;
 }
-
 
 ExperimentConfig tiny(const std::string& data, int64_t iterations) {
   ExperimentConfig c;
@@ -117,7 +116,9 @@ TEST(TensorBoard, TrimDropsLaterStepsAndATornRecord) {
   }
   // The reader refuses the torn file...
   EXPECT_NE(std::system(("/usr/bin/python3 " + std::string(RESNET_SOURCE_DIR) + "/tests/tools/read_tfevents.py " +
-                         file + " " + generate_python(tmp) + " >/dev/null 2>&1").c_str()), 0);
+                         file + " " + generate_python(tmp) + " >/dev/null 2>&1")
+                            .c_str()),
+            0);
   tensorboard::trim_events(tmp.path(), 10);
   const auto events = read_events(tmp, file);  // ...and accepts the trimmed one
   ASSERT_EQ(events.size(), 3u);
@@ -142,14 +143,18 @@ TEST(TensorBoard, ARunsEventsMatchItsMetricsAcrossAResume) {
   std::vector<nlohmann::json> rows;
   std::ifstream in(tmp / "run/metrics.jsonl");
   for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
-  ASSERT_EQ(rows.size(), 3u);               // steps 5, 10, 15
+  ASSERT_EQ(rows.size(), 3u);                 // steps 5, 10, 15
   ASSERT_EQ(events.size(), rows.size() + 1);  // + file_version
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& e = events[i + 1];
     EXPECT_EQ(e["step"], rows[i]["step"]);
-    for (const auto& [column, tag] : std::vector<std::pair<std::string, std::string>>{
-             {"train_loss", "train/loss"}, {"train_error", "train/error"}, {"test_loss", "test/loss"},
-             {"test_error", "test/error"}, {"lr", "lr"}, {"images_per_sec", "images_per_sec"}})
+    for (const auto& [column, tag] :
+         std::vector<std::pair<std::string, std::string>>{{"train_loss", "train/loss"},
+                                                          {"train_error", "train/error"},
+                                                          {"test_loss", "test/loss"},
+                                                          {"test_error", "test/error"},
+                                                          {"lr", "lr"},
+                                                          {"images_per_sec", "images_per_sec"}})
       EXPECT_FLOAT_EQ(e["values"][tag].get<double>(), static_cast<float>(rows[i][column].get<double>()))
           << tag << " at step " << rows[i]["step"];
     EXPECT_FALSE(e["values"].contains("val/error"));  // no validation split: no tag
@@ -160,7 +165,13 @@ TEST(TensorBoard, ARunsEventsMatchItsMetricsAcrossAResume) {
   ASSERT_EQ(train(off, quiet(tmp / "off")), 0);
   EXPECT_TRUE(tensorboard::event_files(tmp / "off").empty());
   // --force starts over: the old run's events go with its other files.
-  ASSERT_EQ(train(tiny(tmp / "data", 5), [&] { auto o = quiet(tmp / "run"); o.force = true; return o; }()), 0);
+  ASSERT_EQ(train(tiny(tmp / "data", 5),
+                  [&] {
+                    auto o = quiet(tmp / "run");
+                    o.force = true;
+                    return o;
+                  }()),
+            0);
   EXPECT_EQ(read_events(tmp, tensorboard::event_files(tmp / "run").at(0)).size(), 2u);
 }
 
@@ -186,8 +197,10 @@ TEST(TensorBoard, EventBytesUseTensorFlowsFieldNumbers) {
   const std::string second = record(next, next);
   EXPECT_EQ(next, bytes.size());
   // 09 <2.0 as a little-endian double> 10 07 2a <len> 0a <len> 0a 02 "lr" 15 <0.5f>
-  const std::string expected = std::string("\x09\x00\x00\x00\x00\x00\x00\x00\x40\x10\x07\x2a\x0b\x0a\x09\x0a\x02lr\x15"
-                                           "\x00\x00\x00\x3f", 24);
+  const std::string expected = std::string(
+      "\x09\x00\x00\x00\x00\x00\x00\x00\x40\x10\x07\x2a\x0b\x0a\x09\x0a\x02lr\x15"
+      "\x00\x00\x00\x3f",
+      24);
   EXPECT_TRUE(second == expected) << "event bytes differ from TensorFlow's layout";
 }
 

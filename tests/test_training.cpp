@@ -94,12 +94,13 @@ class Training : public ::testing::Test {
 TEST_F(Training, RunDirectoryHoldsTheContractFiles) {
   ExperimentConfig c = tiny_config(tmp / "data", 20);
   ASSERT_EQ(train(c, quiet(tmp / "run")), 0);
-  for (const char* f : {"config.json", "metrics.jsonl", "metrics.csv", "train.log", "checkpoints/last.ckpt", "summary.json"})
+  for (const char* f :
+       {"config.json", "metrics.jsonl", "metrics.csv", "train.log", "checkpoints/last.ckpt", "summary.json"})
     EXPECT_TRUE(fs::exists(tmp / (std::string("run/") + f))) << f;
   auto rows = metrics_rows(tmp / "run");
   ASSERT_EQ(rows.size(), 2u);  // steps 10 and 20
-  for (const char* key : {"step", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error",
-                          "images_per_sec", "elapsed_s"})
+  for (const char* key :
+       {"step", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error", "images_per_sec", "elapsed_s"})
     EXPECT_TRUE(rows[1].contains(key) && !rows[1][key].is_null()) << key;
   EXPECT_EQ(rows[1]["step"], 20);
   const double err = rows[1]["test_error"];
@@ -166,7 +167,9 @@ TEST_F(Training, AnExplicitNormaliserIsTheOneTheRunUses) {
   c.data.mean = {0.485, 0.456, 0.406};
   c.data.std = {0.229, 0.224, 0.225};
   ASSERT_EQ(train(c, quiet(tmp / "explicit")), 0);
-  auto stored = [&](const std::string& run) { return CheckpointReader(run + "/checkpoints/last.ckpt").contents().normalizer; };
+  auto stored = [&](const std::string& run) {
+    return CheckpointReader(run + "/checkpoints/last.ckpt").contents().normalizer;
+  };
   const Normalizer n = stored(tmp / "explicit");
   const at::Tensor mean = at::tensor(std::vector<double>{0.485, 0.456, 0.406}, at::kFloat).view({1, 3, 1, 1});
   const at::Tensor std_ = at::tensor(std::vector<double>{0.229, 0.224, 0.225}, at::kFloat).view({1, 3, 1, 1});
@@ -329,13 +332,14 @@ TEST_F(Training, ResnetEvalReproducesTheTrainersError) {
   EXPECT_EQ(eval["confusion"].size(), 10u);
   EXPECT_EQ(eval["per_class_accuracy"].size(), 10u);
   int64_t total = 0;
-  for (const auto& row : eval["confusion"]) for (const auto& v : row) total += v.get<int64_t>();
+  for (const auto& row : eval["confusion"])
+    for (const auto& v : row) total += v.get<int64_t>();
   EXPECT_EQ(total, 100);
 
   // A --json that cannot be written is refused before evaluating (exit 2, no report printed).
   for (const std::string target : {tmp.path(), tmp / "no/such/folder.json"}) {
-    const std::string bad = std::string(bin) + " --checkpoint " + (tmp / "run") + " --json " + target + " > " +
-                            (tmp / "bad.txt") + " 2>&1";
+    const std::string bad =
+        std::string(bin) + " --checkpoint " + (tmp / "run") + " --json " + target + " > " + (tmp / "bad.txt") + " 2>&1";
     EXPECT_EQ(WEXITSTATUS(std::system(bad.c_str())), 2) << target;
     std::ifstream in(tmp / "bad.txt");
     std::string text((std::istreambuf_iterator<char>(in)), {});

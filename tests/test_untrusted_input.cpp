@@ -23,9 +23,8 @@
 
 using namespace resnet;
 using nlohmann::json;
-using resnet::testing::TempDir;
 using resnet::testing::expect_input_error;
-
+using resnet::testing::TempDir;
 
 // Keys and bare words are taken as they are, without the JSON parser, which is what checks
 // UTF-8; nlohmann's dump() then threw type_error 316 from error messages and config.json.
@@ -89,7 +88,8 @@ TEST(UntrustedJson, NestingIsBoundedBeforeItIsBuilt) {
 // A key twice in one object: Python's json and safetensors keep the last, other readers the first.
 TEST(UntrustedJson, AKeyTwiceInOneObjectIsRefused) {
   expect_input_error([] { parse_json(R"({"a": 1, "b": 2, "a": 3})", "c.json"); }, "c.json: key \"a\" appears twice");
-  expect_input_error([] { parse_json(R"({"x": [{"a": {"k": 1, "k": 2}}]})", "c.json"); }, "c.json: key \"k\" appears twice");
+  expect_input_error([] { parse_json(R"({"x": [{"a": {"k": 1, "k": 2}}]})", "c.json"); },
+                     "c.json: key \"k\" appears twice");
   // The same key in different objects is fine.
   const json ok = parse_json(R"({"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]})", "c.json");
   EXPECT_EQ(ok["b"][1]["a"], 3);
@@ -124,7 +124,8 @@ TEST(UntrustedFiles, OnlyRegularFilesWithinTheirBudgetAreRead) {
   std::filesystem::create_directory(tmp / "folder");
   expect_input_error([&] { read_json_file(tmp / "folder"); }, tmp / "folder" + ": is a folder");
   std::filesystem::resize_file((std::ofstream(tmp / "big.json"), tmp / "big.json"), 17 << 20);  // sparse
-  expect_input_error([&] { read_json_file(tmp / "big.json"); }, tmp / "big.json" + ": 17825792 bytes, more than the 16777216");
+  expect_input_error([&] { read_json_file(tmp / "big.json"); },
+                     tmp / "big.json" + ": 17825792 bytes, more than the 16777216");
 }
 
 // In a folder, nothing is followed out of it: reads and appends refuse a symlink, appends a hard

@@ -69,7 +69,9 @@ int64_t predicted_class(Subject& s, const ImageSet& test, int64_t index) {
   c10::NoGradGuard no_grad;
   s.model->eval();
   const auto device = s.model->parameters().front().device();
-  return s.model->forward(s.normalizer.to(device)(test.images.narrow(0, index, 1).to(device))).argmax(1).item<int64_t>();
+  return s.model->forward(s.normalizer.to(device)(test.images.narrow(0, index, 1).to(device)))
+      .argmax(1)
+      .item<int64_t>();
 }
 
 class Activations final : public Analysis {
@@ -112,14 +114,17 @@ class Activations final : public Analysis {
       if (index < 0 || index >= test.size())
         throw InputError(fmt::format("--show: image {} is outside the {} test images", index, test.size()));
       const std::vector<at::Tensor> maps = feature_maps(s, test, index);  // stage 0 (stem) .. S: [C, H, W]
-      const std::string truth = name(test.labels[index].item<int64_t>()), predicted = name(predicted_class(s, test, index));
+      const std::string truth = name(test.labels[index].item<int64_t>()),
+                        predicted = name(predicted_class(s, test, index));
       const std::string file = fmt::format("activations_{}_{}.png", si, index);
       grids_.push_back({file, fmt::format("{}: test image {} ({}), predicted {}", s.label, index, truth, predicted),
                         panels(test.images[index], truth, maps)});
       j["images"].push_back({{"index", index}, {"true_class", truth}, {"predicted_class", predicted}, {"file", file}});
       if (j["stages"].empty())
         for (size_t st = 0; st < maps.size(); ++st)
-          j["stages"].push_back({{"stage", st}, {"channels", maps[st].size(0)}, {"height", maps[st].size(1)},
+          j["stages"].push_back({{"stage", st},
+                                 {"channels", maps[st].size(0)},
+                                 {"height", maps[st].size(1)},
                                  {"width", maps[st].size(2)}});
     }
     return j;

@@ -50,8 +50,7 @@ Subject subject_from_weights(const std::string& path, const ExperimentConfig& co
   return s;
 }
 
-Subject subject_from_config(const ExperimentConfig& config, const Normalizer& normalizer,
-                            const c10::Device& device) {
+Subject subject_from_config(const ExperimentConfig& config, const Normalizer& normalizer, const c10::Device& device) {
   Subject s;
   s.config = config;
   at::manual_seed(static_cast<uint64_t>(config.runtime.seed));
@@ -92,7 +91,9 @@ ImageSet named_images(const Cifar10& data, const std::string& split, int64_t cou
 }
 
 nlohmann::json subject_header(const Subject& s) {
-  return {{"label", s.label}, {"depth", s.config.model.depth}, {"residual", s.config.model.residual},
+  return {{"label", s.label},
+          {"depth", s.config.model.depth},
+          {"residual", s.config.model.residual},
           {"family", s.config.model.family}};
 }
 

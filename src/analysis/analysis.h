@@ -40,8 +40,7 @@ Subject subject_from_checkpoint(const std::string& path, const c10::Device& devi
 Subject subject_from_weights(const std::string& path, const ExperimentConfig& config, const ImageSet& train,
                              const c10::Device& device);
 // A freshly initialised model of `config` (seeded by runtime.seed); label "<kind>-<depth> @init".
-Subject subject_from_config(const ExperimentConfig& config, const Normalizer& normalizer,
-                            const c10::Device& device);
+Subject subject_from_config(const ExperimentConfig& config, const Normalizer& normalizer, const c10::Device& device);
 
 struct LayerStat {
   std::string name;
@@ -53,8 +52,8 @@ std::vector<LayerStat> response_std(Subject& s, const ImageSet& images, int64_t 
 
 struct GradientNorms {
   double loss = 0;
-  std::vector<double> block_input;    // |dL/dx| at the input of block i (Frobenius, whole batch)
-  std::vector<LayerStat> weights;     // |dL/dW| of each conv weight, forward order
+  std::vector<double> block_input;  // |dL/dx| at the input of block i (Frobenius, whole batch)
+  std::vector<LayerStat> weights;   // |dL/dW| of each conv weight, forward order
 };
 // One forward/backward pass in training mode (as during training); the weights do not change.
 GradientNorms gradient_norms(ResNetImpl& model, const at::Tensor& images, const at::Tensor& labels);
@@ -65,15 +64,15 @@ struct BlockRatio {
 std::vector<BlockRatio> residual_ratios(Subject& s, const ImageSet& images, int64_t batch_size);
 
 struct LesionOptions {
-  int64_t draws = 4;       // random draws per k
-  int64_t max_k = 0;       // 0 = every k up to the number of blocks
+  int64_t draws = 4;  // random draws per k
+  int64_t max_k = 0;  // 0 = every k up to the number of blocks
   int64_t batch_size = 500;
   uint64_t seed = 0;
 };
 struct LesionResult {
   double baseline_error = 0;
-  std::vector<double> single;                     // error with block i deleted
-  std::vector<std::vector<double>> random;        // random[k-1]: errors of the draws with k deleted
+  std::vector<double> single;               // error with block i deleted
+  std::vector<std::vector<double>> random;  // random[k-1]: errors of the draws with k deleted
 };
 LesionResult lesion_study(Subject& s, const ImageSet& test, const LesionOptions& options);
 

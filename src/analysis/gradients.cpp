@@ -49,8 +49,8 @@ GradientNorms gradient_norms(ResNetImpl& model, const at::Tensor& images, const 
 }
 
 nlohmann::json gradients_json(std::vector<Subject>& subjects, const ImageSet& images, int64_t batch_size) {
-  nlohmann::json out = {{"analysis", "gradients"}, {"batch", std::min(batch_size, images.size())},
-                        {"subjects", nlohmann::json::array()}};
+  nlohmann::json out = {
+      {"analysis", "gradients"}, {"batch", std::min(batch_size, images.size())}, {"subjects", nlohmann::json::array()}};
   for (auto& s : subjects) {
     const auto device = s.model->parameters().front().device();
     const int64_t n = std::min(batch_size, images.size());

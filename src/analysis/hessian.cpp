@@ -24,7 +24,8 @@ double dot_value(const at::Tensor& a, const at::Tensor& b) { return at::dot(a, b
 at::Tensor flatten(const std::vector<at::Tensor>& ts, const std::vector<at::Tensor>& params) {
   std::vector<at::Tensor> flat;
   for (size_t i = 0; i < ts.size(); ++i)
-    flat.push_back(ts[i].defined() ? ts[i].detach().contiguous().view(-1) : at::zeros({params[i].numel()}, params[i].options()));
+    flat.push_back(ts[i].defined() ? ts[i].detach().contiguous().view(-1)
+                                   : at::zeros({params[i].numel()}, params[i].options()));
   return at::cat(flat);
 }
 
@@ -37,8 +38,6 @@ double orthonormalize(at::Tensor& v, const std::vector<at::Tensor>& basis) {
   if (n > 0) v.div_(n);
   return n;
 }
-
-
 
 nlohmann::json density_json(const DensityResult& d) {
   nlohmann::json runs = nlohmann::json::array();
@@ -81,7 +80,8 @@ nlohmann::json subject_hessian(Subject& s, const at::Tensor& x, const at::Tensor
     HessianOperator h = model_hessian(*s.model, x, y, o.local_chunk > 0 ? o.local_chunk : o.chunk);
     const TraceResult t = hutchinson_trace(h, o.probes, o.eigen.seed, comm);
     if (o.probes > 0)
-      j["trace"] = {{"estimate", t.estimate}, {"standard_error", t.standard_error}, {"probes", o.probes}, {"samples", t.samples}};
+      j["trace"] = {
+          {"estimate", t.estimate}, {"standard_error", t.standard_error}, {"probes", o.probes}, {"samples", t.samples}};
     j["density"] = density_json(slq_density(h, o.slq_runs, o.lanczos_steps, o.eigen.seed, comm));
     products += h.products();
   }
@@ -99,7 +99,8 @@ HessianOperator::HessianOperator(std::vector<at::Tensor> params, std::function<a
   for (const auto& p : params_) dimension_ += p.numel();
   const int64_t chunks = static_cast<int64_t>(weights_.size());
   if (comm_) chunks_ = my_items(chunks, *comm_);
-  else for (int64_t c = 0; c < chunks; ++c) chunks_.push_back(c);
+  else
+    for (int64_t c = 0; c < chunks; ++c) chunks_.push_back(c);
 }
 
 std::vector<at::Tensor> HessianOperator::local_gradients(int64_t chunk, bool create_graph) {
@@ -228,7 +229,7 @@ LanczosResult lanczos(HessianOperator& h, const at::Tensor& start, int64_t steps
     at::Tensor w = h.apply(v);
     alpha.push_back(dot_value(w, v));
     scale = std::max(scale, std::abs(alpha.back()));
-    const double b = orthonormalize(w, basis);  // w - αv - βv_prev, and every other v (full)
+    const double b = orthonormalize(w, basis);      // w - αv - βv_prev, and every other v (full)
     if (b <= 1e-6 * std::max(scale, 1e-30)) break;  // the Krylov space is exhausted
     if (j + 1 < steps) beta.push_back(b);
     v = w;
@@ -283,13 +284,20 @@ std::vector<double> density_curve(const DensityResult& d, const std::vector<doub
 
 nlohmann::json hessian_json(std::vector<Subject>& subjects, const ImageSet& set, const nlohmann::json& images_desc,
                             const HessianOptions& o, Communicator& comm) {
-  nlohmann::json out = {{"analysis", "hessian"}, {"images", images_desc}, {"precision", "fp32"},
-                        {"top_k", o.eigen.top_k}, {"tolerance", o.eigen.tolerance},
-                        {"max_iterations", o.eigen.max_iterations}, {"probes", o.probes}, {"slq_runs", o.slq_runs},
-                        {"lanczos_steps", o.lanczos_steps}, {"seed", o.eigen.seed},
-                        {"measure", "Hessian of the mean cross-entropy over the images w.r.t. all parameters, "
-                                    "BN in eval mode; top eigenvalues by power iteration (largest |lambda| first), "
-                                    "trace by Hutchinson, density by stochastic Lanczos quadrature"},
+  nlohmann::json out = {{"analysis", "hessian"},
+                        {"images", images_desc},
+                        {"precision", "fp32"},
+                        {"top_k", o.eigen.top_k},
+                        {"tolerance", o.eigen.tolerance},
+                        {"max_iterations", o.eigen.max_iterations},
+                        {"probes", o.probes},
+                        {"slq_runs", o.slq_runs},
+                        {"lanczos_steps", o.lanczos_steps},
+                        {"seed", o.eigen.seed},
+                        {"measure",
+                         "Hessian of the mean cross-entropy over the images w.r.t. all parameters, "
+                         "BN in eval mode; top eigenvalues by power iteration (largest |lambda| first), "
+                         "trace by Hutchinson, density by stochastic Lanczos quadrature"},
                         {"subjects", nlohmann::json::array()}};
   for (auto& s : subjects) {
     const auto device = s.model->parameters().front().device();
@@ -349,7 +357,8 @@ class Hessian final : public Analysis {
         ->check(CLI::Range(0, 100000));
     app.add_option("--slq-runs", o_.slq_runs, "Lanczos runs for the density (default 1; 0: none)")
         ->check(CLI::Range(0, 10000));
-    app.add_option("--lanczos-steps", o_.lanczos_steps, "Lanczos steps per run (default 40)")->check(CLI::Range(1, 10000));
+    app.add_option("--lanczos-steps", o_.lanczos_steps, "Lanczos steps per run (default 40)")
+        ->check(CLI::Range(1, 10000));
   }
   bool needs_train_images() const override { return images_.split == "train"; }
   bool splits_over_ranks() const override { return true; }

@@ -68,9 +68,9 @@ struct EigenOptions {
   uint64_t seed = 0;        // start of eigenvalue i: item_generator(seed, 1, i)
 };
 struct EigenResult {
-  std::vector<double> values;        // largest |λ| first
-  std::vector<int64_t> iterations;   // power iterations each took
-  std::vector<at::Tensor> vectors;   // unit eigenvectors
+  std::vector<double> values;       // largest |λ| first
+  std::vector<int64_t> iterations;  // power iterations each took
+  std::vector<at::Tensor> vectors;  // unit eigenvectors
 };
 // `progress`: print a progress line (the writer).
 EigenResult top_eigenvalues(HessianOperator& h, const EigenOptions& options, bool progress = false);
@@ -98,11 +98,11 @@ std::vector<double> density_curve(const DensityResult& d, const std::vector<doub
 
 struct HessianOptions {
   EigenOptions eigen;
-  int64_t probes = 32;         // Hutchinson probes (0: no trace)
-  int64_t slq_runs = 1;        // SLQ runs (0: no density)
+  int64_t probes = 32;   // Hutchinson probes (0: no trace)
+  int64_t slq_runs = 1;  // SLQ runs (0: no density)
   int64_t lanczos_steps = 40;
-  int64_t chunk = 128;         // images per backward pass (the top eigenvalues: the batch split over ranks)
-  int64_t local_chunk = 0;     // the same for the rank-local trace and density; 0: chunk
+  int64_t chunk = 128;      // images per backward pass (the top eigenvalues: the batch split over ranks)
+  int64_t local_chunk = 0;  // the same for the rank-local trace and density; 0: chunk
 };
 
 // The hessian analysis of each subject on `set` (normalised as trained).

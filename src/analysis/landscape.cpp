@@ -69,7 +69,8 @@ double number_or_nan(const nlohmann::json& v) { return v.is_number() ? v.get<dou
 std::string first_difference(const nlohmann::json& file, const nlohmann::json& now) {
   for (const auto& [k, v] : now.items())
     if (!file.contains(k) || file.at(k) != v)
-      return fmt::format("{}: the file has {}, this run {}", k, file.contains(k) ? file.at(k).dump() : "none", v.dump());
+      return fmt::format("{}: the file has {}, this run {}", k, file.contains(k) ? file.at(k).dump() : "none",
+                         v.dump());
   return "other arguments";
 }
 
@@ -94,7 +95,8 @@ bool parse_point(const std::string& line, const std::vector<double>& axis, int64
 
 // Reads the points already written into `table` (loss, error, done); a missing file is started
 // with its key line. A torn last line (a crash while appending) is dropped from the file.
-void read_points(const std::string& file, const nlohmann::json& key, const std::vector<double>& axis, at::Tensor& table) {
+void read_points(const std::string& file, const nlohmann::json& key, const std::vector<double>& axis,
+                 at::Tensor& table) {
   const nlohmann::json header = {{"landscape_points", 1}, {"key", key}};
   if (!std::filesystem::exists(file)) return write_file_atomic(file, header.dump() + "\n");
   const std::string text = read_text_file(file);
@@ -104,7 +106,8 @@ void read_points(const std::string& file, const nlohmann::json& key, const std::
   nlohmann::json first =
       lines.empty() ? nlohmann::json() : parse_json_or_null(lines[0], file + " line 1").value_or(nlohmann::json());
   if (!first.is_object() || !first.contains("key") || !first.contains("landscape_points"))
-    throw InputError(file + ": not a landscape points file (its first line is not a landscape key); remove it or use another --out");
+    throw InputError(
+        file + ": not a landscape points file (its first line is not a landscape key); remove it or use another --out");
   if (first["key"] != key)
     throw InputError(file + ": holds a partial landscape made with other arguments (" +
                      excerpt(first_difference(first["key"], key), 200) + "); use another --out or remove it");
@@ -118,24 +121,27 @@ void read_points(const std::string& file, const nlohmann::json& key, const std::
     }
     if (point) kept += lines[k] + "\n";
     else if (k + 1 < lines.size())  // only the last line may be cut short (a crash while appending)
-      throw InputError(fmt::format("{}: line {} is not a point of this landscape; remove the file to start again", file, k + 1));
+      throw InputError(
+          fmt::format("{}: line {} is not a point of this landscape; remove the file to start again", file, k + 1));
   }
   if (kept != text) write_file_atomic(file, kept);
 }
 
 std::string point_line(int64_t i, const std::vector<double>& axis, bool two_d, double loss, double error) {
   const size_t n = axis.size();
-  nlohmann::json j = {{"i", i}, {"alpha", axis[static_cast<size_t>(i) % n]},
+  nlohmann::json j = {{"i", i},
+                      {"alpha", axis[static_cast<size_t>(i) % n]},
                       {"beta", two_d ? axis[static_cast<size_t>(i) / n] : 0.0},
-                      {"loss", number_or_null(loss)}, {"error", number_or_null(error)}};
+                      {"loss", number_or_null(loss)},
+                      {"error", number_or_null(error)}};
   return j.dump() + "\n";
 }
 
-
 nlohmann::json landscape_key(const Subject& s, const Subject* to, const nlohmann::json& images,
                              const LandscapeOptions& o) {
-  nlohmann::json key = {{"analysis", "landscape"}, {"kind", o.kind},      {"grid", o.grid},
-                        {"range", o.range},        {"seed", o.seed},      {"include_bn", o.include_bn},
+  nlohmann::json key = {{"analysis", "landscape"}, {"kind", o.kind},
+                        {"grid", o.grid},          {"range", o.range},
+                        {"seed", o.seed},          {"include_bn", o.include_bn},
                         {"images", images},        {"precision", o.bf16 ? "bf16" : "fp32"},
                         {"subject", s.label},      {"weights_sha256", state_digest(*s.model)}};
   if (to) key["to"] = {{"subject", to->label}, {"weights_sha256", state_digest(*to->model)}};
@@ -210,7 +216,8 @@ Directions make_directions(const ResNetImpl& from, const ResNetImpl* to, const L
     if (!to) throw std::invalid_argument("interpolation needs the second model");
     const auto target = float_state(*to);
     for (const auto& [name, t] : float_state(from))
-      d.delta.emplace_back(name, (target.at(name).detach().to(at::kCPU, at::kFloat) - t.detach().to(at::kCPU, at::kFloat)));
+      d.delta.emplace_back(name,
+                           (target.at(name).detach().to(at::kCPU, at::kFloat) - t.detach().to(at::kCPU, at::kFloat)));
     return d;
   }
   at::Generator gen = item_generator(o.seed, 0, 0);
@@ -230,7 +237,8 @@ std::vector<double> landscape_axis(const LandscapeOptions& o) {
   const double lo = -o.range, hi = o.kind == "interpolate" ? 1.0 + o.range : o.range;
   if (o.grid <= 1) return {o.kind == "interpolate" ? 0.0 : 0.0};
   std::vector<double> axis;
-  for (int64_t i = 0; i < o.grid; ++i) axis.push_back(lo + (hi - lo) * static_cast<double>(i) / static_cast<double>(o.grid - 1));
+  for (int64_t i = 0; i < o.grid; ++i)
+    axis.push_back(lo + (hi - lo) * static_cast<double>(i) / static_cast<double>(o.grid - 1));
   return axis;
 }
 
@@ -305,11 +313,18 @@ nlohmann::json landscape_json(std::vector<Subject>& subjects, const ImageSet& im
                               const LandscapeOptions& o, Communicator& comm, const std::string& dir) {
   const bool interpolate = o.kind == "interpolate";
   if (interpolate) check_interpolation(subjects);
-  nlohmann::json out = {{"analysis", "landscape"}, {"kind", o.kind}, {"grid", o.grid}, {"range", o.range},
-                        {"seed", o.seed}, {"include_bn", o.include_bn}, {"filter_normalized", !interpolate},
-                        {"images", images_desc}, {"precision", o.bf16 ? "bf16" : "fp32"},
-                        {"measure", "mean cross-entropy and top-1 error at theta + alpha delta + beta eta, "
-                                    "BN in eval mode, no augmentation"},
+  nlohmann::json out = {{"analysis", "landscape"},
+                        {"kind", o.kind},
+                        {"grid", o.grid},
+                        {"range", o.range},
+                        {"seed", o.seed},
+                        {"include_bn", o.include_bn},
+                        {"filter_normalized", !interpolate},
+                        {"images", images_desc},
+                        {"precision", o.bf16 ? "bf16" : "fp32"},
+                        {"measure",
+                         "mean cross-entropy and top-1 error at theta + alpha delta + beta eta, "
+                         "BN in eval mode, no augmentation"},
                         {"subjects", nlohmann::json::array()}};
   const size_t count = interpolate ? 1 : subjects.size();
   for (size_t i = 0; i < count; ++i) {
@@ -359,14 +374,16 @@ std::vector<std::string> plot_landscape(const nlohmann::json& result, const std:
     std::vector<double> l, e;
     for (const auto& v : s.at("loss")) l.push_back(number_or_nan(v));
     for (const auto& v : s.at("error")) e.push_back(number_or_nan(v));
-    const std::string label = s.contains("to") ? s.at("label").get<std::string>() + " -> " + s.at("to").get<std::string>()
-                                               : s.at("label").get<std::string>();
+    const std::string label = s.contains("to")
+                                  ? s.at("label").get<std::string>() + " -> " + s.at("to").get<std::string>()
+                                  : s.at("label").get<std::string>();
     loss.series.push_back({label, s.at("axis"), l, {}});
     error.series.push_back({label, s.at("axis"), e, {}});
   }
   written.push_back(path("landscape.png"));
-  plots::line_plot(written.back(), kind == "interpolate" ? "Linear interpolation between two models"
-                                                         : "Loss along a filter-normalised random direction",
+  plots::line_plot(written.back(),
+                   kind == "interpolate" ? "Linear interpolation between two models"
+                                         : "Loss along a filter-normalised random direction",
                    {loss, error}, 2, 620, 440);
   return written;
 }

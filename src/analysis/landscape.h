@@ -34,9 +34,9 @@ struct LandscapeOptions {
   int64_t grid = 21;             // points per axis
   double range = 1.0;            // R above
   uint64_t seed = 0;
-  bool include_bn = false;       // also perturb biases and BN's gamma/beta
-  int64_t batch_size = 500;      // evaluation batch
-  bool bf16 = false;             // autocast where the runtime has it (CUDA)
+  bool include_bn = false;   // also perturb biases and BN's gamma/beta
+  int64_t batch_size = 500;  // evaluation batch
+  bool bf16 = false;         // autocast where the runtime has it (CUDA)
   bool channels_last = false;
 };
 
@@ -62,9 +62,9 @@ std::vector<double> landscape_axis(const LandscapeOptions& options);
 // Grid points, row-major: point i has alpha = axis[i % N], beta = axis[i / N] (1-D: beta 0).
 struct LandscapeGrid {
   std::vector<double> axis;
-  at::Tensor loss, error;  // double [points]
-  int64_t computed = 0;    // points evaluated in this call, by all ranks (not read back)
-  int64_t resumed = 0;     // points read back from the points file
+  at::Tensor loss, error;        // double [points]
+  int64_t computed = 0;          // points evaluated in this call, by all ranks (not read back)
+  int64_t resumed = 0;           // points read back from the points file
   double seconds_per_point = 0;  // wall time per point evaluated in this call (all ranks together)
 };
 

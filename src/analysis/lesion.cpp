@@ -43,16 +43,18 @@ LesionResult lesion_study(Subject& s, const ImageSet& test, const LesionOptions&
 }
 
 nlohmann::json lesion_json(std::vector<Subject>& subjects, const ImageSet& test, const LesionOptions& o) {
-  nlohmann::json out = {{"analysis", "lesion"}, {"images", test.size()}, {"draws", o.draws},
-                        {"subjects", nlohmann::json::array()}};
+  nlohmann::json out = {
+      {"analysis", "lesion"}, {"images", test.size()}, {"draws", o.draws}, {"subjects", nlohmann::json::array()}};
   for (auto& s : subjects) {
     LesionResult r = lesion_study(s, test, o);
     nlohmann::json j = subject_header(s);
     j["baseline_error"] = r.baseline_error;
     j["single"] = nlohmann::json::array();
     for (size_t i = 0; i < r.single.size(); ++i)
-      j["single"].push_back({{"block", i}, {"stage", s.model->stage_of(i)},
-                             {"downsampling", s.model->blocks()[i]->changes_shape()}, {"error", r.single[i]}});
+      j["single"].push_back({{"block", i},
+                             {"stage", s.model->stage_of(i)},
+                             {"downsampling", s.model->blocks()[i]->changes_shape()},
+                             {"error", r.single[i]}});
     j["random"] = nlohmann::json::array();
     for (size_t k = 0; k < r.random.size(); ++k) {
       const auto& e = r.random[k];
@@ -83,12 +85,14 @@ class Lesion final : public Analysis {
   }
   std::vector<std::string> plot(const nlohmann::json& result, const std::string& dir) override {
     plots::Panel single{"test error with one block deleted", "deleted block", "test error"};
-    plots::Panel random{"test error with k random blocks deleted (mean +- std)", "number of deleted blocks k", "test error"};
+    plots::Panel random{"test error with k random blocks deleted (mean +- std)", "number of deleted blocks k",
+                        "test error"};
     for (const auto& s : result.at("subjects")) {
       std::vector<double> e = column(s["single"], "error");
       single.series.push_back({s["label"], iota(e.size()), e, {}});
       single.hlines.push_back({std::string(s["label"]) + " intact", s["baseline_error"]});
-      std::vector<double> k = column(s["random"], "k"), mean = column(s["random"], "mean"), sd = column(s["random"], "std");
+      std::vector<double> k = column(s["random"], "k"), mean = column(s["random"], "mean"),
+                          sd = column(s["random"], "std");
       random.series.push_back({s["label"], k, mean, sd});
     }
     const std::vector<std::string> pngs = {file_in(dir, "lesion_single.png"), file_in(dir, "lesion_random.png")};

@@ -28,7 +28,8 @@ class PathGuard {
     const auto& blocks = model.blocks();
     if (paths.size() != blocks.size())
       throw std::invalid_argument(fmt::format("{} gradient paths for {} blocks", paths.size(), blocks.size()));
-    for (size_t i = 0; i < blocks.size(); ++i) saved_.push_back(blocks[i]->gradient_path), blocks[i]->gradient_path = paths[i];
+    for (size_t i = 0; i < blocks.size(); ++i)
+      saved_.push_back(blocks[i]->gradient_path), blocks[i]->gradient_path = paths[i];
     model.eval();  // BN in eval mode: samples do not interact through batch statistics
   }
   ~PathGuard() {
@@ -60,7 +61,6 @@ at::Tensor gradient_at_x0(ResNetImpl& model, const at::Tensor& images, const at:
                                  /*allow_unused=*/true);
   return g[0].defined() ? g[0] : at::zeros_like(rec.x0);
 }
-
 
 // Mean and population std of each run of `samples` consecutive values.
 void per_length_stats(const at::Tensor& norms, int64_t samples, PathsResult& r) {
@@ -117,8 +117,8 @@ std::pair<int64_t, int64_t> shortest_range(const std::vector<double>& v, double 
   return best;
 }
 
-PathsResult gradient_paths(ResNetImpl& model, const at::Tensor& images, const at::Tensor& labels,
-                           const PathsOptions& o, Communicator& comm) {
+PathsResult gradient_paths(ResNetImpl& model, const at::Tensor& images, const at::Tensor& labels, const PathsOptions& o,
+                           Communicator& comm) {
   PathsResult r;
   r.blocks = static_cast<int64_t>(model.blocks().size());
   r.count = path_counts(r.blocks);
@@ -146,11 +146,15 @@ PathsResult gradient_paths(ResNetImpl& model, const at::Tensor& images, const at
 
 nlohmann::json paths_json(std::vector<Subject>& subjects, const ImageSet& set, const PathsOptions& o,
                           Communicator& comm) {
-  nlohmann::json out = {{"analysis", "paths"}, {"images", set.size()}, {"samples", o.samples},
-                        {"seed", o.seed}, {"mass", o.mass},
-                        {"measure", "|dL/dx0| at the first block's input (Frobenius, whole batch, mean cross-entropy, "
-                                    "BN in eval mode) along one path of length k: k sampled blocks pass the gradient "
-                                    "through their branch only, the others through their skip only"},
+  nlohmann::json out = {{"analysis", "paths"},
+                        {"images", set.size()},
+                        {"samples", o.samples},
+                        {"seed", o.seed},
+                        {"mass", o.mass},
+                        {"measure",
+                         "|dL/dx0| at the first block's input (Frobenius, whole batch, mean cross-entropy, "
+                         "BN in eval mode) along one path of length k: k sampled blocks pass the gradient "
+                         "through their branch only, the others through their skip only"},
                         {"subjects", nlohmann::json::array()}};
   for (auto& s : subjects) {
     const auto start = std::chrono::steady_clock::now();
@@ -166,8 +170,11 @@ nlohmann::json paths_json(std::vector<Subject>& subjects, const ImageSet& set, c
     j["ordinary_grad_norm"] = ordinary_gradient(*s.model, x, y).to(at::kDouble).norm().item<double>();
     j["lengths"] = nlohmann::json::array();
     for (size_t k = 0; k < r.count.size(); ++k)
-      j["lengths"].push_back({{"k", k}, {"count", r.count[k]}, {"mean_norm", r.mean_norm[k]},
-                              {"std_norm", r.std_norm[k]}, {"total", r.total[k]},
+      j["lengths"].push_back({{"k", k},
+                              {"count", r.count[k]},
+                              {"mean_norm", r.mean_norm[k]},
+                              {"std_norm", r.std_norm[k]},
+                              {"total", r.total[k]},
                               {"share", all > 0 ? r.total[k] / all : 0.0}});
     j["effective"] = {{"lo", r.effective_lo}, {"hi", r.effective_hi}, {"share", all > 0 ? in_range / all : 0.0}};
     j["seconds"] = seconds_since(start);
@@ -199,7 +206,9 @@ std::vector<std::string> plot_paths(const nlohmann::json& result, const std::str
     per_path.series.push_back({label, k, mean, sd});
     total.series.push_back({fmt::format("{} ({:.0f}% in lengths {}-{})", label, 100 * e.at("share").get<double>(),
                                         e.at("lo").get<int64_t>(), e.at("hi").get<int64_t>()),
-                            k, carried, {}});
+                            k,
+                            carried,
+                            {}});
   }
   const std::string png = (std::filesystem::path(dir) / "paths.png").string();
   plots::line_plot(png, "The paths gradients take (Veit et al. 2016, Fig. 6)", {counts, per_path, total}, 3, 560, 440);

@@ -37,15 +37,15 @@ at::Tensor ordinary_gradient(ResNetImpl& model, const at::Tensor& images, const 
 struct PathsOptions {
   int64_t samples = 10;  // random block subsets per path length k
   uint64_t seed = 0;
-  double mass = 0.9;     // the effective range holds at least this share of the total
+  double mass = 0.9;  // the effective range holds at least this share of the total
 };
 
 struct PathsResult {
   int64_t blocks = 0;
-  std::vector<double> count;      // C(n, k): paths of length k, k = 0..n
-  std::vector<double> mean_norm;  // mean over samples of |dL/dx0| along one path of length k
-  std::vector<double> std_norm;   // their std over samples
-  std::vector<double> total;      // count * mean_norm: the gradient that length k carries
+  std::vector<double> count;                   // C(n, k): paths of length k, k = 0..n
+  std::vector<double> mean_norm;               // mean over samples of |dL/dx0| along one path of length k
+  std::vector<double> std_norm;                // their std over samples
+  std::vector<double> total;                   // count * mean_norm: the gradient that length k carries
   int64_t effective_lo = 0, effective_hi = 0;  // shortest range of lengths holding `mass` of the total
 };
 

@@ -33,8 +33,8 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
-void line_plot(const std::string& png, const std::string& title, const std::vector<Panel>& panels,
-               int columns, int panel_width, int panel_height) {
+void line_plot(const std::string& png, const std::string& title, const std::vector<Panel>& panels, int columns,
+               int panel_width, int panel_height) {
   const int n = static_cast<int>(panels.size());
   const int cols = std::min(columns, n);
   const int rows = (n + cols - 1) / cols;
@@ -58,15 +58,15 @@ void line_plot(const std::string& png, const std::string& title, const std::vect
   gp << "set grid\nset key top right box opaque\n";
   for (int p = 0; p < n; ++p) {
     const Panel& pa = panels[p];
-    gp << "set title " << quote(pa.title) << "\nset xlabel " << quote(pa.xlabel) << "\nset ylabel "
-       << quote(pa.ylabel) << "\n";
+    gp << "set title " << quote(pa.title) << "\nset xlabel " << quote(pa.xlabel) << "\nset ylabel " << quote(pa.ylabel)
+       << "\n";
     gp << (pa.logy ? "set logscale y\n" : "unset logscale y\n");
     std::vector<std::string> items;
     for (size_t s = 0; s < pa.series.size(); ++s) {
       const Series& se = pa.series[s];
       const std::string style = se.err.empty() ? pa.style : "yerrorlines";
-      items.push_back(fmt::format("$d{}_{} using 1:2{} with {} lw 2 title {}", p, s, se.err.empty() ? "" : ":3",
-                                  style, quote(se.title)));
+      items.push_back(fmt::format("$d{}_{} using 1:2{} with {} lw 2 title {}", p, s, se.err.empty() ? "" : ":3", style,
+                                  quote(se.title)));
     }
     for (const auto& [label, y] : pa.hlines)
       items.push_back(fmt::format("{} with lines dt 2 lw 1.5 title {}", y, quote(label)));
@@ -79,13 +79,14 @@ void line_plot(const std::string& png, const std::string& title, const std::vect
   render(png, gp.str());
 }
 
-void image_grid(const std::string& png, const std::string& title, const std::vector<ImagePanel>& panels,
-                int columns, int panel_size) {
+void image_grid(const std::string& png, const std::string& title, const std::vector<ImagePanel>& panels, int columns,
+                int panel_size) {
   const int n = static_cast<int>(panels.size());
   const int cols = std::min(columns, n);
   const int rows = (n + cols - 1) / cols;
   std::ostringstream gp;
-  gp << fmt::format("set terminal pngcairo size {},{} noenhanced font 'Sans,10'\n", cols * panel_size, rows * panel_size + 40);
+  gp << fmt::format("set terminal pngcairo size {},{} noenhanced font 'Sans,10'\n", cols * panel_size,
+                    rows * panel_size + 40);
   gp << "set output " << quote(png) << "\n";
   for (int p = 0; p < n; ++p) {
     const ImagePanel& im = panels[p];

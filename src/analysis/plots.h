@@ -14,7 +14,8 @@ struct Series {
 };
 
 struct Panel {
-  Panel(std::string t, std::string x, std::string y) : title(std::move(t)), xlabel(std::move(x)), ylabel(std::move(y)) {}
+  Panel(std::string t, std::string x, std::string y)
+      : title(std::move(t)), xlabel(std::move(x)), ylabel(std::move(y)) {}
   std::string title, xlabel, ylabel;
   bool logy = false;
   std::vector<Series> series;
@@ -24,8 +25,8 @@ struct Panel {
 
 // Renders panels side by side (`columns` per row) into `png`. Throws std::runtime_error when
 // gnuplot is missing or fails; the .gp script is kept either way.
-void line_plot(const std::string& png, const std::string& title, const std::vector<Panel>& panels,
-               int columns = 2, int panel_width = 640, int panel_height = 460);
+void line_plot(const std::string& png, const std::string& title, const std::vector<Panel>& panels, int columns = 2,
+               int panel_width = 640, int panel_height = 460);
 
 // A grey-scale image panel: `values` row-major [rows, cols]; an RGB panel: `rgb` [3, rows, cols]
 // in 0..1. Used for feature-map grids.
@@ -35,8 +36,8 @@ struct ImagePanel {
   std::vector<float> values;  // grey
   bool rgb = false;
 };
-void image_grid(const std::string& png, const std::string& title, const std::vector<ImagePanel>& panels,
-                int columns, int panel_size = 300);
+void image_grid(const std::string& png, const std::string& title, const std::vector<ImagePanel>& panels, int columns,
+                int panel_size = 300);
 
 // Writes `script` beside `png` (same name, .gp) and runs gnuplot on it; the errors of line_plot.
 void render(const std::string& png, const std::string& script);

@@ -37,8 +37,11 @@ nlohmann::json residuals_json(std::vector<Subject>& subjects, const ImageSet& im
     j["blocks"] = nlohmann::json::array();
     auto ratios = residual_ratios(s, images, batch_size);
     for (size_t i = 0; i < ratios.size(); ++i)
-      j["blocks"].push_back({{"index", i}, {"stage", s.model->stage_of(i)}, {"ratio", ratios[i].ratio},
-                             {"branch_norm", ratios[i].branch_norm}, {"input_norm", ratios[i].input_norm}});
+      j["blocks"].push_back({{"index", i},
+                             {"stage", s.model->stage_of(i)},
+                             {"ratio", ratios[i].ratio},
+                             {"branch_norm", ratios[i].branch_norm},
+                             {"input_norm", ratios[i].input_norm}});
     out["subjects"].push_back(j);
   }
   return out;

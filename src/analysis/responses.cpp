@@ -54,9 +54,11 @@ std::vector<LayerStat> response_std(Subject& s, const ImageSet& images, int64_t 
 }
 
 nlohmann::json responses_json(std::vector<Subject>& subjects, const ImageSet& images, int64_t batch_size) {
-  nlohmann::json out = {{"analysis", "responses"}, {"images", images.size()},
-                        {"measure", "mean over channels of the per-channel std of each conv layer's response "
-                                    "(after BN, before ReLU/addition; BN in eval mode)"},
+  nlohmann::json out = {{"analysis", "responses"},
+                        {"images", images.size()},
+                        {"measure",
+                         "mean over channels of the per-channel std of each conv layer's response "
+                         "(after BN, before ReLU/addition; BN in eval mode)"},
                         {"subjects", nlohmann::json::array()}};
   for (auto& s : subjects) {
     nlohmann::json j = subject_header(s);

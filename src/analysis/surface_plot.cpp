@@ -75,7 +75,8 @@ void contour_plot(const std::string& png, const std::string& title, const std::v
     const SurfacePanel& s = panels[p];
     gp << "set title " << quote(s.title) << "\n";
     gp << fmt::format("set xrange [{}:{}]\nset yrange [{}:{}]\n", s.x.front(), s.x.back(), s.y.front(), s.y.back());
-    gp << fmt::format("splot $s{} using 1:2:3 with pm3d notitle, $s{} using 1:2:3 with lines lc rgb 'black' notitle\n", p, p);
+    gp << fmt::format("splot $s{} using 1:2:3 with pm3d notitle, $s{} using 1:2:3 with lines lc rgb 'black' notitle\n",
+                      p, p);
   }
   gp << "unset multiplot\n";
   render(png, gp.str());

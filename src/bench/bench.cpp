@@ -41,8 +41,7 @@ void device_sync(const c10::Device& d) {
 
 ImageSet random_images(int64_t n) {
   at::Generator gen = at::detail::createCPUGenerator(0);
-  return {at::randint(0, 256, {n, 3, 32, 32}, gen, at::kLong).to(at::kByte),
-          at::randint(0, 10, {n}, gen, at::kLong)};
+  return {at::randint(0, 256, {n, 3, 32, 32}, gen, at::kLong).to(at::kByte), at::randint(0, 10, {n}, gen, at::kLong)};
 }
 
 ResNet build(const ExperimentConfig& c, const Runtime& rt) {
@@ -101,8 +100,11 @@ nlohmann::json time_checkpoints(const ExperimentConfig& c, const Runtime& rt, in
   }
   const auto bytes = static_cast<int64_t>(std::filesystem::file_size(path));
   std::filesystem::remove_all(dir);
-  return {{"parameters", count_parameters(*model)}, {"bytes", bytes}, {"repeats", steps},
-          {"write_s", median(writes)}, {"read_s", median(reads)}};
+  return {{"parameters", count_parameters(*model)},
+          {"bytes", bytes},
+          {"repeats", steps},
+          {"write_s", median(writes)},
+          {"read_s", median(reads)}};
 }
 
 // bare: the model step alone on one fixed batch; step: the trainer's step (batches, augmentation,
@@ -164,8 +166,7 @@ nlohmann::json bench_eval(const ExperimentConfig& c, const BenchOptions& o, cons
 // A whole run through the trainer, end to end.
 nlohmann::json bench_train(const ExperimentConfig& c, const BenchOptions& o, nlohmann::json out) {
   const int64_t batch = c.train.batch_size;
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("resnet-bench-" + std::to_string(::getpid()));
+  const auto dir = std::filesystem::temp_directory_path() / ("resnet-bench-" + std::to_string(::getpid()));
   TrainOptions to;
   to.out_dir = dir.string();
   to.data_dir = o.data_dir;
@@ -196,7 +197,7 @@ nlohmann::json bench_train(const ExperimentConfig& c, const BenchOptions& o, nlo
   out["cuda_graph"] = summary["cuda_graph"];
   out["steps"] = summary["steps"];
   out["wall_s"] = wall;
-  out["images_per_sec"] = images / wall;  // end to end: data, augmentation, steps, evaluation
+  out["images_per_sec"] = images / wall;                    // end to end: data, augmentation, steps, evaluation
   out["train_images_per_sec"] = summary["images_per_sec"];  // training steps alone
   // Where the wall time went: steps, evaluation, and the rest (loading, checkpoints, setup).
   out["train_s"] = summary["train_time_s"];
@@ -222,15 +223,14 @@ nlohmann::json run_bench(const ExperimentConfig& c, const BenchOptions& o) {
   if (o.mode == "verify") return run_verify(c, o.steps);
   Runtime rt = resolve_runtime(c.runtime);
   apply_runtime(rt);
-  nlohmann::json out = {
-      {"mode", o.mode},
-      {"model", model_name(c.model)},
-      {"batch", c.train.batch_size},
-      {"precision", rt.bf16 ? "bf16" : "fp32"},
-      {"channels_last", rt.channels_last},
-      {"device", compat::device_name(rt.device)},
-      {"threads", rt.threads},
-      {"torch_version", compat::torch_version()}};
+  nlohmann::json out = {{"mode", o.mode},
+                        {"model", model_name(c.model)},
+                        {"batch", c.train.batch_size},
+                        {"precision", rt.bf16 ? "bf16" : "fp32"},
+                        {"channels_last", rt.channels_last},
+                        {"device", compat::device_name(rt.device)},
+                        {"threads", rt.threads},
+                        {"torch_version", compat::torch_version()}};
   if (!rt.warnings.empty()) out["warnings"] = rt.warnings;
   if (o.mode == "bare" || o.mode == "step") return bench_steps(c, o, rt, out);
   if (o.mode == "eval") return bench_eval(c, o, rt, out);

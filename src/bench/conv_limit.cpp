@@ -112,12 +112,18 @@ nlohmann::json time_convolutions(const ExperimentConfig& c, const Runtime& rt, i
     });
     forward_ms += f * static_cast<double>(n);
     backward_ms += b * static_cast<double>(n);
-    shapes.push_back({{"input", s.input}, {"weight", s.weight}, {"stride", s.stride}, {"count", n},
-                      {"input_grad", s.input_grad}, {"forward_ms", f}, {"backward_ms", b}});
+    shapes.push_back({{"input", s.input},
+                      {"weight", s.weight},
+                      {"stride", s.stride},
+                      {"count", n},
+                      {"input_grad", s.input_grad},
+                      {"forward_ms", f},
+                      {"backward_ms", b}});
   }
   const double ms = forward_ms + backward_ms;
-  return {{"layers", layers}, {"distinct", count.size()}, {"forward_ms", forward_ms}, {"backward_ms", backward_ms},
-          {"ms_per_step", ms}, {"images_per_sec", 1000.0 * static_cast<double>(c.train.batch_size) / ms},
+  return {{"layers", layers},         {"distinct", count.size()},
+          {"forward_ms", forward_ms}, {"backward_ms", backward_ms},
+          {"ms_per_step", ms},        {"images_per_sec", 1000.0 * static_cast<double>(c.train.batch_size) / ms},
           {"shapes", shapes}};
 }
 

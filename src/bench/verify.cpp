@@ -27,8 +27,7 @@ namespace {
 
 ImageSet random_images(int64_t n, uint64_t seed) {
   at::Generator gen = at::detail::createCPUGenerator(seed);
-  return {at::randint(0, 256, {n, 3, 32, 32}, gen, at::kLong).to(at::kByte),
-          at::randint(0, 10, {n}, gen, at::kLong)};
+  return {at::randint(0, 256, {n, 3, 32, 32}, gen, at::kLong).to(at::kByte), at::randint(0, 10, {n}, gen, at::kLong)};
 }
 
 ResNet fresh_model(const ExperimentConfig& c, const Runtime& rt) {
@@ -52,8 +51,8 @@ Trajectory train_steps(const ExperimentConfig& c, const Runtime& rt, const Image
 }
 
 // The same steps with LibTorch's own optimizer, eager, lr set from the schedule each step.
-Trajectory reference_steps(const ExperimentConfig& c, const Runtime& rt, const ImageSet& data,
-                           const Normalizer& norm, int64_t steps, const LrFn& lr) {
+Trajectory reference_steps(const ExperimentConfig& c, const Runtime& rt, const ImageSet& data, const Normalizer& norm,
+                           int64_t steps, const LrFn& lr) {
   ResNet model = fresh_model(c, rt);
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(lr(0))
                                                  .momentum(c.train.momentum)
@@ -152,9 +151,13 @@ struct VerifyContext {
 // (a) graph vs eager: the comparison the trainer's first CUDA run makes on itself (graph_check.h).
 nlohmann::json graph_matches_eager(const VerifyContext& v, const Trajectory& ref, const Trajectory& fast) {
   const GraphVerdict g = judge_graph(fast, ref, /*expect_graph=*/v.cuda);
-  return {{"name", "graph_matches_eager"}, {"graph", fast.graph}, {"steps", v.n},
-          {"max_rel_loss_diff", g.loss_diff}, {"max_rel_weight_diff", g.weight_diff},
-          {"bit_identical", all_equal(fast.params, ref.params)}, {"passed", g.agree}};
+  return {{"name", "graph_matches_eager"},
+          {"graph", fast.graph},
+          {"steps", v.n},
+          {"max_rel_loss_diff", g.loss_diff},
+          {"max_rel_weight_diff", g.weight_diff},
+          {"bit_identical", all_equal(fast.params, ref.params)},
+          {"passed", g.agree}};
 }
 
 // (b) lr 0 after the capture: the replays must leave every parameter as it was.
@@ -164,10 +167,13 @@ nlohmann::json lr_zero_freezes(const VerifyContext& v) {
   const double lr0 = v.lr0;
   const Trajectory t = train_steps(
       v.config, v.graph, v.data, v.norm, v.n, [&](int64_t i) { return i < freeze ? lr0 : 0.0; },
-      TrainStep::CaptureFault::kNone, [&](int64_t i, ResNetImpl& m) {
+      TrainStep::CaptureFault::kNone,
+      [&](int64_t i, ResNetImpl& m) {
         if (i == freeze) frozen = cpu_params(m);
       });
-  return {{"name", "lr_zero_freezes"}, {"graph", t.graph}, {"frozen_from_step", freeze},
+  return {{"name", "lr_zero_freezes"},
+          {"graph", t.graph},
+          {"frozen_from_step", freeze},
           {"passed", t.graph == v.cuda && all_equal(frozen, t.params)}};
 }
 
@@ -181,8 +187,11 @@ nlohmann::json milestone_follows(const VerifyContext& v, const Trajectory& fast)
   const Trajectory torch_ref = reference_steps(v.config, v.eager, v.data, v.norm, v.n, schedule);
   const double error = weight_gap(t.params, torch_ref.params);
   const double baked = weight_gap(fast.params, torch_ref.params);  // lr0 all along
-  return {{"name", "milestone_follows"}, {"graph", t.graph}, {"milestone", milestone},
-          {"max_rel_weight_diff", error}, {"max_rel_loss_diff", loss_gap(t, torch_ref)},
+  return {{"name", "milestone_follows"},
+          {"graph", t.graph},
+          {"milestone", milestone},
+          {"max_rel_weight_diff", error},
+          {"max_rel_loss_diff", loss_gap(t, torch_ref)},
           {"without_milestone_diff", baked},
           {"passed", t.graph == v.cuda && baked > 0 && error <= 0.01 * baked}};
 }
@@ -193,8 +202,11 @@ nlohmann::json falls_back(const VerifyContext& v, const Trajectory& ref, const c
   if (!v.cuda) return {{"name", name}, {"skipped", "needs CUDA"}};
   const Trajectory t = train_steps(v.config, v.graph, v.data, v.norm, v.n, v.constant, fault);
   const GraphVerdict g = judge_graph(t, ref, /*expect_graph=*/false);  // eager after the failure
-  return {{"name", name}, {"capture_failed", t.capture_failed}, {"graph", t.graph},
-          {"max_rel_loss_diff", g.loss_diff}, {"max_rel_weight_diff", g.weight_diff},
+  return {{"name", name},
+          {"capture_failed", t.capture_failed},
+          {"graph", t.graph},
+          {"max_rel_loss_diff", g.loss_diff},
+          {"max_rel_weight_diff", g.weight_diff},
           {"passed", t.capture_failed && g.agree}};
 }
 
@@ -205,7 +217,9 @@ nlohmann::json summary_says_graph(const VerifyContext& v) {
   c.runtime.precision = "fp32";
   const nlohmann::json summary = tiny_run(c, v.capture_step + 3);
   const bool expected = resolve_runtime(c.runtime).cuda_graph;
-  return {{"name", "summary_says_graph"}, {"cuda_graph", summary["cuda_graph"]}, {"expected", expected},
+  return {{"name", "summary_says_graph"},
+          {"cuda_graph", summary["cuda_graph"]},
+          {"expected", expected},
           {"passed", summary["cuda_graph"] == expected}};
 }
 
@@ -213,8 +227,8 @@ nlohmann::json summary_says_graph(const VerifyContext& v) {
 
 nlohmann::json run_verify(const ExperimentConfig& config, int64_t steps) {
   Runtime rt = resolve_runtime(config.runtime);
-  rt.bf16 = false;              // fp32: graph and eager must agree to rounding
-  rt.cudnn_benchmark = false;   // the same convolution algorithms on both sides
+  rt.bf16 = false;             // fp32: graph and eager must agree to rounding
+  rt.cudnn_benchmark = false;  // the same convolution algorithms on both sides
   apply_runtime(rt);
   if (rt.device.is_cuda()) at::globalContext().setDeterministicCuDNN(true);
   VerifyContext v{config, rt, rt};

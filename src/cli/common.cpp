@@ -32,15 +32,15 @@ ExperimentConfig resolve_config(const nlohmann::json& base, const std::vector<st
 
 ExperimentConfig resolve_config(const std::string& path, const std::vector<std::string>& sets) {
   nlohmann::json user = read_json_file(path);
-  if (user.is_object() && !user.contains("name"))
-    user["name"] = std::filesystem::path(path).stem().string();
+  if (user.is_object() && !user.contains("name")) user["name"] = std::filesystem::path(path).stem().string();
   return resolve_config(user, sets, path);
 }
 
 int parse_flags(CLI::App& app, int argc, char** argv) {
   const std::string tool = app.get_name();
-  app.set_version_flag("--version", [tool] { return version_text(tool); },
-                       "print the version, LibTorch's, whether CUDA/cuDNN/NCCL are built in, the devices seen");
+  app.set_version_flag(
+      "--version", [tool] { return version_text(tool); },
+      "print the version, LibTorch's, whether CUDA/cuDNN/NCCL are built in, the devices seen");
   try {
     app.parse(argc, argv);
     return -1;
@@ -52,8 +52,7 @@ int parse_flags(CLI::App& app, int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << app.get_name() << ": error: " << first_line(e.what()) << " (see --help)"
-              << std::endl;
+    std::cerr << app.get_name() << ": error: " << first_line(e.what()) << " (see --help)" << std::endl;
     return kExitBadInput;
   }
 }

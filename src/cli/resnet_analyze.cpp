@@ -34,10 +34,12 @@ struct Inputs {
 
 void add_input_flags(CLI::App& app, Inputs& in) {
   app.add_option("--checkpoint", in.checkpoints, "checkpoint file or run folder (repeatable)");
-  app.add_option("--weights", in.weights, "a .pt or .safetensors state_dict, e.g. published weights (repeatable; "
-                                          "--config names its model)");
-  app.add_option("--config", in.config_paths, "analyse a freshly initialised model of this config (repeatable); with "
-                                              "--weights: the weights' model");
+  app.add_option("--weights", in.weights,
+                 "a .pt or .safetensors state_dict, e.g. published weights (repeatable; "
+                 "--config names its model)");
+  app.add_option("--config", in.config_paths,
+                 "analyse a freshly initialised model of this config (repeatable); with "
+                 "--weights: the weights' model");
   app.add_option("--set", in.sets, "override a key of every --config");
   app.add_flag("--init", in.with_init, "also analyse a fresh model of each checkpoint's (and weights file's) config");
   app.add_option("--out", in.out_dir, "output folder")->required();
@@ -99,7 +101,8 @@ int analyse(Analysis& analysis, const Inputs& in) {
   if (!in.weights.empty() && in.config_paths.empty()) throw InputError("--weights: needs --config naming the model");
   const LaunchEnv env = read_launch_env();
   if (env.active() && !analysis.splits_over_ranks())
-    throw InputError(analysis.name() + ": runs as one process (only the analyses that split over ranks may: "
+    throw InputError(analysis.name() +
+                     ": runs as one process (only the analyses that split over ranks may: "
                      "landscape, hessian, paths); run it without torchrun/srun");
   RuntimeConfig rc = runtime_settings(in.sets);
   rc.device = in.device;

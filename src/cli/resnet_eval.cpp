@@ -89,8 +89,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> sets;
   int64_t batch_size = 0, limit = 0;
   auto* ckpt_opt = app.add_option("--checkpoint", checkpoint, "checkpoint file or run folder");
-  auto* weights_opt = app.add_option("--weights", weights, "a .pt or .safetensors state_dict (ours, torchvision's, kuangliu's, akamaster's, ... names)");
-  auto* config_opt = app.add_option("--config", config_path, "with --weights: the experiment config that names the model");
+  auto* weights_opt =
+      app.add_option("--weights", weights,
+                     "a .pt or .safetensors state_dict (ours, torchvision's, kuangliu's, akamaster's, ... names)");
+  auto* config_opt =
+      app.add_option("--config", config_path, "with --weights: the experiment config that names the model");
   app.add_option("--set", sets, "with --weights: override a config key (JSON value)")->needs(config_opt);
   ckpt_opt->excludes(weights_opt);
   weights_opt->needs(config_opt);
@@ -98,7 +101,8 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", data_dir, "CIFAR-10 binary folder");
   app.add_option("--split", split, "test, train or val")->check(CLI::IsMember({"test", "train", "val"}));
   app.add_option("--json", json_out, "also write error, per-class accuracy and confusion matrix here");
-  app.add_option("--logits", logits_out, "also write the logits and labels of the evaluated images (.pt or .safetensors)");
+  app.add_option("--logits", logits_out,
+                 "also write the logits and labels of the evaluated images (.pt or .safetensors)");
   app.add_option("--limit", limit, "evaluate only the first N images of the split")->check(CLI::NonNegativeNumber);
   app.add_option("--device", device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--batch-size", batch_size, "evaluation batch (default: the run's train.eval_batch_size)")

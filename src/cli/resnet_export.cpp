@@ -36,7 +36,8 @@ nlohmann::json test_error_at(const std::string& checkpoint, int64_t step) {
 
 int main(int argc, char** argv) {
   resnet::cli::tune_malloc();
-  CLI::App app{"Export a checkpoint's weights as a PyTorch state_dict (.pt or .safetensors), or as ONNX", "resnet-export"};
+  CLI::App app{"Export a checkpoint's weights as a PyTorch state_dict (.pt or .safetensors), or as ONNX",
+               "resnet-export"};
   std::string checkpoint, out, names, format;
   bool with_normalizer = false;
   app.add_option("--checkpoint", checkpoint, "checkpoint file or run folder")->required();
@@ -50,7 +51,8 @@ int main(int argc, char** argv) {
 
   return resnet::cli::run_main("resnet-export", [&] {
     const bool onnx = format == "onnx" || (format.empty() && std::filesystem::path(out).extension() == ".onnx");
-    if (onnx && !names.empty()) throw resnet::InputError("--names: only for .pt and .safetensors (ONNX has no names to choose)");
+    if (onnx && !names.empty())
+      throw resnet::InputError("--names: only for .pt and .safetensors (ONNX has no names to choose)");
     if (!onnx && with_normalizer) throw resnet::InputError("--with-normalizer: only with --format onnx");
     const resnet::WeightsFormat fmt = onnx ? resnet::WeightsFormat::kPt : resnet::format_for(out, format);
     const resnet::Names naming = resnet::names_from_flag(names.empty() ? "native" : names);
@@ -62,8 +64,9 @@ int main(int argc, char** argv) {
     reader.load_model(*model);
     if (naming == resnet::Names::kTorchvision) {
       const std::string why = resnet::torchvision_mismatch(config.model);
-      if (!why.empty()) throw resnet::InputError("--names torchvision: " + path + " holds a " +
-                                                 resnet::model_name(config.model) + ": " + why);
+      if (!why.empty())
+        throw resnet::InputError("--names torchvision: " + path + " holds a " + resnet::model_name(config.model) +
+                                 ": " + why);
     }
     const int64_t step = reader.contents().state.step;
     const nlohmann::json meta = resnet::weights_metadata(

@@ -26,16 +26,19 @@ int main(int argc, char** argv) {
   config_opt->excludes(resume_opt);
   app.add_option("--set", sets, "override a config key: --set model.depth=56 (JSON value)");
   app.add_option("--out", options.out_dir, "run folder (default runs/<config name>)");
-  app.add_option("--data-dir", options.data_dir, "CIFAR-10 binary folder (default: data.dir, $CIFAR10_DIR, data/cifar-10-batches-bin)");
+  app.add_option("--data-dir", options.data_dir,
+                 "CIFAR-10 binary folder (default: data.dir, $CIFAR10_DIR, data/cifar-10-batches-bin)");
   app.add_flag("--force", options.force, "start over in an existing run folder");
   app.add_option("--allow-change", options.allow_changes,
                  "with --resume: let this config key (or section) change although it changes what the run "
                  "computes (batch size, seed, data, model...); recorded in config.json and train.log");
   app.add_flag("--dry-run", dry_run, "print parameters and the resolved config; touch nothing");
-  app.add_option("--help-config", help_config, "print every config key (type, default, checks, description) and "
-                                               "exit; 'markdown': docs/config.md")
+  app.add_option("--help-config", help_config,
+                 "print every config key (type, default, checks, description) and "
+                 "exit; 'markdown': docs/config.md")
       ->expected(0, 1);
-  app.add_flag("--no-progress", [&](int64_t) { options.progress = false; }, "plain log lines even on a terminal");
+  app.add_flag(
+      "--no-progress", [&](int64_t) { options.progress = false; }, "plain log lines even on a terminal");
   if (int rc = resnet::cli::parse_flags(app, argc, argv); rc >= 0) return rc;
 
   return resnet::cli::run_main("resnet-train", [&] {
@@ -58,9 +61,8 @@ int main(int argc, char** argv) {
       const resnet::NetworkSize size = resnet::network_size(config.model);
       nlohmann::json out{{"model", resnet::family_of(config.model).model_name(config.model)},
                          {"parameters", size.parameters},
-                         {"activation_bytes_per_batch",
-                          4.0 * static_cast<double>(size.activation_values_per_image) *
-                              static_cast<double>(config.train.batch_size)},
+                         {"activation_bytes_per_batch", 4.0 * static_cast<double>(size.activation_values_per_image) *
+                                                            static_cast<double>(config.train.batch_size)},
                          {"config", resnet::to_json(config)}};
       std::cout << out.dump(2) << std::endl;
       return 0;

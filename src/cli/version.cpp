@@ -24,11 +24,10 @@ std::string version_text(const std::string& tool) {
     devices += fmt::format("; {} {}", d.str(), compat::device_name(d));
   }
   if (cuda.built && cuda.devices == 0) devices += fmt::format("; no CUDA device ({})", excerpt(cuda.why_none, 120));
-  return fmt::format("{} {}\nlibtorch: {}\ncuda: {}\ncudnn: {}\nnccl: {}\ndevices: {}\n", tool, RESNET_VERSION,
-                     compat::torch_version(),
-                     cuda.built ? built(true, "runtime " + cuda.runtime_version) : "no (a CPU-only LibTorch)",
-                     built(!cuda.cudnn_version.empty(), cuda.cudnn_version), built(have_nccl(), nccl_version()),
-                     devices);
+  return fmt::format(
+      "{} {}\nlibtorch: {}\ncuda: {}\ncudnn: {}\nnccl: {}\ndevices: {}\n", tool, RESNET_VERSION,
+      compat::torch_version(), cuda.built ? built(true, "runtime " + cuda.runtime_version) : "no (a CPU-only LibTorch)",
+      built(!cuda.cudnn_version.empty(), cuda.cudnn_version), built(have_nccl(), nccl_version()), devices);
 }
 
 }  // namespace resnet::cli

@@ -108,8 +108,7 @@ std::string device_name(const c10::Device& device) {
   return device.str();
 }
 
-void set_autocast(c10::DeviceType device_type, bool enabled, c10::ScalarType dtype,
-                  bool cache_enabled) {
+void set_autocast(c10::DeviceType device_type, bool enabled, c10::ScalarType dtype, bool cache_enabled) {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
   at::autocast::set_autocast_enabled(device_type, enabled);
   at::autocast::set_autocast_dtype(device_type, dtype);

@@ -30,8 +30,7 @@ std::string device_name(const c10::Device& device);
 // Autocast on `device_type` with `dtype` (bf16). 1.13: at::autocast::set_enabled +
 // set_autocast_gpu_dtype; 2.4+: set_autocast_enabled(device, on) + set_autocast_dtype(device, dtype).
 // The weight cast cache must be off while a CUDA graph is captured.
-void set_autocast(c10::DeviceType device_type, bool enabled, c10::ScalarType dtype,
-                  bool cache_enabled);
+void set_autocast(c10::DeviceType device_type, bool enabled, c10::ScalarType dtype, bool cache_enabled);
 // Leaves autocast nested region (clears the cast cache).
 void clear_autocast_cache();
 

@@ -148,8 +148,7 @@ void apply_override(json& user, const std::string& assignment) {
     }
     json& child = (*node)[part];
     if (child.is_null()) child = json::object();
-    if (!child.is_object())
-      throw InputError(shown + ": " + excerpt(key.substr(0, dot)) + " is not an object");
+    if (!child.is_object()) throw InputError(shown + ": " + excerpt(key.substr(0, dot)) + " is not an object");
     node = &child;
     start = dot + 1;
   }

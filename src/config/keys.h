@@ -32,7 +32,7 @@ struct ConfigKey {
   std::string description;  // one line
   bool resumable = false;   // a resume may change it without --allow-change
   std::vector<KeyCheck> checks;
-  nlohmann::json example;   // a valid value other than the default
+  nlohmann::json example;  // a valid value other than the default
 
   std::function<nlohmann::json(const ExperimentConfig&)> get;
   // "" when `value` has the key's type, else the message ("expected an integer, got ...");

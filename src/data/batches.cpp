@@ -42,13 +42,12 @@ at::Tensor crop_flip(const at::Tensor& images, const at::Tensor& offsets, const 
   const auto opts = offsets.options();
   at::Tensor padded = at::constant_pad_nd(images, {kPad, kPad, kPad, kPad}, 0);  // [B, 3, 40, 40]
   at::Tensor ramp = at::arange(kSide, opts);                                     // [32]
-  at::Tensor rows = offsets.select(1, 0).unsqueeze(1) + ramp;                   // [B, 32]
-  at::Tensor cols = offsets.select(1, 1).unsqueeze(1) +
-                    at::where(flips.unsqueeze(1), (kSide - 1) - ramp, ramp);    // [B, 32], mirrored
+  at::Tensor rows = offsets.select(1, 0).unsqueeze(1) + ramp;                    // [B, 32]
+  at::Tensor cols =
+      offsets.select(1, 1).unsqueeze(1) + at::where(flips.unsqueeze(1), (kSide - 1) - ramp, ramp);  // [B, 32], mirrored
   // Flat index into padded: ((b * 3 + c) * 40 + row) * 40 + col, broadcast to [B, 3, 32, 32].
   at::Tensor plane = (at::arange(b, opts).unsqueeze(1) * 3 + at::arange(3, opts)) * (kPadded * kPadded);
-  at::Tensor index = plane.view({b, 3, 1, 1}) + rows.view({b, 1, kSide, 1}) * kPadded +
-                     cols.view({b, 1, 1, kSide});
+  at::Tensor index = plane.view({b, 3, 1, 1}) + rows.view({b, 1, kSide, 1}) * kPadded + cols.view({b, 1, 1, kSide});
   return padded.take(index);
 }
 
@@ -65,8 +64,8 @@ Normalizer make_normalizer(const at::Tensor& train_images, const DataConfig& dat
   return fit_normalizer(train_images, data.normalize);
 }
 
-BatchSource::BatchSource(const ImageSet& set, Normalizer normalizer, int64_t batch_size,
-                         bool augment, uint64_t seed, const c10::Device& device, Shard shard)
+BatchSource::BatchSource(const ImageSet& set, Normalizer normalizer, int64_t batch_size, bool augment, uint64_t seed,
+                         const c10::Device& device, Shard shard)
     : images_(set.images.to(device)),
       labels_(set.labels.to(device)),
       normalizer_(normalizer.to(device)),
@@ -79,8 +78,10 @@ BatchSource::BatchSource(const ImageSet& set, Normalizer normalizer, int64_t bat
   if (shard_.count < 1 || shard_.rank < 0 || shard_.rank >= shard_.count)
     throw std::invalid_argument("BatchSource: bad shard");
   if (batch_size % shard_.count != 0)
-    throw InputError("train.batch_size: " + std::to_string(batch_size) + " is the global batch and must divide "
-                     "evenly among the " + std::to_string(shard_.count) + " ranks");
+    throw InputError("train.batch_size: " + std::to_string(batch_size) +
+                     " is the global batch and must divide "
+                     "evenly among the " +
+                     std::to_string(shard_.count) + " ranks");
   if (steps_per_epoch_ == 0)
     throw InputError("train.batch_size: " + std::to_string(batch_size) + " is larger than the " +
                      std::to_string(set.size()) + " training images");

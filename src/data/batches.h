@@ -58,8 +58,8 @@ class BatchSource {
  public:
   // `set` is moved to `device` once. Each epoch uses floor(N / batch) full batches of the global
   // `batch_size`; this process gets its shard of each (InputError unless the ranks divide it).
-  BatchSource(const ImageSet& set, Normalizer normalizer, int64_t batch_size, bool augment,
-              uint64_t seed, const c10::Device& device, Shard shard = {});
+  BatchSource(const ImageSet& set, Normalizer normalizer, int64_t batch_size, bool augment, uint64_t seed,
+              const c10::Device& device, Shard shard = {});
 
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   int64_t size() const { return images_.size(0); }

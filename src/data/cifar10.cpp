@@ -19,11 +19,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kDefaultClassNames = {
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+const std::vector<std::string> kDefaultClassNames = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                                     "dog",      "frog",       "horse", "ship", "truck"};
 
-const char* kHowToGet =
-    "get it with scripts/get_cifar10.sh (or --from PATH), or point --data-dir / $CIFAR10_DIR at it";
+const char* kHowToGet = "get it with scripts/get_cifar10.sh (or --from PATH), or point --data-dir / $CIFAR10_DIR at it";
 
 int64_t file_records(const std::string& path) {
   std::error_code ec;
@@ -72,13 +71,13 @@ ImageSet read_cifar10_files(const std::vector<std::string>& paths) {
     for (int64_t r = 0; r < counts[f]; ++r) {
       const auto label = static_cast<unsigned char>(dst[r * kCifarRecordBytes]);
       if (label >= kCifarClasses)
-        throw InputError(paths[f] + ": record " + std::to_string(r) + " has label " +
-                         std::to_string(label) + " (expected 0-9)");
+        throw InputError(paths[f] + ": record " + std::to_string(r) + " has label " + std::to_string(label) +
+                         " (expected 0-9)");
     }
     dst += bytes;
   }
   ImageSet set;
-  set.labels = raw.select(1, 0).to(at::kLong);                               // int64 [N]
+  set.labels = raw.select(1, 0).to(at::kLong);  // int64 [N]
   set.images = raw.narrow(1, 1, kCifarRecordBytes - 1).reshape({total, 3, 32, 32}).contiguous();
   return set;
 }
@@ -94,8 +93,7 @@ void write_cifar10_file(const std::string& path, const ImageSet& set) {
 }
 
 Cifar10 load_cifar10(const std::string& dir, bool with_train) {
-  if (!fs::is_directory(dir))
-    throw InputError("CIFAR-10 folder " + dir + " does not exist; " + kHowToGet);
+  if (!fs::is_directory(dir)) throw InputError("CIFAR-10 folder " + dir + " does not exist; " + kHowToGet);
   Cifar10 data;
   auto need = [&](const std::string& name) {
     const std::string p = (fs::path(dir) / name).string();
@@ -108,8 +106,8 @@ Cifar10 load_cifar10(const std::string& dir, bool with_train) {
     const int64_t per_file = file_records(files[0]);
     for (const auto& f : files) {
       if (file_records(f) != per_file)
-        throw InputError(f + ": holds " + std::to_string(file_records(f)) + " records but " +
-                         files[0] + " holds " + std::to_string(per_file) + " (truncated file?)");
+        throw InputError(f + ": holds " + std::to_string(file_records(f)) + " records but " + files[0] + " holds " +
+                         std::to_string(per_file) + " (truncated file?)");
     }
     data.train = read_cifar10_files(files);
   }
@@ -135,8 +133,8 @@ Splits make_splits(const Cifar10& data, const DataConfig& config) {
       train.labels = train.labels.narrow(0, 0, config.train_limit);
     }
     if (config.val_size >= train.size())
-      throw InputError("data.val_size: " + std::to_string(config.val_size) +
-                       " leaves no training images (have " + std::to_string(train.size()) + ")");
+      throw InputError("data.val_size: " + std::to_string(config.val_size) + " leaves no training images (have " +
+                       std::to_string(train.size()) + ")");
     if (config.val_size > 0) {
       // A fixed rule of (val_seed, n): the same images are held out on every run and resume.
       at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(config.val_seed));

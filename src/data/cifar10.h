@@ -28,8 +28,8 @@ ImageSet read_cifar10_files(const std::vector<std::string>& paths);
 void write_cifar10_file(const std::string& path, const ImageSet& set);
 
 struct Cifar10 {
-  ImageSet train;  // 50,000 for the official files
-  ImageSet test;   // 10,000
+  ImageSet train;                        // 50,000 for the official files
+  ImageSet test;                         // 10,000
   std::vector<std::string> class_names;  // batches.meta.txt, else the standard names
 };
 

@@ -8,8 +8,7 @@
 
 namespace resnet {
 
-EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& normalizer,
-                    const EvalOptions& options) {
+EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& normalizer, const EvalOptions& options) {
   const auto device = model.parameters().front().device();
   const int64_t classes = model.config().num_classes;
   // One double accumulator on the device: [C*C] confusion counts (exact up to 2^53), then the
@@ -68,8 +67,12 @@ nlohmann::json EvalResult::to_json(const std::vector<std::string>& names) const 
     for (int64_t j = 0; j < this->confusion.size(1); ++j) row.push_back(this->confusion[i][j].item<int64_t>());
     confusion_rows.push_back(row);
   }
-  return {{"error", error}, {"loss", loss}, {"count", count}, {"classes", names},
-          {"per_class_accuracy", per_class_accuracy}, {"confusion", confusion_rows}};
+  return {{"error", error},
+          {"loss", loss},
+          {"count", count},
+          {"classes", names},
+          {"per_class_accuracy", per_class_accuracy},
+          {"confusion", confusion_rows}};
 }
 
 std::string format_report(const EvalResult& r, const std::vector<std::string>& names) {

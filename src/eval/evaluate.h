@@ -14,8 +14,8 @@
 namespace resnet {
 
 struct EvalResult {
-  double loss = 0;                         // mean cross-entropy
-  double error = 0;                        // top-1 error, fraction in 0..1
+  double loss = 0;   // mean cross-entropy
+  double error = 0;  // top-1 error, fraction in 0..1
   int64_t count = 0;
   at::Tensor confusion;                    // int64 [C, C]: row = true class, column = predicted
   std::vector<double> per_class_accuracy;  // fraction per true class (NaN-free: 0 if absent)
@@ -39,8 +39,7 @@ struct EvalOptions {
 };
 
 // The model is put in eval mode and back into the mode it had.
-EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& normalizer,
-                    const EvalOptions& options);
+EvalResult evaluate(ResNetImpl& model, const ImageSet& set, const Normalizer& normalizer, const EvalOptions& options);
 
 // Human-readable report: error, per-class accuracy, confusion matrix.
 std::string format_report(const EvalResult& result, const std::vector<std::string>& class_names);

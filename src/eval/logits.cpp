@@ -5,8 +5,8 @@
 
 namespace resnet {
 
-at::Tensor compute_logits(ResNetImpl& model, const ImageSet& set, const Normalizer& normalizer,
-                          int64_t batch_size, int64_t limit) {
+at::Tensor compute_logits(ResNetImpl& model, const ImageSet& set, const Normalizer& normalizer, int64_t batch_size,
+                          int64_t limit) {
   const bool was_training = model.is_training();
   model.eval();
   c10::NoGradGuard no_grad;

@@ -124,8 +124,12 @@ std::map<std::string, std::string> scheme_names(const ResNetImpl& model, const N
       previous_stage = stage;
       parts["block" + std::to_string(i)] = "layer" + std::to_string(stage) + "." + std::to_string(within);
     }
-    parts.insert({{"stem_conv", "conv1"}, {"stem_bn", "bn1"}, {"final_bn", "bn"}, {"fc", scheme.head},
-                  {"shortcut_conv", scheme.projection + ".0"}, {"shortcut_bn", scheme.projection + ".1"}});
+    parts.insert({{"stem_conv", "conv1"},
+                  {"stem_bn", "bn1"},
+                  {"final_bn", "bn"},
+                  {"fc", scheme.head},
+                  {"shortcut_conv", scheme.projection + ".0"},
+                  {"shortcut_bn", scheme.projection + ".1"}});
   }
   // The rest (conv1, bn2, weight, running_mean) is the same in every scheme.
   std::map<std::string, std::string> out;
@@ -186,7 +190,9 @@ std::string suggested_sets(const Origin& origin, const ModelConfig& model, const
                            bool with_normaliser) {
   const ModelConfig& o = origin.model;
   std::vector<std::string> sets;
-  auto set = [&](const std::string& key, const std::string& value) { sets.push_back("--set model." + key + "=" + value); };
+  auto set = [&](const std::string& key, const std::string& value) {
+    sets.push_back("--set model." + key + "=" + value);
+  };
   const bool family = o.family != model.family;
   if (family) set("family", o.family);
   if (family || o.depth != model.depth) set("depth", std::to_string(o.depth));

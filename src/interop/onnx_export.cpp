@@ -21,8 +21,9 @@ namespace resnet {
 bool onnx_available() { return false; }
 
 void export_onnx(const ResNetImpl&, const Normalizer&, nlohmann::json, const std::string& path, const OnnxOptions&) {
-  throw InputError(path + ": this build has no ONNX library (install libonnx-dev, see scripts/install_deps.sh, "
-                          "and rebuild)");
+  throw InputError(path +
+                   ": this build has no ONNX library (install libonnx-dev, see scripts/install_deps.sh, "
+                   "and rebuild)");
 }
 
 #else
@@ -42,7 +43,8 @@ class Graph {
     p->set_name(name);
     at::Tensor c = t.detach().to(at::kCPU);
     c = (c.scalar_type() == at::kLong ? c : c.to(at::kFloat)).contiguous();
-    p->set_data_type(c.scalar_type() == at::kLong ? onnx::TensorProto_DataType_INT64 : onnx::TensorProto_DataType_FLOAT);
+    p->set_data_type(c.scalar_type() == at::kLong ? onnx::TensorProto_DataType_INT64
+                                                  : onnx::TensorProto_DataType_FLOAT);
     for (int64_t d : c.sizes()) p->add_dims(d);
     p->set_raw_data(c.data_ptr(), c.nbytes());
     return name;
@@ -93,10 +95,10 @@ std::string conv(Graph& g, const std::string& name, const std::string& x, const 
 
 // A BN that follows an addition (nothing to fold it into), in inference mode.
 std::string batchnorm(Graph& g, const std::string& name, const std::string& x, const torch::nn::BatchNorm2d& bn) {
-  onnx::NodeProto* n = g.node("BatchNormalization", name,
-                              {x, g.constant(name + ".weight", bn->weight), g.constant(name + ".bias", bn->bias),
-                               g.constant(name + ".running_mean", bn->running_mean),
-                               g.constant(name + ".running_var", bn->running_var)});
+  onnx::NodeProto* n = g.node(
+      "BatchNormalization", name,
+      {x, g.constant(name + ".weight", bn->weight), g.constant(name + ".bias", bn->bias),
+       g.constant(name + ".running_mean", bn->running_mean), g.constant(name + ".running_var", bn->running_var)});
   onnx::AttributeProto* eps = n->add_attribute();
   eps->set_name("epsilon");
   eps->set_type(onnx::AttributeProto_AttributeType_FLOAT);
@@ -119,9 +121,9 @@ std::string option_a(Graph& g, const std::string& name, const std::string& x, co
   if (extra <= 0) return s;
   const int64_t before = o.pad_split ? extra / 2 : 0;
   // pads: [x1_begin, x2_begin, ..., x1_end, x2_end, ...] over N, C, H, W.
-  return g.op("Pad", name + ".pad", {s, g.constant(name + ".pads", at::tensor({int64_t{0}, before, int64_t{0}, int64_t{0},
-                                                                               int64_t{0}, extra - before, int64_t{0},
-                                                                               int64_t{0}}))});
+  return g.op("Pad", name + ".pad",
+              {s, g.constant(name + ".pads", at::tensor({int64_t{0}, before, int64_t{0}, int64_t{0}, int64_t{0},
+                                                         extra - before, int64_t{0}, int64_t{0}}))});
 }
 
 std::string shortcut(Graph& g, const BlockImpl& b, const std::string& name, const std::string& x,
@@ -171,7 +173,8 @@ std::string input(Graph& g, onnx::GraphProto* graph, const Normalizer& n, bool w
   if (!with_normalizer) return "images";
   onnx::NodeProto* cast = g.node("Cast", "normalizer.cast", {"images"});
   one_int(cast, "to", onnx::TensorProto_DataType_FLOAT);
-  const std::string x = g.op("Div", "normalizer.scale", {cast->output(0), g.constant("normalizer.255", at::tensor(255.0f))});
+  const std::string x =
+      g.op("Div", "normalizer.scale", {cast->output(0), g.constant("normalizer.255", at::tensor(255.0f))});
   // [1, C, H, W] constants as [C, H, W]: the same broadcast, and OpenCV 4.6's importer refuses
   // Sub/Add with a rank-4 constant of batch 1.
   auto squeeze = [](const at::Tensor& t) { return t.reshape(t.sizes().slice(1)); };
@@ -197,8 +200,9 @@ void build(onnx::GraphProto* graph, const ResNetImpl& model, const Normalizer& n
   if (model.final_bn()) x = g.op("Relu", "final_relu", {batchnorm(g, "final_bn", x, model.final_bn())});
   onnx::NodeProto* flat = g.node("Flatten", "flatten", {g.op("GlobalAveragePool", "pool", {x})});
   one_int(flat, "axis", 1);
-  onnx::NodeProto* fc = g.node("Gemm", "logits", {flat->output(0), g.constant("fc.weight", model.fc()->weight),
-                                                  g.constant("fc.bias", model.fc()->bias)});
+  onnx::NodeProto* fc =
+      g.node("Gemm", "logits",
+             {flat->output(0), g.constant("fc.weight", model.fc()->weight), g.constant("fc.bias", model.fc()->bias)});
   one_int(fc, "transB", 1);
   declare(graph->add_output(), "logits", onnx::TensorProto_DataType_FLOAT, {model.config().num_classes});
 }
@@ -231,10 +235,11 @@ void export_onnx(const ResNetImpl& model, const Normalizer& normalizer, nlohmann
   onnx::GraphProto* graph = m.mutable_graph();
   graph->set_name(model_name(model.config()));
   build(graph, model, normalizer.to(at::kCPU), options.with_normalizer);
-  metadata["onnx"] = {{"input", options.with_normalizer ? "uint8 [batch, 3, 32, 32], 0-255 (normalised inside)"
-                                                        : "float [batch, 3, 32, 32], normalised: (x / 255 - mean) / std"},
-                      {"batchnorm", "folded into the conv before it; kept after additions (pre-activation)"},
-                      {"opset", kOnnxOpset}};
+  metadata["onnx"] = {
+      {"input", options.with_normalizer ? "uint8 [batch, 3, 32, 32], 0-255 (normalised inside)"
+                                        : "float [batch, 3, 32, 32], normalised: (x / 255 - mean) / std"},
+      {"batchnorm", "folded into the conv before it; kept after additions (pre-activation)"},
+      {"opset", kOnnxOpset}};
   auto* prop = m.add_metadata_props();
   prop->set_key("resnet_train");
   prop->set_value(metadata.dump());

@@ -25,8 +25,8 @@
 
 namespace resnet {
 
-constexpr int kOnnxOpset = 13;      // Slice/Pad with tensor inputs; widely supported (OpenCV 4.6 runs it)
-constexpr int kOnnxIrVersion = 7;   // the IR of ONNX 1.8, the first with opset 13
+constexpr int kOnnxOpset = 13;     // Slice/Pad with tensor inputs; widely supported (OpenCV 4.6 runs it)
+constexpr int kOnnxIrVersion = 7;  // the IR of ONNX 1.8, the first with opset 13
 
 struct OnnxOptions {
   bool with_normalizer = false;  // input uint8 0-255, normalised inside the graph

@@ -141,8 +141,9 @@ nlohmann::json read_metadata(ZipReader& zip) {
 WeightsFile decode_pt(const SharedBytes& bytes) {
   auto zip = std::make_unique<ZipReader>(*bytes);
   if (!zip->has("data.pkl"))
-    throw InputError("no data.pkl: not a torch.save file (a TorchScript archive? load it with torch.jit.load "
-                     "and save its state_dict())");
+    throw InputError(
+        "no data.pkl: not a torch.save file (a TorchScript archive? load it with torch.jit.load "
+        "and save its state_dict())");
   if (zip->has("byteorder") && zip->read("byteorder", budget::kZipSmallRecordBytes) != "little")
     throw InputError("big-endian tensor data is not supported");
   pickle::Pickle p = pickle::unpickle(zip->read("data.pkl", budget::kPickleBytes), pickle::Rules{});

@@ -60,8 +60,8 @@ std::vector<std::string> storage_keys(const pickle::Pickle& keys, const pickle::
 
 // Step 6: each storage's count and bytes, in key order, to the end of the file: where each
 // storage's bytes start (nothing is copied yet).
-std::map<std::string, size_t> storage_offsets(const std::string& bytes, size_t pos, const std::vector<std::string>& keys,
-                                              const pickle::Pickle& object) {
+std::map<std::string, size_t> storage_offsets(const std::string& bytes, size_t pos,
+                                              const std::vector<std::string>& keys, const pickle::Pickle& object) {
   std::map<std::string, const Value*> by_key;
   for (size_t index : object.storages()) by_key[object.at(index).s] = &object.at(index);
   std::map<std::string, size_t> out;

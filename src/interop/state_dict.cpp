@@ -86,8 +86,10 @@ void check_file_fits(const ModelConfig& m, const NamedTensors& file, const std::
                        ", the file " + shape_text(it->second.sizes().vec()));
   }
   if (native ? values != size.state_values : values < size.state_values)
-    throw InputError(fmt::format("{}: model: {} has {} values, the file's tensors {} (the config does not describe "
-                                 "the file's network)", path, model_name(m), size.state_values, values));
+    throw InputError(
+        fmt::format("{}: model: {} has {} values, the file's tensors {} (the config does not describe "
+                    "the file's network)",
+                    path, model_name(m), size.state_values, values));
   if (native) check_each_tensor(m, by_name, path);
 }
 

@@ -54,8 +54,8 @@ bool is_bn_counter(const std::string& name) {
 }  // namespace
 
 nlohmann::json weights_metadata(const ModelConfig& model, const Normalizer& normalizer,
-                                const std::string& normalize_mode, int64_t step,
-                                const nlohmann::json& test_error, const std::string& source, Names names) {
+                                const std::string& normalize_mode, int64_t step, const nlohmann::json& test_error,
+                                const std::string& source, Names names) {
   ExperimentConfig c;
   c.model = model;
   nlohmann::json model_json = to_json(c)["model"];
@@ -88,7 +88,8 @@ bool normalizer_from_metadata(const nlohmann::json& metadata, const std::string&
         if (d < 1 || d > 3 * 32 * 32) throw InputError("bad shape");
         numel *= d;
       }
-      if (s.size() != 4 || numel != static_cast<int64_t>(v.size()) || (numel != 1 && numel != 3 && numel != 3 * 32 * 32))
+      if (s.size() != 4 || numel != static_cast<int64_t>(v.size()) ||
+          (numel != 1 && numel != 3 && numel != 3 * 32 * 32))
         throw InputError("bad shape");
       return at::tensor(v).view(s);
     } catch (const std::exception&) {

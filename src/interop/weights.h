@@ -24,8 +24,8 @@ namespace resnet {
 constexpr int kWeightsMetadataVersion = 1;
 
 nlohmann::json weights_metadata(const ModelConfig& model, const Normalizer& normalizer,
-                                const std::string& normalize_mode, int64_t step,
-                                const nlohmann::json& test_error, const std::string& source, Names names);
+                                const std::string& normalize_mode, int64_t step, const nlohmann::json& test_error,
+                                const std::string& source, Names names);
 // The normaliser stored by weights_metadata, if `metadata` has one (false otherwise). InputError
 // naming `path` if it is there but malformed.
 bool normalizer_from_metadata(const nlohmann::json& metadata, const std::string& path, Normalizer* out);
@@ -35,13 +35,13 @@ void export_weights(const ResNetImpl& model, const std::string& path, WeightsFor
                     const nlohmann::json& metadata);
 
 struct WeightsLoad {
-  std::string path;             // absolute
-  std::string sha256;           // of the file's bytes
-  std::string scheme = "native";  // the naming scheme, as detected (naming.h)
-  int64_t loaded = 0;           // tensors copied into the model
+  std::string path;                  // absolute
+  std::string sha256;                // of the file's bytes
+  std::string scheme = "native";     // the naming scheme, as detected (naming.h)
+  int64_t loaded = 0;                // tensors copied into the model
   std::vector<std::string> skipped;  // model entries left as they were (init_skip), native names
-  nlohmann::json metadata;      // the file's, or {}
-  std::optional<Origin> origin; // what a foreign file's keys say about the code that wrote it
+  nlohmann::json metadata;           // the file's, or {}
+  std::optional<Origin> origin;      // what a foreign file's keys say about the code that wrote it
 };
 
 // Copies the tensors of `path` into `model` (any device, memory format; values converted to
@@ -53,8 +53,8 @@ struct WeightsLoad {
 // InputError naming the file, listing the missing, unexpected and mis-shaped keys and, when the
 // keys describe a network of ours, the --set options that build it (origin_hint). `expect_sha256`
 // (if not empty) must match.
-WeightsLoad load_weights_into(ResNetImpl& model, const std::string& path,
-                              const std::vector<std::string>& skip = {}, const std::string& expect_sha256 = "");
+WeightsLoad load_weights_into(ResNetImpl& model, const std::string& path, const std::vector<std::string>& skip = {},
+                              const std::string& expect_sha256 = "");
 
 // A note for a file that loaded but whose code, by its keys, builds or normalises differently
 // from `config` (option A's padding, the normaliser: what keys cannot show), or "". With

@@ -29,13 +29,12 @@ namespace resnet {
 
 enum class WeightsFormat { kPt, kSafetensors };
 
-
 struct WeightsFile {
   // In file order. From open_weights(): meta tensors (dtype and shape, no data) until load()ed.
   NamedTensors tensors;
   nlohmann::json metadata = nlohmann::json::object();  // ours (see weights_metadata.h), or {}
   WeightsFormat format = WeightsFormat::kPt;
-  std::string path;                     // names the file in errors
+  std::string path;                      // names the file in errors
   std::shared_ptr<TensorSource> source;  // reads tensors[i] as id ids[i]
   std::vector<size_t> ids;
 

@@ -10,10 +10,7 @@ namespace {
 namespace F = torch::nn::functional;
 
 torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
-  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(in, out, kernel)
-                             .stride(stride)
-                             .padding(kernel / 2)
-                             .bias(false));
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
   // He et al. 2015 ("Delving deep"): N(0, 2/n), n = k*k*out_channels, as in torchvision.
   torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
   return conv;
@@ -27,9 +24,7 @@ torch::nn::BatchNorm2d make_bn(int64_t channels) {
 
 at::Tensor relu_fresh(at::Tensor t, bool recorded) { return recorded ? torch::relu(t) : t.relu_(); }
 
-at::Tensor FoldedConv::operator()(const at::Tensor& x) const {
-  return at::conv2d(x, weight, bias, stride, padding);
-}
+at::Tensor FoldedConv::operator()(const at::Tensor& x) const { return at::conv2d(x, weight, bias, stride, padding); }
 
 FoldedConv fold_conv_bn(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn) {
   FoldedConv f;
@@ -52,8 +47,8 @@ FoldedConv fold_conv_bn(const torch::nn::Conv2d& conv, const torch::nn::BatchNor
 
 at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_channels, bool split) {
   using torch::indexing::Slice;
-  at::Tensor s = stride == 1 ? x : x.index({Slice(), Slice(), Slice(0, c10::nullopt, stride),
-                                            Slice(0, c10::nullopt, stride)});
+  at::Tensor s =
+      stride == 1 ? x : x.index({Slice(), Slice(), Slice(0, c10::nullopt, stride), Slice(0, c10::nullopt, stride)});
   const int64_t extra = out_channels - x.size(1);
   // The new channels carry zeros: the shortcut stays an identity on the old ones and adds
   // no parameters, so a plain net and its residual twin have exactly the same weights.
@@ -64,11 +59,10 @@ at::Tensor option_a_shortcut(const at::Tensor& x, int64_t stride, int64_t out_ch
   return s;
 }
 
-BlockImpl::BlockImpl(BlockOptions options, int64_t expansion)
-    : options_(options), expansion_(expansion) {
+BlockImpl::BlockImpl(BlockOptions options, int64_t expansion) : options_(options), expansion_(expansion) {
   if (has_projection_shortcut(options_.residual, std::string(1, options_.shortcut), changes_shape())) {
-    projection_conv_ = register_module(
-        "shortcut_conv", make_conv(options_.in_channels, out_channels(), 1, options_.stride));
+    projection_conv_ =
+        register_module("shortcut_conv", make_conv(options_.in_channels, out_channels(), 1, options_.stride));
     if (!options_.preact) projection_bn_ = register_module("shortcut_bn", make_bn(out_channels()));
   }
 }
@@ -94,8 +88,7 @@ void BlockImpl::set_folded(bool on) {
 }
 
 at::Tensor BlockImpl::shortcut(const at::Tensor& x, const at::Tensor& pre) {
-  if (projection_conv_ && folded_projection_.weight.defined() && !is_training())
-    return folded_projection_(pre);
+  if (projection_conv_ && folded_projection_.weight.defined() && !is_training()) return folded_projection_(pre);
   if (projection_conv_) {
     at::Tensor s = projection_conv_->forward(pre);
     return projection_bn_ ? projection_bn_->forward(s) : s;
@@ -121,10 +114,9 @@ at::Tensor BlockImpl::combine(const at::Tensor& x, const at::Tensor& pre, const 
   return y;
 }
 
-at::Tensor BlockImpl::lesion_output(const at::Tensor& x, const at::Tensor& pre,
-                                    ForwardRecorder* recorder, int index) {
-  at::Tensor y = options_.residual ? shortcut(x, pre)
-                                   : option_a_shortcut(x, options_.stride, out_channels(), options_.pad_split);
+at::Tensor BlockImpl::lesion_output(const at::Tensor& x, const at::Tensor& pre, ForwardRecorder* recorder, int index) {
+  at::Tensor y =
+      options_.residual ? shortcut(x, pre) : option_a_shortcut(x, options_.stride, out_channels(), options_.pad_split);
   if (!options_.preact && options_.residual) y = torch::relu(y);
   if (recorder) recorder->on_block(index, x, at::Tensor(), y);
   return y;

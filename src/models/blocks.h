@@ -39,10 +39,10 @@ at::Tensor relu_fresh(at::Tensor t, bool recorded);
 
 struct BlockOptions {
   int64_t in_channels = 16;
-  int64_t planes = 16;     // width of the 3x3 convs; output = planes * expansion
+  int64_t planes = 16;  // width of the 3x3 convs; output = planes * expansion
   int64_t stride = 1;
   bool residual = true;
-  char shortcut = 'A';     // 'A' | 'B' | 'C'
+  char shortcut = 'A';  // 'A' | 'B' | 'C'
   bool preact = false;
   bool pad_split = false;  // option A: zero channels before and after x (else after it)
 };
@@ -98,10 +98,9 @@ class BlockImpl : public torch::nn::Module {
   // s(x). `pre` is relu(bn1(x)) for pre-activation blocks (projections read it), else x.
   at::Tensor shortcut(const at::Tensor& x, const at::Tensor& pre);
   // y from the branch output and the shortcut; records, handles plain and lesion.
-  at::Tensor combine(const at::Tensor& x, const at::Tensor& pre, const at::Tensor& branch,
-                     ForwardRecorder* recorder, int index);
-  at::Tensor lesion_output(const at::Tensor& x, const at::Tensor& pre, ForwardRecorder* recorder,
-                           int index);
+  at::Tensor combine(const at::Tensor& x, const at::Tensor& pre, const at::Tensor& branch, ForwardRecorder* recorder,
+                     int index);
+  at::Tensor lesion_output(const at::Tensor& x, const at::Tensor& pre, ForwardRecorder* recorder, int index);
 
   std::vector<torch::nn::Conv2d> convs_;
   std::vector<torch::nn::BatchNorm2d> bns_;

@@ -17,7 +17,9 @@ int64_t mul(int64_t a, int64_t b) {
 }
 int64_t add(int64_t a, int64_t b) { return a > kMax - b ? kMax : a + b; }
 
-int64_t conv_out(int64_t size, int64_t kernel, int64_t stride) { return (size + 2 * (kernel / 2) - kernel) / stride + 1; }
+int64_t conv_out(int64_t size, int64_t kernel, int64_t stride) {
+  return (size + 2 * (kernel / 2) - kernel) / stride + 1;
+}
 
 // A block's tensors, given its layout, as NetworkSize counts (per block; image side `side` in).
 struct BlockCount {

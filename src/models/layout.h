@@ -15,9 +15,9 @@ namespace resnet {
 
 // The stages a family builds (the paper's tables), and its stem.
 struct NetworkSpec {
-  std::string block = "basic";        // basic | bottleneck
+  std::string block = "basic";  // basic | bottleneck
   int64_t stem_channels = 16;
-  int64_t stem_kernel = 3;            // 3x3/1 (cifar) or 7x7/2 (imagenet)
+  int64_t stem_kernel = 3;  // 3x3/1 (cifar) or 7x7/2 (imagenet)
   int64_t stem_stride = 1;
   bool stem_pool = false;             // 3x3/2 max-pool after the stem (imagenet)
   std::vector<int64_t> stage_planes;  // 3x3 widths per stage

@@ -15,8 +15,7 @@ class ForwardRecorder {
   virtual void on_layer(const std::string& name, const at::Tensor& response) {}
   // Block `index` (0-based over the network): input x, residual branch F(x) (undefined for a
   // lesioned block) and output y.
-  virtual void on_block(int index, const at::Tensor& x, const at::Tensor& branch,
-                        const at::Tensor& y) {}
+  virtual void on_block(int index, const at::Tensor& x, const at::Tensor& branch, const at::Tensor& y) {}
   // Output of the stem (stage 0) and of each stage 1..S.
   virtual void on_stage(int stage, const at::Tensor& output) {}
 };

@@ -9,11 +9,11 @@ namespace resnet {
 
 ResNetImpl::ResNetImpl(const ModelConfig& config) : config_(config), layout_(network_layout(config)) {
   const NetworkSpec& spec = layout_.spec;
-  stem_conv_ = register_module(
-      "stem_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, spec.stem_channels, spec.stem_kernel)
-                                         .stride(spec.stem_stride)
-                                         .padding(spec.stem_kernel / 2)
-                                         .bias(false)));
+  stem_conv_ =
+      register_module("stem_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, spec.stem_channels, spec.stem_kernel)
+                                                         .stride(spec.stem_stride)
+                                                         .padding(spec.stem_kernel / 2)
+                                                         .bias(false)));
   torch::nn::init::kaiming_normal_(stem_conv_->weight, 0.0, torch::kFanOut, torch::kReLU);
   if (!layout_.preact) stem_bn_ = register_module("stem_bn", torch::nn::BatchNorm2d(spec.stem_channels));
   for (const BlockLayout& b : layout_.blocks) {

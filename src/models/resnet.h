@@ -52,8 +52,8 @@ class ResNetImpl : public torch::nn::Module {
   ModelConfig config_;
   NetworkLayout layout_;
   torch::nn::Conv2d stem_conv_{nullptr};
-  torch::nn::BatchNorm2d stem_bn_{nullptr};  // post-activation only
-  torch::nn::BatchNorm2d final_bn_{nullptr}; // pre-activation only
+  torch::nn::BatchNorm2d stem_bn_{nullptr};   // post-activation only
+  torch::nn::BatchNorm2d final_bn_{nullptr};  // pre-activation only
   torch::nn::Linear fc_{nullptr};
   FoldedConv stem_folded_;
   std::vector<std::shared_ptr<BlockImpl>> blocks_;

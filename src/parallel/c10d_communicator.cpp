@@ -29,10 +29,10 @@ namespace {
 using Backend = c10::intrusive_ptr<compat::C10dBackend>;
 
 [[noreturn]] void lost(int rank, const char* what, const std::exception& e, std::chrono::milliseconds timeout) {
-  throw DistError(fmt::format(
-      "rank {}: lost contact with the other ranks during {} ({}); another rank died, hung past the {} s "
-      "timeout (runtime.dist_timeout_s) or was stopped: see its output",
-      rank, what, first_line(e.what()), timeout.count() / 1000));
+  throw DistError(
+      fmt::format("rank {}: lost contact with the other ranks during {} ({}); another rank died, hung past the {} s "
+                  "timeout (runtime.dist_timeout_s) or was stopped: see its output",
+                  rank, what, first_line(e.what()), timeout.count() / 1000));
 }
 
 // How long the NCCL abort may take (ncclCommAbort has been known to hang), and how long the
@@ -88,8 +88,7 @@ Backend make_backend(const c10::intrusive_ptr<c10d::Store>& store, const LaunchE
       opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
     else if (env.local_world_size == env.world_size)
       opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-    else
-      opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    else opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     opts->threads = 2;
     return c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, opts);
   }
@@ -108,7 +107,11 @@ class C10dCommunicator final : public Communicator {
  public:
   C10dCommunicator(Backend backend, const LaunchEnv& env, const std::string& name, const c10::Device& device,
                    std::chrono::milliseconds timeout)
-      : backend_(std::move(backend)), rank_(env.rank), size_(env.world_size), name_(name), device_(device),
+      : backend_(std::move(backend)),
+        rank_(env.rank),
+        size_(env.world_size),
+        name_(name),
+        device_(device),
         timeout_(timeout) {}
 
   int rank() const override { return rank_; }

@@ -89,13 +89,15 @@ void Job::agree(const char* what, const std::function<void()>& body) {
     const int64_t read = store.add(round + "read", 1);
     const auto deadline = std::chrono::steady_clock::now() + timeout_;
     if (env_.rank == 0 && !env_.agent_store)
-      for (int64_t n = read; n < env_.world_size && std::chrono::steady_clock::now() < deadline; n = store.add(round + "read", 0))
+      for (int64_t n = read; n < env_.world_size && std::chrono::steady_clock::now() < deadline;
+           n = store.add(round + "read", 0))
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
   } catch (const std::exception& e) {
     if (error) std::rethrow_exception(error);  // our own failure says more than the lost peer
-    throw DistError(fmt::format("rank {}: lost contact with the other ranks while {} ({}); another rank died or hung "
-                                "past {} s: see its output",
-                                env_.rank, what, first_line(e.what()), timeout_.count() / 1000));
+    throw DistError(
+        fmt::format("rank {}: lost contact with the other ranks while {} ({}); another rank died or hung "
+                    "past {} s: see its output",
+                    env_.rank, what, first_line(e.what()), timeout_.count() / 1000));
   }
   if (error) std::rethrow_exception(error);
   if (worst != 0)
@@ -131,8 +133,9 @@ std::string resolve_backend(const std::string& choice, const c10::Device& device
   if (choice == "auto") return device.is_cuda() && have_nccl() ? "nccl" : "gloo";
   if (choice == "nccl") {
     if (!have_nccl())
-      throw InputError("runtime.dist_backend: nccl: this build of resnet-train has no NCCL (a CUDA LibTorch "
-                       "with NCCL is needed); use gloo or auto");
+      throw InputError(
+          "runtime.dist_backend: nccl: this build of resnet-train has no NCCL (a CUDA LibTorch "
+          "with NCCL is needed); use gloo or auto");
     if (!device.is_cuda()) throw InputError("runtime.dist_backend: nccl needs runtime.device cuda");
   }
   return choice;

@@ -56,8 +56,8 @@ LaunchEnv torchrun_env(const Vars& v) {
                              ? parse_int("LOCAL_WORLD_SIZE", v.get("LOCAL_WORLD_SIZE"), 1, env.world_size)
                              : env.world_size;
   if (env.local_rank >= env.local_world_size)
-    throw InputError(fmt::format("environment variable LOCAL_RANK={} is not below LOCAL_WORLD_SIZE={}",
-                                 env.local_rank, env.local_world_size));
+    throw InputError(fmt::format("environment variable LOCAL_RANK={} is not below LOCAL_WORLD_SIZE={}", env.local_rank,
+                                 env.local_world_size));
   env.master_addr = v.need("MASTER_ADDR", why);
   env.master_port = parse_int("MASTER_PORT", v.need("MASTER_PORT", why), 1, 65535);
   if (const char* r = v.get("TORCHELASTIC_RESTART_COUNT"))
@@ -77,8 +77,10 @@ LaunchEnv slurm_env(const Vars& v, int tasks) {
   env.launcher = "slurm";
   env.world_size = tasks;
   env.rank = parse_int("SLURM_PROCID", v.get("SLURM_PROCID"), 0, env.world_size - 1);
-  env.local_rank = v.get("SLURM_LOCALID") ? parse_int("SLURM_LOCALID", v.get("SLURM_LOCALID"), 0, env.world_size - 1) : 0;
-  const int nodes = v.get("SLURM_STEP_NUM_NODES") ? parse_int("SLURM_STEP_NUM_NODES", v.get("SLURM_STEP_NUM_NODES"), 1, 1 << 20) : 1;
+  env.local_rank =
+      v.get("SLURM_LOCALID") ? parse_int("SLURM_LOCALID", v.get("SLURM_LOCALID"), 0, env.world_size - 1) : 0;
+  const int nodes =
+      v.get("SLURM_STEP_NUM_NODES") ? parse_int("SLURM_STEP_NUM_NODES", v.get("SLURM_STEP_NUM_NODES"), 1, 1 << 20) : 1;
   env.local_world_size = nodes > 0 && env.world_size % nodes == 0 ? env.world_size / nodes : 1;
   if (env.local_rank >= env.local_world_size) env.local_world_size = env.local_rank + 1;
   if (const char* addr = v.get("MASTER_ADDR")) {
@@ -86,8 +88,9 @@ LaunchEnv slurm_env(const Vars& v, int tasks) {
   } else if (nodes == 1) {
     env.master_addr = "127.0.0.1";
   } else {
-    throw InputError("environment variable MASTER_ADDR is not set: a Slurm step over several nodes needs the "
-                     "first node's address (e.g. export MASTER_ADDR=$(scontrol show hostnames | head -n1))");
+    throw InputError(
+        "environment variable MASTER_ADDR is not set: a Slurm step over several nodes needs the "
+        "first node's address (e.g. export MASTER_ADDR=$(scontrol show hostnames | head -n1))");
   }
   if (const char* port = v.get("MASTER_PORT")) {
     env.master_port = parse_int("MASTER_PORT", port, 1, 65535);

@@ -55,7 +55,8 @@ Entry parse_entry(const std::string& name, const ojson& entry, uint64_t data_siz
   // numel x item size, overflow-checked: F32 [2^62] would wrap to 0 bytes and match [0, 0].
   uint64_t bytes = c10::elementSize(dtype->dtype);
   for (const auto& s : shape) {
-    if (!s.is_number_unsigned()) throw InputError(what + ": shape " + json_excerpt(shape) + " has a size that is not a count");
+    if (!s.is_number_unsigned())
+      throw InputError(what + ": shape " + json_excerpt(shape) + " has a size that is not a count");
     const uint64_t v = s.get<uint64_t>();
     if (v > uint64_t(INT64_MAX) || __builtin_mul_overflow(bytes, v, &bytes) || bytes > uint64_t(INT64_MAX))
       throw InputError(what + ": shape " + json_excerpt(shape) + " is too large");
@@ -133,13 +134,12 @@ Header parse_header(const std::string& head, uint64_t file_size) {
   h.entries.reserve(json.size());
   const uint64_t data_size = file_size - start;
   for (const auto& [name, entry] : json.items()) {
-    if (name == "__metadata__")
-      h.metadata = parse_metadata(entry);
-    else
-      h.entries.push_back(parse_entry(name, entry, data_size));
+    if (name == "__metadata__") h.metadata = parse_metadata(entry);
+    else h.entries.push_back(parse_entry(name, entry, data_size));
   }
   check_tiling(h.entries, data_size);
-  std::stable_sort(h.entries.begin(), h.entries.end(), [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
+  std::stable_sort(h.entries.begin(), h.entries.end(),
+                   [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
   return h;
 }
 
@@ -150,8 +150,8 @@ std::string header_bytes(const NamedTensors& tensors, const std::map<std::string
   for (const auto& [name, t] : tensors) {
     if (name == "__metadata__") throw InputError("a tensor may not be called __metadata__");
     const uint64_t size = static_cast<uint64_t>(t.numel()) * t.element_size();
-    header[name] = {{"dtype", dtype_name(t.scalar_type())}, {"shape", t.sizes().vec()},
-                    {"data_offsets", {offset, offset + size}}};
+    header[name] = {
+        {"dtype", dtype_name(t.scalar_type())}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + size}}};
     offset += size;
   }
   std::string json = header.dump();

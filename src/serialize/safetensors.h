@@ -6,10 +6,10 @@
 //
 // Read as strictly as the reference implementation, and then some: the header is bounded
 // (budget::kSafetensorsHeaderBytes) and must be valid JSON of bounded nesting without a key twice
-// (util/json_io.h: the reference implementation keeps the last of two); each tensor's byte count (numel x item size, overflow-checked) must equal
-// its range; the ranges must tile the data exactly (no holes, no overlaps, nothing after the last
-// one), so the tensors together take exactly the file's data bytes: all of it is checked before
-// anything is allocated. Dtypes: F32, BF16, F16, I64.
+// (util/json_io.h: the reference implementation keeps the last of two); each tensor's byte count (numel x item size,
+// overflow-checked) must equal its range; the ranges must tile the data exactly (no holes, no overlaps, nothing after
+// the last one), so the tensors together take exactly the file's data bytes: all of it is checked before anything is
+// allocated. Dtypes: F32, BF16, F16, I64.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -58,11 +58,11 @@ const char* dtype_name(at::ScalarType dtype);
 // into its own memory (no copy of the whole file).
 class FileReader {
  public:
-  explicit FileReader(const std::string& path);  // InputError naming the path
+  explicit FileReader(const std::string& path);            // InputError naming the path
   FileReader(const std::string& path, ReadableFile file);  // a file opened already
   ~FileReader();
   const Header& header() const { return header_; }
-  at::Tensor read(const Entry& entry) const;     // a CPU tensor
+  at::Tensor read(const Entry& entry) const;  // a CPU tensor
 
  private:
   std::string path_;

@@ -46,13 +46,18 @@ namespace {
 // The storage classes torch.save names, and the dtype each holds.
 bool storage_dtype(std::string name, at::ScalarType* dtype) {
   if (name.rfind("torch.cuda.", 0) == 0) name.erase(5, 5);  // saved on a GPU: read on the CPU
-  static const std::map<std::string, at::ScalarType> kStorages = {
-      {"torch.FloatStorage", at::kFloat},   {"torch.BFloat16Storage", at::kBFloat16},
-      {"torch.HalfStorage", at::kHalf},     {"torch.LongStorage", at::kLong},
-      {"torch.DoubleStorage", at::kDouble}, {"torch.IntStorage", at::kInt},
-      {"torch.ShortStorage", at::kShort},   {"torch.CharStorage", at::kChar},
-      {"torch.ByteStorage", at::kByte},     {"torch.BoolStorage", at::kBool},
-      {"torch.ComplexFloatStorage", at::kComplexFloat}, {"torch.ComplexDoubleStorage", at::kComplexDouble}};
+  static const std::map<std::string, at::ScalarType> kStorages = {{"torch.FloatStorage", at::kFloat},
+                                                                  {"torch.BFloat16Storage", at::kBFloat16},
+                                                                  {"torch.HalfStorage", at::kHalf},
+                                                                  {"torch.LongStorage", at::kLong},
+                                                                  {"torch.DoubleStorage", at::kDouble},
+                                                                  {"torch.IntStorage", at::kInt},
+                                                                  {"torch.ShortStorage", at::kShort},
+                                                                  {"torch.CharStorage", at::kChar},
+                                                                  {"torch.ByteStorage", at::kByte},
+                                                                  {"torch.BoolStorage", at::kBool},
+                                                                  {"torch.ComplexFloatStorage", at::kComplexFloat},
+                                                                  {"torch.ComplexDoubleStorage", at::kComplexDouble}};
   auto it = kStorages.find(name);
   if (it == kStorages.end()) return false;
   *dtype = it->second;
@@ -203,7 +208,8 @@ class Unpickler {
     return out;
   }
 
-  bool step(unsigned char op);
+  bool step(unsigned char op);          // one opcode; false at STOP
+  bool step_objects(unsigned char op);  // step's memo, global and object opcodes
   void push_string(unsigned char op);
   void push_long1();
   void push_float();
@@ -225,7 +231,7 @@ class Unpickler {
   std::vector<size_t> stack_;
   std::vector<size_t> marks_;  // stack sizes at each MARK
   std::unordered_map<uint64_t, size_t> memo_;
-  uint64_t used_ = 0;  // bytes charged (charge())
+  uint64_t used_ = 0;                             // bytes charged (charge())
   std::map<std::string, size_t> storage_by_key_;  // tensors may share one
   // Bytes declared by storages, and bytes of the views copied out of them: many views of one
   // big storage must not multiply it.
@@ -278,8 +284,8 @@ size_t Unpickler::persistent_load(size_t pid) {
   const at::ScalarType dtype = type.dtype;
   int64_t bytes = 0;
   if (numel < 0) fail("a storage of negative size");
-  if (!mul(numel, static_cast<int64_t>(c10::elementSize(dtype)), &bytes) || !add(storage_bytes_, bytes, &storage_bytes_) ||
-      storage_bytes_ > kMaxTensorBytes)
+  if (!mul(numel, static_cast<int64_t>(c10::elementSize(dtype)), &bytes) ||
+      !add(storage_bytes_, bytes, &storage_bytes_) || storage_bytes_ > kMaxTensorBytes)
     fail("storages of more than " + std::to_string(kMaxTensorBytes) + " bytes in all");
   auto it = storage_by_key_.find(key);
   if (it != storage_by_key_.end()) {
@@ -410,10 +416,8 @@ Pickle Unpickler::run(size_t* end) {
     const auto op = static_cast<unsigned char>(in_[pos_++]);
     if (!step(op)) break;
   }
-  if (end)
-    *end = pos_;
-  else if (pos_ != in_.size())
-    fail(std::to_string(in_.size() - pos_) + " bytes after STOP");
+  if (end) *end = pos_;
+  else if (pos_ != in_.size()) fail(std::to_string(in_.size() - pos_) + " bytes after STOP");
   check_keys();
   return std::move(p_);
 }
@@ -437,9 +441,10 @@ void Unpickler::check_keys() const {
                                          [](const std::string* a, const std::string* b) { return *a == *b; });
     const auto number = std::adjacent_find(numbers.begin(), numbers.end());
     if (name == names.end() && number == numbers.end()) continue;
-    const std::string key = name != names.end() ? "'" + excerpt(**name, budget::kQuoteBytes) + "'"
-                                                : std::to_string(*number);
-    throw InputError(what_ + ": key " + key + " appears twice in one dict (torch.load would keep the last value, "
+    const std::string key =
+        name != names.end() ? "'" + excerpt(**name, budget::kQuoteBytes) + "'" : std::to_string(*number);
+    throw InputError(what_ + ": key " + key +
+                     " appears twice in one dict (torch.load would keep the last value, "
                      "other readers the first: refused)");
   }
 }
@@ -476,16 +481,20 @@ void Unpickler::push_float() {  // BINFLOAT: big-endian IEEE double
 // One opcode; false after STOP.
 bool Unpickler::step(unsigned char op) {
   switch (op) {
-    case 0x80: read_le(1); break;   // PROTO
-    case 0x95: read_le(8); break;   // FRAME (a length hint)
-    case '.': {                     // STOP
+    case 0x80: read_le(1); break;  // PROTO
+    case 0x95: read_le(8); break;  // FRAME (a length hint)
+    case '.': {                    // STOP
       p_.root_ = pop();
       if (!stack_.empty() || !marks_.empty()) fail("objects left on the stack at STOP");
       return false;
     }
-    case '(': charge(0); marks_.push_back(stack_.size()); break;  // MARK
+    case '(':  // MARK
+      charge(0);
+      marks_.push_back(stack_.size());
+      break;
     case 'N': push(make(Value::kNone)); break;
-    case 0x88: case 0x89: {         // NEWTRUE, NEWFALSE
+    case 0x88:
+    case 0x89: {  // NEWTRUE, NEWFALSE
       Value v;
       v.kind = Value::kBool;
       v.i = op == 0x88;
@@ -497,18 +506,24 @@ bool Unpickler::step(unsigned char op) {
     case 'M': push(make_int(static_cast<int64_t>(read_le(2)))); break;  // BININT2
     case 0x8a: push_long1(); break;
     case 'G': push_float(); break;
-    case 'X': case 0x8c: case 0x8d: case 'T': case 'U': push_string(op); break;
+    case 'X':
+    case 0x8c:
+    case 0x8d:
+    case 'T':
+    case 'U': push_string(op); break;
     case '}': push(make(Value::kDict)); break;
     case ']': push(make(Value::kList)); break;
     case ')': push(make_container(Value::kTuple, {})); break;
     case 't': push(make_container(Value::kTuple, pop_mark())); break;
-    case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
+    case 0x85:
+    case 0x86:
+    case 0x87: {  // TUPLE1..3
       std::vector<size_t> items(op - 0x84);
       for (size_t k = items.size(); k-- > 0;) items[k] = pop();
       push(make_container(Value::kTuple, std::move(items)));
       break;
     }
-    case 'd': {                     // DICT: a dict of the objects since MARK
+    case 'd': {  // DICT: a dict of the objects since MARK
       std::vector<size_t> kv = pop_mark();
       const size_t d = make(Value::kDict);
       set_items(d, kv);
@@ -516,34 +531,62 @@ bool Unpickler::step(unsigned char op) {
       break;
     }
     case 'l': push(make_container(Value::kList, pop_mark())); break;  // LIST
-    case 's': {                     // SETITEM
+    case 's': {                                                       // SETITEM
       const size_t value = pop(), key = pop();
       set_items(top(), {key, value});
       break;
     }
-    case 'u': { std::vector<size_t> kv = pop_mark(); set_items(top(), kv); break; }        // SETITEMS
-    case 'a': { const size_t v = pop(); append(top(), {v}); break; }                        // APPEND
-    case 'e': { std::vector<size_t> items = pop_mark(); append(top(), items); break; }      // APPENDS
+    case 'u': {  // SETITEMS
+      std::vector<size_t> kv = pop_mark();
+      set_items(top(), kv);
+      break;
+    }
+    case 'a': {  // APPEND
+      const size_t v = pop();
+      append(top(), {v});
+      break;
+    }
+    case 'e': {  // APPENDS
+      std::vector<size_t> items = pop_mark();
+      append(top(), items);
+      break;
+    }
+    default: return step_objects(op);
+  }
+  return true;
+}
+
+// The memo, globals and objects (reduce, persistent ids, NEWOBJ, BUILD).
+bool Unpickler::step_objects(unsigned char op) {
+  switch (op) {
     case 'q': memo_put(read_le(1)); break;     // BINPUT
     case 'r': memo_put(read_le(4)); break;     // LONG_BINPUT
     case 0x94: memo_put(memo_.size()); break;  // MEMOIZE
     case 'h': memo_get(read_le(1)); break;     // BINGET
     case 'j': memo_get(read_le(4)); break;     // LONG_BINGET
-    case 'c': {                     // GLOBAL "module\nname\n"
+    case 'c': {                                // GLOBAL "module\nname\n"
       const std::string module = read_line();
       const std::string name = read_line();
       push(global(module, name));
       break;
     }
-    case 0x93: {                    // STACK_GLOBAL
+    case 0x93: {  // STACK_GLOBAL
       const size_t name = pop(), module = pop();
       if (val(name).kind != Value::kString || val(module).kind != Value::kString) fail("STACK_GLOBAL of non-strings");
       push(global(val(module).s, val(name).s));
       break;
     }
-    case 'Q': { const size_t pid = pop(); push(persistent_load(pid)); break; }  // BINPERSID
-    case 'R': { const size_t args = pop(), callable = pop(); push(reduce(callable, args)); break; }
-    case 0x81: {                    // NEWOBJ
+    case 'Q': {  // BINPERSID
+      const size_t pid = pop();
+      push(persistent_load(pid));
+      break;
+    }
+    case 'R': {
+      const size_t args = pop(), callable = pop();
+      push(reduce(callable, args));
+      break;
+    }
+    case 0x81: {  // NEWOBJ
       if (rules_.torchscript_classes.empty()) fail("pickle opcode 0x81 (NEWOBJ) is not allowed in this file");
       const size_t args = pop(), cls = pop();
       push(new_object(cls, args));
@@ -606,7 +649,8 @@ void load_tensors(Pickle& p, const std::vector<size_t>& tensors, const StorageLo
     excess += std::max<int64_t>(0, bytes - budget::kStorageOverread * read);
     if (excess > budget::kStorageSlack)
       throw InputError("storage " + excerpt(s.s, 40) + " holds " + std::to_string(bytes) + " bytes for the " +
-                       std::to_string(read) + " bytes of tensors read from it (a storage many times bigger than "
+                       std::to_string(read) +
+                       " bytes of tensors read from it (a storage many times bigger than "
                        "its tensors is refused; save them with .clone())");
   }
   std::map<size_t, at::Tensor> data;

@@ -43,11 +43,11 @@ namespace resnet::pickle {
 struct Value {
   enum Kind { kNone, kBool, kInt, kFloat, kString, kTuple, kList, kDict, kTensor, kGlobal, kStorage, kObject };
   Kind kind = kNone;
-  int64_t i = 0;              // bool, int; storage: numel; tensor: storage offset
+  int64_t i = 0;  // bool, int; storage: numel; tensor: storage offset
   double f = 0;
-  std::string s;              // string; global "module.name"; storage: key; object: class
-  std::vector<size_t> items;  // tuple, list; dict: key, value, ...; object: {attribute dict} once built;
-                              // tensor: {storage}
+  std::string s;                        // string; global "module.name"; storage: key; object: class
+  std::vector<size_t> items;            // tuple, list; dict: key, value, ...; object: {attribute dict} once built;
+                                        // tensor: {storage}
   std::vector<int64_t> sizes, strides;  // tensor
   at::ScalarType dtype = at::kFloat;    // global (a storage class), storage, tensor
   at::Tensor tensor;                    // tensor, after load_tensors(): a contiguous copy of the view

@@ -74,8 +74,8 @@ uint64_t ZipReader::size(const std::string& name) const { return entry(name).siz
 std::string ZipReader::read(const std::string& name, uint64_t max_bytes) {
   const Entry& e = entry(name);
   if (e.size > max_bytes)
-    throw InputError("zip record " + excerpt(name, 60) + " claims " + std::to_string(e.size) + " bytes, more than the " +
-                     std::to_string(max_bytes) + " such a record may have");
+    throw InputError("zip record " + excerpt(name, 60) + " claims " + std::to_string(e.size) +
+                     " bytes, more than the " + std::to_string(max_bytes) + " such a record may have");
   std::string out(e.size, '\0');
   read_into(name, out.data(), e.size);
   return out;
@@ -84,8 +84,9 @@ std::string ZipReader::read(const std::string& name, uint64_t max_bytes) {
 void ZipReader::read_into(const std::string& name, void* out, uint64_t size) {
   const Entry& e = entry(name);
   const std::string shown = excerpt(name, 60);
-  if (e.size != size) throw InputError("zip record " + shown + " holds " + std::to_string(e.size) + " bytes, not " +
-                                       std::to_string(size));
+  if (e.size != size)
+    throw InputError("zip record " + shown + " holds " + std::to_string(e.size) + " bytes, not " +
+                     std::to_string(size));
   // Both bounds come before any allocation or inflation.
   if (e.size > budget_)
     throw InputError("zip record " + shown + " claims " + std::to_string(e.size) + " bytes, more than the " +

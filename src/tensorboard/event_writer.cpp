@@ -84,8 +84,8 @@ EventWriter::EventWriter(const std::string& folder) {
   const Folder dir = Folder::open(folder);
   const auto existing = event_files(folder);
   const bool fresh = existing.empty();
-  const std::string name = fresh ? kPrefix + std::to_string(static_cast<int64_t>(now_seconds())) + "." +
-                                       host_name() + "." + std::to_string(::getpid())
+  const std::string name = fresh ? kPrefix + std::to_string(static_cast<int64_t>(now_seconds())) + "." + host_name() +
+                                       "." + std::to_string(::getpid())
                                  : std::filesystem::path(existing.back()).filename().string();
   path_ = dir.file(name);
   fd_ = dir.open_to_append(name).release();
@@ -137,10 +137,17 @@ void trim_events(const std::string& folder, int64_t step) {
     size_t at = 0;
     while (at < bytes.size()) {
       // A record that is short or fails its CRCs ends the file (a torn write): dropped.
-      if (bytes.size() - at < 12) { changed = true; break; }
+      if (bytes.size() - at < 12) {
+        changed = true;
+        break;
+      }
       const uint64_t len = get_le(bytes, at, 8);
-      if (bytes.size() - at < 16 || static_cast<uint32_t>(get_le(bytes, at + 8, 4)) != masked_crc32c(bytes.data() + at, 8) ||
-          len > bytes.size() - at - 16) { changed = true; break; }
+      if (bytes.size() - at < 16 ||
+          static_cast<uint32_t>(get_le(bytes, at + 8, 4)) != masked_crc32c(bytes.data() + at, 8) ||
+          len > bytes.size() - at - 16) {
+        changed = true;
+        break;
+      }
       const std::string data = bytes.substr(at + 12, len);
       if (static_cast<uint32_t>(get_le(bytes, at + 12 + len, 4)) != masked_crc32c(data.data(), data.size())) {
         changed = true;

@@ -25,8 +25,8 @@ int Agreements::stop_signal(int mine, int64_t done, bool sync_point) {
 }
 
 TrainStep::Totals Agreements::training_metrics(const TrainStep::Totals& mine) {
-  at::Tensor sums = at::tensor({mine.loss_sum, static_cast<double>(mine.correct), static_cast<double>(mine.seen)},
-                               at::kDouble);
+  at::Tensor sums =
+      at::tensor({mine.loss_sum, static_cast<double>(mine.correct), static_cast<double>(mine.seen)}, at::kDouble);
   comm_.sum(sums, "the training metrics' all-reduce");
   TrainStep::Totals all;
   all.loss_sum = sums[0].item<double>();
@@ -57,9 +57,10 @@ void Agreements::same_weights(ResNetImpl& model, Sgd& sgd, int64_t step) {
   for (const auto& m : sgd.momentum_buffers()) state.push_back(m);
   const auto h = static_cast<int64_t>(hash_tensors(state));
   if (comm_.min(h, "the weight check") != comm_.max(h, "the weight check"))
-    throw std::runtime_error(fmt::format("rank {}: the ranks' weights differ at step {} (they must stay identical); "
-                                         "not saving. Please report this with train.log",
-                                         comm_.rank(), step));
+    throw std::runtime_error(
+        fmt::format("rank {}: the ranks' weights differ at step {} (they must stay identical); "
+                    "not saving. Please report this with train.log",
+                    comm_.rank(), step));
 }
 
 uint64_t hash_tensors(const std::vector<at::Tensor>& tensors) {

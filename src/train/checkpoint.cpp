@@ -29,11 +29,16 @@ NamedTensors state_tensors(ResNetImpl& model) {
 }
 
 nlohmann::json state_to_json(const TrainState& s) {
-  return {{"step", s.step}, {"train_loss_sum", s.train_loss_sum}, {"train_correct", s.train_correct},
-          {"train_seen", s.train_seen}, {"train_seconds", s.train_seconds},
+  return {{"step", s.step},
+          {"train_loss_sum", s.train_loss_sum},
+          {"train_correct", s.train_correct},
+          {"train_seen", s.train_seen},
+          {"train_seconds", s.train_seconds},
           {"eval_seconds", s.eval_seconds},
-          {"elapsed_seconds", s.elapsed_seconds}, {"images_trained", s.images_trained},
-          {"best_val_error", s.best_val_error}, {"best_val_step", s.best_val_step}};
+          {"elapsed_seconds", s.elapsed_seconds},
+          {"images_trained", s.images_trained},
+          {"best_val_error", s.best_val_error},
+          {"best_val_step", s.best_val_step}};
 }
 
 // `where`: "<path>: corrupt checkpoint metadata: state", named with the key in each error.
@@ -90,21 +95,17 @@ StoredCheckpoint read_v2(const std::string& path, ReadableFile opened) {
   const auto& meta = file.header().metadata;
   const auto doc = meta.find(kMetadataKey);
   if (doc == meta.end())
-    throw InputError(path + ": a safetensors file without resnet-train checkpoint metadata (a weights file? "
+    throw InputError(path +
+                     ": a safetensors file without resnet-train checkpoint metadata (a weights file? "
                      "evaluate it with resnet-eval --weights FILE --config CFG)");
   out.metadata = parse_json(doc->second, path + ": corrupt checkpoint metadata");
   for (const auto& entry : file.header().entries) {
     const std::string& name = entry.name;
-    if (name.rfind("model.", 0) == 0)
-      out.model.emplace_back(name.substr(6), file.read(entry));
-    else if (name.rfind("momentum.", 0) == 0)
-      out.momentum.emplace_back(name.substr(9), file.read(entry));
-    else if (name == "normalizer.mean")
-      out.mean = file.read(entry);
-    else if (name == "normalizer.std")
-      out.std = file.read(entry);
-    else
-      throw InputError(path + ": tensor '" + excerpt(name, 80) + "' is not part of a checkpoint");
+    if (name.rfind("model.", 0) == 0) out.model.emplace_back(name.substr(6), file.read(entry));
+    else if (name.rfind("momentum.", 0) == 0) out.momentum.emplace_back(name.substr(9), file.read(entry));
+    else if (name == "normalizer.mean") out.mean = file.read(entry);
+    else if (name == "normalizer.std") out.std = file.read(entry);
+    else throw InputError(path + ": tensor '" + excerpt(name, 80) + "' is not part of a checkpoint");
   }
   return out;
 }
@@ -120,14 +121,17 @@ CheckpointContents contents_of(const StoredCheckpoint& stored, const std::string
   const std::string where = path + ": corrupt checkpoint metadata";
   if (!m.is_object() || !m.contains("format") || m["format"] != kFormat)
     throw InputError(path + ": not a resnet-train checkpoint (metadata format " +
-                     (m.is_object() && m.contains("format") ? json_excerpt(m["format"]) : std::string("missing")) + ")");
+                     (m.is_object() && m.contains("format") ? json_excerpt(m["format"]) : std::string("missing")) +
+                     ")");
   if (!m.contains("version") || !m["version"].is_number_integer() || m["version"].get<int64_t>() != stored.version)
-    throw InputError(path + ": checkpoint format version " + (m.contains("version") ? json_excerpt(m["version"]) : "none") +
+    throw InputError(path + ": checkpoint format version " +
+                     (m.contains("version") ? json_excerpt(m["version"]) : "none") +
                      " (this build reads versions 1 and " + std::to_string(kCheckpointVersion) + ")");
   CheckpointContents c;
   c.config = json_member(m, "config", where);
   c.state = state_from_json(json_member(m, "state", where), where + ": state");
-  if (m.contains("data_fingerprint")) c.data_fingerprint = json_string(m["data_fingerprint"], where + ": data_fingerprint");
+  if (m.contains("data_fingerprint"))
+    c.data_fingerprint = json_string(m["data_fingerprint"], where + ": data_fingerprint");
   if (m.contains("changes")) c.changes = m["changes"];
   if (!valid_changes(c.changes))
     throw InputError(where + " (changes): expected a list of {step, key, from, to}, got " + json_excerpt(c.changes));
@@ -152,15 +156,15 @@ bool same_kind(const at::Tensor& src, const at::Tensor& dst) {
 Folder checkpoint_folder(const std::string& path) {
   const std::filesystem::path folder = std::filesystem::path(path).parent_path();
   const std::string name = folder.filename().string();
-  if (folder.empty() || name.empty() || name == "." || name == "..") return Folder::create(folder.empty() ? "." : folder.string());
+  if (folder.empty() || name.empty() || name == "." || name == "..")
+    return Folder::create(folder.empty() ? "." : folder.string());
   const std::string above = folder.parent_path().string();
   return Folder::create(above.empty() ? "." : above).sub(folder.filename().string(), /*create=*/true);
 }
 
 }  // namespace
 
-void save_checkpoint(const std::string& path, const CheckpointContents& contents, ResNetImpl& model,
-                     Sgd* optimizer) {
+void save_checkpoint(const std::string& path, const CheckpointContents& contents, ResNetImpl& model, Sgd* optimizer) {
   NamedTensors tensors;
   for (auto& [name, t] : state_tensors(model)) tensors.emplace_back("model." + name, t.detach());
   if (optimizer) {
@@ -193,7 +197,8 @@ ReadableFile open_checkpoint_file(const std::string& path) {
   if (p.has_parent_path() && p.parent_path().filename() == "checkpoints") {
     const std::string run = p.parent_path().parent_path().string();
     std::error_code ec;
-    if (!std::filesystem::is_directory(run.empty() ? "." : run, ec)) throw InputError(path + ": no such checkpoint file");
+    if (!std::filesystem::is_directory(run.empty() ? "." : run, ec))
+      throw InputError(path + ": no such checkpoint file");
     const std::optional<Folder> checkpoints = Folder::open(run.empty() ? "." : run).sub_if_exists("checkpoints");
     std::optional<ReadableFile> file;
     if (checkpoints) file = checkpoints->open_to_read(p.filename().string(), budget::kWeightsFileBytes);
@@ -227,8 +232,8 @@ namespace {
 std::vector<at::Tensor> match(const NamedTensors& stored, const NamedTensors& expected, const std::string& path,
                               const std::string& what, TensorSource* source, const std::vector<size_t>& ids) {
   if (stored.size() != expected.size())
-    throw InputError(path + ": the checkpoint holds " + std::to_string(stored.size()) + " " + what + ", the model has " +
-                     std::to_string(expected.size()) + " (the model does not match the config)");
+    throw InputError(path + ": the checkpoint holds " + std::to_string(stored.size()) + " " + what +
+                     ", the model has " + std::to_string(expected.size()) + " (the model does not match the config)");
   std::map<std::string, size_t> by_name;
   for (size_t i = 0; i < stored.size(); ++i)
     if (!stored[i].first.empty() && !by_name.emplace(stored[i].first, i).second)
@@ -240,7 +245,8 @@ std::vector<at::Tensor> match(const NamedTensors& stored, const NamedTensors& ex
     const auto it = by_name.find(want);
     const size_t k = stored[i].first.empty() ? i : it == by_name.end() ? stored.size() : it->second;
     if (k == stored.size())
-      throw InputError(path + ": the checkpoint has no " + what + " '" + want + "' (the model does not match the config)");
+      throw InputError(path + ": the checkpoint has no " + what + " '" + want +
+                       "' (the model does not match the config)");
     const at::Tensor& src = stored[k].second;
     if (!same_kind(src, dst))
       throw InputError(path + ": " + what + " '" + want + "' is " + describe(src) + " in the checkpoint, " +
@@ -265,7 +271,8 @@ std::vector<at::Tensor> match(const NamedTensors& stored, const NamedTensors& ex
 
 void CheckpointReader::load_model(ResNetImpl& model) {
   const NamedTensors expected = state_tensors(model);
-  const std::vector<at::Tensor> src = match(stored_.model, expected, path_, "tensors", stored_.source.get(), stored_.model_ids);
+  const std::vector<at::Tensor> src =
+      match(stored_.model, expected, path_, "tensors", stored_.source.get(), stored_.model_ids);
   c10::NoGradGuard no_grad;
   for (size_t i = 0; i < expected.size(); ++i) expected[i].second.copy_(src[i]);
 }
@@ -276,7 +283,8 @@ void CheckpointReader::load_optimizer(Sgd& optimizer, ResNetImpl& model) {
   if (mine.size() != params.size()) throw std::logic_error("load_optimizer: optimizer is not the model's");
   NamedTensors expected;
   for (size_t i = 0; i < mine.size(); ++i) expected.emplace_back(params[i].key(), mine[i]);
-  const std::vector<at::Tensor> src = match(stored_.momentum, expected, path_, "momentum buffers", stored_.source.get(), stored_.momentum_ids);
+  const std::vector<at::Tensor> src =
+      match(stored_.momentum, expected, path_, "momentum buffers", stored_.source.get(), stored_.momentum_ids);
   c10::NoGradGuard no_grad;
   for (size_t i = 0; i < mine.size(); ++i) mine[i].copy_(src[i]);
 }

@@ -39,31 +39,30 @@ constexpr int64_t kCheckpointVersion = 2;
 
 // The run's progress that a resume must restore.
 struct TrainState {
-  int64_t step = 0;                // steps completed
-  double train_loss_sum = 0;       // since the last evaluation
+  int64_t step = 0;           // steps completed
+  double train_loss_sum = 0;  // since the last evaluation
   int64_t train_correct = 0;
   int64_t train_seen = 0;
-  double train_seconds = 0;        // time spent in training steps (all sessions)
-  double eval_seconds = 0;         // time spent evaluating (all sessions)
-  double elapsed_seconds = 0;      // wall time of the run (all sessions)
+  double train_seconds = 0;    // time spent in training steps (all sessions)
+  double eval_seconds = 0;     // time spent evaluating (all sessions)
+  double elapsed_seconds = 0;  // wall time of the run (all sessions)
   int64_t images_trained = 0;
-  double best_val_error = -1;      // < 0: none yet
+  double best_val_error = -1;  // < 0: none yet
   int64_t best_val_step = -1;
 };
 
 struct CheckpointContents {
-  nlohmann::json config;           // resolved config
+  nlohmann::json config;  // resolved config
   TrainState state;
-  Normalizer normalizer;           // CPU tensors
-  std::string data_fingerprint;    // data_fingerprint() of the training data; "" = not recorded
+  Normalizer normalizer;                             // CPU tensors
+  std::string data_fingerprint;                      // data_fingerprint() of the training data; "" = not recorded
   nlohmann::json changes = nlohmann::json::array();  // [{step, key, from, to}], see trainer.h
 };
 
 // Streams the checkpoint into path.tmp, fsyncs it, renames it over path and fsyncs the folder:
 // a crash or a write error (disk full: std::runtime_error naming path) leaves the previous
 // checkpoint intact.
-void save_checkpoint(const std::string& path, const CheckpointContents& contents, ResNetImpl& model,
-                     Sgd* optimizer);
+void save_checkpoint(const std::string& path, const CheckpointContents& contents, ResNetImpl& model, Sgd* optimizer);
 
 // What a checkpoint file holds, whichever version wrote it; metadata not yet validated.
 struct StoredCheckpoint {

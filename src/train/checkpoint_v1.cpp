@@ -48,8 +48,9 @@ const std::map<std::string, Attribute>& v1_attributes() {
 void check_records(ZipReader& zip, const pickle::Pickle& p) {
   std::set<std::string> storages;
   for (size_t index : p.storages()) storages.insert("data/" + p.at(index).s);
-  static const std::set<std::string> kFixed = {"data.pkl", "constants.pkl", "version", "code/__torch__.py",
-                                               "code/__torch__.py.debug_pkl", "byteorder", ".data/serialization_id"};
+  static const std::set<std::string> kFixed = {
+      "data.pkl",  "constants.pkl",         "version", "code/__torch__.py", "code/__torch__.py.debug_pkl",
+      "byteorder", ".data/serialization_id"};
   for (const std::string& name : zip.names())
     if (!kFixed.count(name) && !storages.count(name))
       throw InputError("record '" + excerpt(name, 80) + "' is not one resnet-train's writer makes");
@@ -72,8 +73,7 @@ std::vector<std::pair<std::string, std::string>> check_attributes(const pickle::
       throw InputError("attribute '" + excerpt(key.s, 80) + "' is not one resnet-train's writer makes");
     if (!seen.insert(key.s).second) throw InputError("attribute '" + key.s + "' appears twice");
     bool ok = value.kind == it->second.kind;
-    for (size_t item : value.items)
-      ok = ok && (value.kind != Value::kList || p.at(item).kind == it->second.item);
+    for (size_t item : value.items) ok = ok && (value.kind != Value::kList || p.at(item).kind == it->second.item);
     if (!ok)
       throw InputError("attribute '" + key.s + "' is " + pickle::kind_name(value.kind) + ", not " + it->second.type);
     out.emplace_back(key.s, it->second.type);
@@ -167,8 +167,9 @@ StoredCheckpoint read_archive(std::string archive) {
   // Compared, never compiled: any other code means the file is not what our writer made.
   if (zip->size("code/__torch__.py") > budget::kZipSmallRecordBytes ||
       zip->read("code/__torch__.py", budget::kZipSmallRecordBytes) != v1_class_source(attributes))
-    throw InputError("code/__torch__.py is not the class source resnet-train's writer makes: the archive carries "
-                     "code of its own (refused; nothing in it was run)");
+    throw InputError(
+        "code/__torch__.py is not the class source resnet-train's writer makes: the archive carries "
+        "code of its own (refused; nothing in it was run)");
   StoredCheckpoint out = to_stored(p, dict);
   const size_t mean = attribute(p, dict, "norm_mean"), std = attribute(p, dict, "norm_std");
   auto source = std::make_shared<ArchiveTensors>(bytes, std::move(zip), std::move(p));

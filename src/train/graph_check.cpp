@@ -123,15 +123,15 @@ GraphVerdict judge_graph(const Trajectory& graph, const Trajectory& eager, bool 
   const std::string figures = fmt::format("losses {:.1e} and weights {:.1e} apart (relative; tolerance {:.0e})",
                                           v.loss_diff, v.weight_diff, kGraphTolerance);
   if (graph.graph != expect_graph) {
-    v.reason = !expect_graph     ? "the steps ran from a CUDA graph where eager steps were expected"
+    v.reason = !expect_graph          ? "the steps ran from a CUDA graph where eager steps were expected"
                : graph.capture_failed ? "the step could not be captured in a CUDA graph"
                                       : "the steps did not run from a CUDA graph";
     return v;
   }
   v.agree = v.loss_diff <= kGraphTolerance && v.weight_diff <= kGraphTolerance;
-  v.reason = fmt::format("{} steps {} {} {} eager ones: {}", n,
-                         expect_graph ? "through the CUDA graph" : "eagerly again", v.agree ? "match" : "differ from",
-                         n, figures);
+  v.reason =
+      fmt::format("{} steps {} {} {} eager ones: {}", n, expect_graph ? "through the CUDA graph" : "eagerly again",
+                  v.agree ? "match" : "differ from", n, figures);
   return v;
 }
 

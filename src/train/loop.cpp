@@ -44,7 +44,8 @@ class SignalScope {
   }
 
  private:
-  struct sigaction old_int_ {}, old_term_ {};
+  struct sigaction old_int_ {
+  }, old_term_{};
 };
 
 // When, after a step, the loop reads metrics back, logs, evaluates or checkpoints.
@@ -87,8 +88,8 @@ bool parameters_finite(ResNetImpl& model) {
 void log_start(const Session& s, const RunDir* dir, spdlog::logger& log, bool resumed) {
   const auto& m = s.config.model;
   log.info("{} run '{}' in {}: {} ({} family, {} parameters), {} steps ({} per epoch, batch {})",
-           resumed ? "resuming" : "starting", s.config.name, dir ? dir->path() : std::string(), model_name(m),
-           m.family, count_parameters(*s.model), s.total, s.source->steps_per_epoch(), s.config.train.batch_size);
+           resumed ? "resuming" : "starting", s.config.name, dir ? dir->path() : std::string(), model_name(m), m.family,
+           count_parameters(*s.model), s.total, s.source->steps_per_epoch(), s.config.train.batch_size);
   log.info("data: {} train, {} val, {} test images; {}", s.splits.train.size(), s.splits.val.size(),
            s.splits.test.size(), s.runtime.describe());
   for (const auto& note : s.runtime.warnings) log.warn("{}", note);
@@ -106,7 +107,12 @@ void log_start(const Session& s, const RunDir* dir, spdlog::logger& log, bool re
 class Loop {
  public:
   Loop(Session& s, const RunDir* dir, spdlog::logger& log, Observers& observers, TrainStep& stepper)
-      : s_(s), dir_(dir), log_(log), observers_(observers), stepper_(stepper), agree_(*s.agree),
+      : s_(s),
+        dir_(dir),
+        log_(log),
+        observers_(observers),
+        stepper_(stepper),
+        agree_(*s.agree),
         config_json_(to_json(s.config)),
         ckpt_path_(dir ? dir->checkpoint_path() : std::string("(rank 0's checkpoint)")) {
     timing_.before = s.state.elapsed_seconds;
@@ -186,10 +192,11 @@ void Loop::read_metrics(int64_t done) {
   if (std::isfinite(totals.loss_sum)) return;
   const int64_t step =
       agree_.first_non_finite_step(mine.first_non_finite < 0 ? -1 : window_start + mine.first_non_finite + 1);
-  throw std::runtime_error(fmt::format("training diverged: the loss of step {} is not finite (read at step {}); "
-                                       "nothing was saved after the last good checkpoint ({}); try a lower "
-                                       "train.lr or a warm-up",
-                                       step, done, ckpt_path_));
+  throw std::runtime_error(
+      fmt::format("training diverged: the loss of step {} is not finite (read at step {}); "
+                  "nothing was saved after the last good checkpoint ({}); try a lower "
+                  "train.lr or a warm-up",
+                  step, done, ckpt_path_));
 }
 
 void Loop::report_progress(double lr) {
@@ -215,7 +222,8 @@ void Loop::evaluate_and_report(double lr) {
   const bool have_val = s_.splits.val.size() > 0;
   if (have_val) {
     val = evaluate(*s_.model, s_.splits.val, s_.normalizer, eval_opts_);
-    if (st.best_val_error < 0 || val.error < st.best_val_error) st.best_val_error = val.error, st.best_val_step = st.step;
+    if (st.best_val_error < 0 || val.error < st.best_val_error)
+      st.best_val_error = val.error, st.best_val_step = st.step;
   }
   st.eval_seconds += seconds_since(eval_start);
   const double seen = static_cast<double>(std::max<int64_t>(1, st.train_seen));
@@ -239,9 +247,10 @@ void Loop::evaluate_and_report(double lr) {
 
 void Loop::checkpoint() {
   if (!parameters_finite(*s_.model))
-    throw std::runtime_error(fmt::format("training diverged: non-finite weights at step {}; kept the last good "
-                                         "checkpoint {}",
-                                         s_.state.step, ckpt_path_));
+    throw std::runtime_error(
+        fmt::format("training diverged: non-finite weights at step {}; kept the last good "
+                    "checkpoint {}",
+                    s_.state.step, ckpt_path_));
   s_.state.elapsed_seconds = timing_.elapsed();
   agree_.batchnorm(*s_.model, s_.state.step);
   agree_.same_weights(*s_.model, *s_.sgd, s_.state.step);
@@ -293,8 +302,8 @@ void Loop::finish() {
       {"dist_backend", exchanged ? nlohmann::json(s_.comm->backend()) : nlohmann::json()},
       // Host time in the gradient exchange this session; null where there is none, and where the
       // graph replays it (the host never sees it then).
-      {"allreduce_time_s", exchanged && !stepper_.graph_active() ? nlohmann::json(s_.grads->take_seconds())
-                                                                 : nlohmann::json()}};
+      {"allreduce_time_s",
+       exchanged && !stepper_.graph_active() ? nlohmann::json(s_.grads->take_seconds()) : nlohmann::json()}};
   agree_.write("writing the summary", [&] {
     if (!dir_) return;
     dir_->write_json("summary.json", summary);

@@ -32,9 +32,12 @@ class TensorBoardEvents final : public Observer {
   explicit TensorBoardEvents(const RunDir& dir) : events_(dir.path()) {}
   void on_eval(const EvalReport& r) override {
     const EvalRow& row = r.row;
-    std::map<std::string, double> scalars = {
-        {"train/loss", row.train_loss}, {"train/error", row.train_error}, {"test/loss", row.test_loss},
-        {"test/error", row.test_error}, {"lr", row.lr},                   {"images_per_sec", row.images_per_sec}};
+    std::map<std::string, double> scalars = {{"train/loss", row.train_loss},
+                                             {"train/error", row.train_error},
+                                             {"test/loss", row.test_loss},
+                                             {"test/error", row.test_error},
+                                             {"lr", row.lr},
+                                             {"images_per_sec", row.images_per_sec}};
     if (row.val_loss) scalars["val/loss"] = *row.val_loss;
     if (row.val_error) scalars["val/error"] = *row.val_error;
     events_.scalars(row.step, scalars);
@@ -51,10 +54,12 @@ class EvalLogLine final : public Observer {
   explicit EvalLogLine(spdlog::logger& log) : log_(log) {}
   void on_eval(const EvalReport& r) override {
     const EvalRow& row = r.row;
-    log_.info("step {}/{} epoch {:.2f}: train loss {:.4f} err {:.2f}% | test loss {:.4f} err {:.2f}%{} | lr {:.4g} | {:.0f} img/s",
-              row.step, r.total, row.epoch, row.train_loss, 100 * row.train_error, row.test_loss,
-              100 * row.test_error, row.val_error ? fmt::format(" | val err {:.2f}%", 100 * *row.val_error) : std::string(),
-              row.lr, row.images_per_sec);
+    log_.info(
+        "step {}/{} epoch {:.2f}: train loss {:.4f} err {:.2f}% | test loss {:.4f} err {:.2f}%{} | lr {:.4g} | {:.0f} "
+        "img/s",
+        row.step, r.total, row.epoch, row.train_loss, 100 * row.train_error, row.test_loss, 100 * row.test_error,
+        row.val_error ? fmt::format(" | val err {:.2f}%", 100 * *row.val_error) : std::string(), row.lr,
+        row.images_per_sec);
   }
 
  private:
@@ -66,9 +71,9 @@ class ProgressLine final : public Observer {
  public:
   ProgressLine(spdlog::logger& log, bool tty) : log_(log), tty_(tty) {}
   void on_progress(const Progress& p) override {
-    const std::string line = fmt::format("step {}/{} | loss {:.4f} | train err {:.2f}% | lr {:.4g} | {:.0f} img/s | ETA {}",
-                                         p.step, p.total, p.loss, 100 * p.error, p.lr, p.images_per_sec,
-                                         format_duration(p.eta_seconds));
+    const std::string line =
+        fmt::format("step {}/{} | loss {:.4f} | train err {:.2f}% | lr {:.4g} | {:.0f} img/s | ETA {}", p.step, p.total,
+                    p.loss, 100 * p.error, p.lr, p.images_per_sec, format_duration(p.eta_seconds));
     if (tty_) {
       std::fputs(("\r\033[K" + line).c_str(), stdout);
       std::fflush(stdout);
@@ -107,8 +112,9 @@ Observers make_observers(const RunDir* dir, spdlog::logger& log, bool tty, bool 
   if (tensorboard) out.add(std::make_unique<TensorBoardEvents>(*dir));
 #else
   if (tensorboard)
-    log.warn("runtime.tensorboard: this build has no TensorBoard support (protobuf or Boost were missing when it "
-             "was built); no event files");
+    log.warn(
+        "runtime.tensorboard: this build has no TensorBoard support (protobuf or Boost were missing when it "
+        "was built); no event files");
 #endif
   out.add(std::make_unique<EvalLogLine>(log));
   out.add(std::make_unique<ProgressLine>(log, tty));

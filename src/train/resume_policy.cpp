@@ -40,7 +40,8 @@ nlohmann::json check_changes(const ExperimentConfig& stored, const ExperimentCon
     if (!routine && !allowed_by(allow, key))
       throw InputError(key + ": a resumed run cannot change it (" + before[key].dump() + " -> " + value.dump() +
                        "): the result would be neither the old run nor a new one; start a new run, or pass "
-                       "--allow-change " + key);
+                       "--allow-change " +
+                       key);
     changes.push_back({{"step", step}, {"key", key}, {"from", before[key]}, {"to", value}, {"forced", !routine}});
   }
   return changes;
@@ -118,12 +119,13 @@ ResumePlan plan_resume(const std::string& run_dir, const CheckpointReader* reade
 }
 
 void check_data_change(const CheckpointReader& reader, const std::string& data_dir, const std::string& data_path,
-                       const std::string& fingerprint, const std::vector<std::string>& allow,
-                       nlohmann::json& changes) {
+                       const std::string& fingerprint, const std::vector<std::string>& allow, nlohmann::json& changes) {
   const nlohmann::json& stored = reader.contents().config;
   const int64_t step = reader.contents().state.step;
-  const std::string before = stored.contains("data") && stored["data"].contains("dir") && stored["data"]["dir"].is_string()
-                                 ? stored["data"]["dir"].get<std::string>() : std::string();
+  const std::string before =
+      stored.contains("data") && stored["data"].contains("dir") && stored["data"]["dir"].is_string()
+          ? stored["data"]["dir"].get<std::string>()
+          : std::string();
   bool recorded = false;  // a --set data.dir is in the changes already: it records where it went
   for (auto& c : changes)
     if (c.value("key", "") == "data.dir" && c.value("step", int64_t{-1}) == step) c["to"] = data_path, recorded = true;
@@ -132,11 +134,13 @@ void check_data_change(const CheckpointReader& reader, const std::string& data_d
   const std::string& trained_on = reader.contents().data_fingerprint;
   if (trained_on.empty() || trained_on == fingerprint) return;
   if (!allowed_by(allow, "data.dir"))
-    throw InputError("data.dir: the CIFAR-10 files in " + data_dir + " are not the ones this run trained on "
-                     "(fingerprint " + fingerprint + ", the run's " + trained_on +
+    throw InputError("data.dir: the CIFAR-10 files in " + data_dir +
+                     " are not the ones this run trained on "
+                     "(fingerprint " +
+                     fingerprint + ", the run's " + trained_on +
                      "); resume with the run's data, or pass --allow-change data.dir");
-  changes.push_back({{"step", step}, {"key", "data.fingerprint"}, {"from", trained_on}, {"to", fingerprint},
-                     {"forced", true}});
+  changes.push_back(
+      {{"step", step}, {"key", "data.fingerprint"}, {"from", trained_on}, {"to", fingerprint}, {"forced", true}});
 }
 
 bool restarted_run(const std::string& out_dir, const ExperimentConfig& config) {

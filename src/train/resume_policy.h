@@ -26,10 +26,10 @@ bool allowed_by(const std::vector<std::string>& allow, const std::string& key);
 
 // What a resume will train with.
 struct ResumePlan {
-  ExperimentConfig config;   // the stored config with the --set values applied
-  nlohmann::json changes;    // the run's earlier changes, then this resume's
-  int64_t step = 0;          // where it continues (0: stopped before its first checkpoint)
-  std::string origin;        // the file the stored config came from (for errors)
+  ExperimentConfig config;  // the stored config with the --set values applied
+  nlohmann::json changes;   // the run's earlier changes, then this resume's
+  int64_t step = 0;         // where it continues (0: stopped before its first checkpoint)
+  std::string origin;       // the file the stored config came from (for errors)
 };
 
 // The plan for resuming the run in `run_dir`, from its checkpoint (`reader`, or null when it was
@@ -42,8 +42,7 @@ ResumePlan plan_resume(const std::string& run_dir, const CheckpointReader* reade
 // the run: a new path is recorded, and files other than the ones it trained on (another
 // fingerprint) are refused unless --allow-change data.dir. `changes` gets the entries.
 void check_data_change(const CheckpointReader& reader, const std::string& data_dir, const std::string& data_path,
-                       const std::string& fingerprint, const std::vector<std::string>& allow,
-                       nlohmann::json& changes);
+                       const std::string& fingerprint, const std::vector<std::string>& allow, nlohmann::json& changes);
 
 // Under torchrun, after a restart (TORCHELASTIC_RESTART_COUNT > 0): true when `out_dir` holds the
 // run this command started, i.e. its stored config is `config` (the data folder aside), so the

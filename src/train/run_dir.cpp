@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::vector<std::string> kRunFiles = {"config.json", "metrics.jsonl", "metrics.csv",
-                                            "train.log", "summary.json", "checkpoints"};
+                                            "train.log",   "summary.json",  "checkpoints"};
 const char* kEventsPrefix = "events.out.tfevents.";
 
 std::string csv_cell(const nlohmann::json& v) {
@@ -134,9 +134,9 @@ class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
 }  // namespace
 
 const std::vector<std::string>& metrics_columns() {
-  static const std::vector<std::string> columns = {
-      "step", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error",
-      "val_loss", "val_error", "images_per_sec", "elapsed_s"};
+  static const std::vector<std::string> columns = {"step",        "epoch",          "lr",         "train_loss",
+                                                   "train_error", "test_loss",      "test_error", "val_loss",
+                                                   "val_error",   "images_per_sec", "elapsed_s"};
   return columns;
 }
 
@@ -178,8 +178,7 @@ void RunDir::lock() {
       lock_ = std::move(lock);
       return;
     }
-    if (errno != EWOULDBLOCK)
-      throw InputError(path + ": cannot lock the run folder (" + std::strerror(errno) + ")");
+    if (errno != EWOULDBLOCK) throw InputError(path + ": cannot lock the run folder (" + std::strerror(errno) + ")");
     char buf[32] = {};
     const ssize_t n = ::pread(lock->fd.get(), buf, sizeof buf - 1, 0);
     std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
@@ -201,9 +200,9 @@ void RunDir::check_layout() const {
   auto check = [](const Folder& folder, const std::string& name) {
     const EntryKind kind = folder.kind(name);
     if (kind != EntryKind::kMissing && kind != EntryKind::kFile)
-      throw InputError(folder.file(name) + ": is " + describe_entry(folder.fd(), name) +
-                       ", where a regular file should be" +
-                       (kind == EntryKind::kSymlink ? " (refused: nothing in a run folder is followed out of it)" : ""));
+      throw InputError(
+          folder.file(name) + ": is " + describe_entry(folder.fd(), name) + ", where a regular file should be" +
+          (kind == EntryKind::kSymlink ? " (refused: nothing in a run folder is followed out of it)" : ""));
   };
   // A temporary's name may hold anything (it is removed before the temporary is made), but a
   // folder, which cannot be removed as a file.
@@ -225,11 +224,9 @@ void RunDir::check_layout() const {
 
 RunDir RunDir::create(const std::string& path, bool force) {
   std::error_code ec;
-  if (fs::exists(path, ec) && !fs::is_directory(path, ec))
-    throw InputError(path + ": exists and is not a folder");
+  if (fs::exists(path, ec) && !fs::is_directory(path, ec)) throw InputError(path + ": exists and is not a folder");
   if (holds_a_run(path) && !force)
-    throw InputError(path + ": run folder exists; use --resume " + path +
-                     " to continue it or --force to start over");
+    throw InputError(path + ": run folder exists; use --resume " + path + " to continue it or --force to start over");
   const bool existed = fs::is_directory(path, ec);
   fs::create_directories(path, ec);
   if (ec || !fs::is_directory(path))
@@ -239,9 +236,8 @@ RunDir RunDir::create(const std::string& path, bool force) {
   dir.lock();
   if (holds_a_run(path)) {
     if (force) dir.check_layout();  // an old run's files are removed: never through a symlink
-    if (!force)  // another process made a run here between the check and the lock
-      throw InputError(path + ": run folder exists; use --resume " + path +
-                       " to continue it or --force to start over");
+    if (!force)                     // another process made a run here between the check and the lock
+      throw InputError(path + ": run folder exists; use --resume " + path + " to continue it or --force to start over");
     for (const auto& f : kRunFiles) remove_tree(dir.folder_, f);
     // The old run's TensorBoard event files (events.out.tfevents.*) go too.
     for (const auto& name : entries(dir.folder_))

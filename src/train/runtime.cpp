@@ -19,8 +19,9 @@ Runtime resolve_runtime(const RuntimeConfig& c, int local_rank, int local_ranks)
   const bool have_cuda = compat::cuda_available();
   const compat::CudaStatus& status = compat::cuda_status();
   if (c.device == "cuda" && !status.built)
-    throw InputError("runtime.device: cuda requested, but this build has no CUDA (Debian's LibTorch is CPU-only; "
-                     "scripts/build.sh --pip builds against PyPI's torch with CUDA)");
+    throw InputError(
+        "runtime.device: cuda requested, but this build has no CUDA (Debian's LibTorch is CPU-only; "
+        "scripts/build.sh --pip builds against PyPI's torch with CUDA)");
   if (c.device == "cuda" && !have_cuda)
     throw InputError("runtime.device: cuda requested, but this machine shows no CUDA device (" +
                      excerpt(status.why_none, 120) + ")");
@@ -32,9 +33,10 @@ Runtime resolve_runtime(const RuntimeConfig& c, int local_rank, int local_ranks)
                  ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank))
                  : c10::Device(c10::kCPU);
   if (r.device.is_cuda() && local_rank >= compat::cuda_device_count())
-    throw InputError(fmt::format("runtime.device: local rank {} needs cuda:{}, but this machine has {} CUDA devices "
-                                 "(start at most that many ranks per node)",
-                                 local_rank, local_rank, compat::cuda_device_count()));
+    throw InputError(
+        fmt::format("runtime.device: local rank {} needs cuda:{}, but this machine has {} CUDA devices "
+                    "(start at most that many ranks per node)",
+                    local_rank, local_rank, compat::cuda_device_count()));
   const bool cuda = r.device.is_cuda();
   if (c.cuda_graph.value_or(false) && !cuda)
     throw InputError("runtime.cuda_graph: CUDA graphs need runtime.device cuda");
@@ -67,9 +69,9 @@ void apply_runtime(const Runtime& r) {
 }
 
 std::string Runtime::describe() const {
-  return fmt::format("device {} ({}), {} threads, {}, channels_last {}, cuda_graph {}",
-                     device.str(), compat::device_name(device), threads, bf16 ? "bf16" : "fp32",
-                     channels_last ? "on" : "off", cuda_graph ? "on" : "off");
+  return fmt::format("device {} ({}), {} threads, {}, channels_last {}, cuda_graph {}", device.str(),
+                     compat::device_name(device), threads, bf16 ? "bf16" : "fp32", channels_last ? "on" : "off",
+                     cuda_graph ? "on" : "off");
 }
 
 }  // namespace resnet

@@ -78,8 +78,9 @@ void start(Session& s, Job& job) {
   if (env.active() && s.runtime.cuda_graph && backend != "nccl") {
     // Gloo's collectives on CUDA tensors synchronise with the host: they cannot be captured.
     s.runtime.cuda_graph = false;
-    s.runtime.warnings.push_back("runtime.cuda_graph: off with the gloo backend (its all-reduce cannot be "
-                                 "captured); use nccl on GPUs");
+    s.runtime.warnings.push_back(
+        "runtime.cuda_graph: off with the gloo backend (its all-reduce cannot be "
+        "captured); use nccl on GPUs");
   }
   s.comm = job.connect(backend, s.runtime.device, std::chrono::seconds(s.config.runtime.dist_timeout_s));
   // Test hook: every rank appends its collectives to <folder>/rank<N>.txt (tests/test_dist.cpp).
@@ -90,7 +91,7 @@ void start(Session& s, Job& job) {
 
 void prepare(Session& s, CheckpointReader* from) {
   prepare_data(s, from);
-  at::manual_seed(static_cast<uint64_t>(s.config.runtime.seed));  // weight initialisation
+  at::manual_seed(static_cast<uint64_t>(s.config.runtime.seed));                         // weight initialisation
   if (from) check_file_fits(s.config.model, from->model_tensors(), from->path(), true);  // sized before built
   s.model = make_model(s.config.model);
   if (!from) init_from_file(*s.model, s.config.model);  // model.init_from: fine-tuning (interop/weights.h)
@@ -103,9 +104,9 @@ void prepare(Session& s, CheckpointReader* from) {
     from->load_optimizer(*s.sgd, *s.model);
     s.state = from->contents().state;
   }
-  s.source = std::make_unique<BatchSource>(s.splits.train, s.normalizer, t.batch_size, s.config.data.augment,
-                                           static_cast<uint64_t>(s.config.runtime.seed), s.runtime.device,
-                                           s.agree->shard());
+  s.source =
+      std::make_unique<BatchSource>(s.splits.train, s.normalizer, t.batch_size, s.config.data.augment,
+                                    static_cast<uint64_t>(s.config.runtime.seed), s.runtime.device, s.agree->shard());
   s.total = total_steps(t, s.source->steps_per_epoch());
 }
 
@@ -132,16 +133,14 @@ std::shared_ptr<spdlog::logger> make_logger(const Session& s, const RunDir* dir,
   auto console = std::make_shared<ConsoleSink>(tty);
   console->set_pattern("%v");
   file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
-  auto log = s.options.console
-                 ? std::make_shared<spdlog::logger>("train", spdlog::sinks_init_list{console, file_sink})
-                 : std::make_shared<spdlog::logger>("train", file_sink);
+  auto log = s.options.console ? std::make_shared<spdlog::logger>("train", spdlog::sinks_init_list{console, file_sink})
+                               : std::make_shared<spdlog::logger>("train", file_sink);
   log->flush_on(spdlog::level::info);
   // A log that cannot be written (disk full) stops the run like any other write error: one line
   // naming the file, exit 1 (spdlog's default prints to stderr and carries on).
   const std::string log_path = dir->log_path();
-  log->set_error_handler([log_path](const std::string& msg) {
-    throw std::runtime_error(log_path + ": write failed (" + msg + ")");
-  });
+  log->set_error_handler(
+      [log_path](const std::string& msg) { throw std::runtime_error(log_path + ": write failed (" + msg + ")"); });
   if (!dir->lock_warning().empty()) log->warn("{}", dir->lock_warning());
   return log;
 }

@@ -14,8 +14,7 @@ SgdOptions sgd_options(const TrainConfig& t) {
   return o;
 }
 
-Sgd::Sgd(std::vector<at::Tensor> params, SgdOptions options)
-    : params_(std::move(params)), options_(options) {
+Sgd::Sgd(std::vector<at::Tensor> params, SgdOptions options) : params_(std::move(params)), options_(options) {
   TORCH_CHECK(!params_.empty(), "Sgd: no parameters");
   for (const auto& p : params_) buffers_.push_back(at::zeros_like(p));
   lr_ = at::zeros({}, params_.front().options());

@@ -29,10 +29,10 @@ class Sgd {
  public:
   Sgd(std::vector<at::Tensor> params, SgdOptions options);
 
-  void set_lr(double lr);             // in place: lr_.fill_(-lr)
+  void set_lr(double lr);  // in place: lr_.fill_(-lr)
   double lr() const { return lr_value_; }
-  void step();                        // uses each parameter's .grad()
-  void zero_grad();                   // zeroes grads in place (keeps them allocated)
+  void step();       // uses each parameter's .grad()
+  void zero_grad();  // zeroes grads in place (keeps them allocated)
 
   const std::vector<at::Tensor>& params() const { return params_; }
   std::vector<at::Tensor>& momentum_buffers() { return buffers_; }

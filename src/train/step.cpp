@@ -83,18 +83,18 @@ bool recover_from_failed_capture(at::cuda::CUDAGraph& graph, const c10::cuda::CU
 struct TrainStep::Cuda {
 #if defined(RESNET_WITH_CUDA)
   explicit Cuda(c10::DeviceIndex index) : side(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, index)) {}
-  c10::cuda::CUDAStream side;       // warm-up, capture and replays: one stream for all of them
-  at::cuda::CUDAEvent ready, done;  // caller's stream -> side before a step, side -> caller's after
-  std::unique_ptr<at::cuda::CUDAGraph> graph;                // the captured step
+  c10::cuda::CUDAStream side;                  // warm-up, capture and replays: one stream for all of them
+  at::cuda::CUDAEvent ready, done;             // caller's stream -> side before a step, side -> caller's after
+  std::unique_ptr<at::cuda::CUDAGraph> graph;  // the captured step
   std::vector<std::unique_ptr<at::cuda::CUDAGraph>> failed;  // failed captures, kept alive (see try_capture)
   std::vector<at::cuda::CUDAGraph*> abandoned;  // failed captures whose pool we released: deliberately leaked
-  at::Tensor images;  // captured input: float [B, 3, 32, 32]
-  at::Tensor labels;  // captured input: int64 [B]
+  at::Tensor images;                            // captured input: float [B, 3, 32, 32]
+  at::Tensor labels;                            // captured input: int64 [B]
 #endif
 };
 
-TrainStep::TrainStep(ResNetImpl& model, Sgd& sgd, BatchSource& data, const Runtime& runtime,
-                     spdlog::logger* log, CaptureFault fault)
+TrainStep::TrainStep(ResNetImpl& model, Sgd& sgd, BatchSource& data, const Runtime& runtime, spdlog::logger* log,
+                     CaptureFault fault)
     : model_(model), sgd_(sgd), data_(data), runtime_(runtime), log_(log), fault_(fault) {
   const auto device = runtime_.device;
   loss_sum_ = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
@@ -110,9 +110,8 @@ TrainStep::~TrainStep() = default;
 
 bool TrainStep::graph_active() const { return graph_active_; }
 
-StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y,
-                      const c10::Device& device, bool bf16, bool autocast_cache, GradientAverage* grads,
-                      const at::Tensor& loss_fault) {
+StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y, const c10::Device& device,
+                      bool bf16, bool autocast_cache, GradientAverage* grads, const at::Tensor& loss_fault) {
   StepOutput out;
   {
     compat::Autocast autocast(device, bf16, autocast_cache);

@@ -46,9 +46,9 @@ struct StepOutput {
 // CUDA graph is captured.
 // `loss_fault` (a float [] on the device, or undefined) is added to the loss: fault injection
 // only (TrainStep::inject_non_finite_loss).
-StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y,
-                      const c10::Device& device, bool bf16, bool autocast_cache = true,
-                      GradientAverage* grads = nullptr, const at::Tensor& loss_fault = {});
+StepOutput model_step(ResNetImpl& model, Sgd& sgd, const at::Tensor& x, const at::Tensor& y, const c10::Device& device,
+                      bool bf16, bool autocast_cache = true, GradientAverage* grads = nullptr,
+                      const at::Tensor& loss_fault = {});
 
 class TrainStep {
  public:
@@ -60,8 +60,8 @@ class TrainStep {
   // settles (the recipe PyTorch documents for whole-network capture).
   static constexpr int64_t kWarmupSteps = 3;
 
-  TrainStep(ResNetImpl& model, Sgd& sgd, BatchSource& data, const Runtime& runtime,
-            spdlog::logger* log, CaptureFault fault = CaptureFault::kNone);
+  TrainStep(ResNetImpl& model, Sgd& sgd, BatchSource& data, const Runtime& runtime, spdlog::logger* log,
+            CaptureFault fault = CaptureFault::kNone);
   ~TrainStep();
 
   // The first CUDA run checks itself, once, before its first step (the trainer calls this): on
@@ -110,8 +110,8 @@ class TrainStep {
   Runtime runtime_;
   spdlog::logger* log_;
   GradientAverage* grads_ = nullptr;
-  at::Tensor loss_sum_;  // double [] on device
-  at::Tensor correct_;   // int64 [] on device
+  at::Tensor loss_sum_;          // double [] on device
+  at::Tensor correct_;           // int64 [] on device
   at::Tensor window_steps_;      // int64 [] on device: steps since the last take_totals()
   at::Tensor first_non_finite_;  // int64 [] on device: Totals::first_non_finite
   int64_t seen_ = 0;

@@ -10,11 +10,11 @@
 namespace resnet {
 
 struct TrainOptions {
-  std::string out_dir;         // run folder; "" = runs/<config name>
-  std::string data_dir;        // --data-dir ("" = config / $CIFAR10_DIR / default)
-  bool force = false;          // start over in an existing run folder
-  bool progress = true;        // live progress line when stdout is a terminal
-  bool console = true;         // log to stdout (train.log is always written)
+  std::string out_dir;   // run folder; "" = runs/<config name>
+  std::string data_dir;  // --data-dir ("" = config / $CIFAR10_DIR / default)
+  bool force = false;    // start over in an existing run folder
+  bool progress = true;  // live progress line when stdout is a terminal
+  bool console = true;   // log to stdout (train.log is always written)
   // Resume only: config keys (or sections: "data", "train.momentum") that may differ from the
   // run's although they change what the run computes. Each change is recorded.
   std::vector<std::string> allow_changes;
@@ -37,8 +37,7 @@ int train(const ExperimentConfig& config, const TrainOptions& options);
 // (train/resume_policy.h), and
 // other CIFAR-10 files than the run's, are InputErrors naming the key unless listed in
 // options.allow_changes. Every change is logged and kept in config.json ("resume_changes").
-int resume(const std::string& run_dir, const std::vector<std::string>& sets,
-           const TrainOptions& options);
+int resume(const std::string& run_dir, const std::vector<std::string>& sets, const TrainOptions& options);
 
 // Data-parallel training under torchrun / srun (src/parallel): every rank runs train() or
 // resume() with the same arguments; rank 0 alone writes the run folder. (A torchrun restart

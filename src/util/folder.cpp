@@ -49,7 +49,8 @@ ReadableFile checked_for_reading(Fd fd, const std::string& shown, uint64_t max_b
                                const char* wanted) {
   const std::string kind = describe_entry(dirfd, name);
   if (kind == "a symlink")
-    throw InputError(shown + ": is a symlink, where " + wanted + " should be (refused: nothing in this folder is "
+    throw InputError(shown + ": is a symlink, where " + wanted +
+                     " should be (refused: nothing in this folder is "
                      "followed out of it)");
   if (kind != "a regular file" && kind != "a folder" && kind != "nothing")
     throw InputError(shown + ": is " + kind + ", where " + wanted + " should be");
@@ -108,8 +109,8 @@ bool read_exactly(int fd, void* out, uint64_t size, uint64_t offset) {
 std::string read_whole(const ReadableFile& file, const std::string& path) {
   std::string out(file.size, '\0');
   if (!read_exactly(file.fd.get(), out.data(), file.size, 0))
-    throw InputError(path + ": read failed (" + (errno ? why(errno) : std::string("the file changed while it was read")) +
-                     ")");
+    throw InputError(path + ": read failed (" +
+                     (errno ? why(errno) : std::string("the file changed while it was read")) + ")");
   return out;
 }
 
@@ -229,7 +230,8 @@ void Folder::rename(const std::string& from, const std::string& to) const {
   if (::renameat(fd(), from.c_str(), fd(), to.c_str()) != 0) {
     const int e = errno;
     ::unlinkat(fd(), from.c_str(), 0);
-    if (e == EISDIR || e == ENOTEMPTY || e == EEXIST) throw InputError(file(to) + ": is a folder, where a file should be");
+    if (e == EISDIR || e == ENOTEMPTY || e == EEXIST)
+      throw InputError(file(to) + ": is a folder, where a file should be");
     throw std::runtime_error(file(to) + ": cannot rename the temp file (" + why(e) + ")");
   }
   sync();

@@ -163,8 +163,7 @@ class Limits {
           throw InputError(what_ + ": key " + json_excerpt(parsed) +
                            " appears twice in one object (refused: readers disagree on which one counts)");
         break;
-      case json::parse_event_t::value:
-        break;
+      case json::parse_event_t::value: break;
     }
     return true;
   }

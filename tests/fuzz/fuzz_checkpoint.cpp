@@ -63,8 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   resnet::fuzz::write_bytes(path, data, size);
 
   std::unique_ptr<resnet::CheckpointReader> reader;
-  if (!expect_only_input_errors([&] { reader = std::make_unique<resnet::CheckpointReader>(path); }, path))
-    return 0;
+  if (!expect_only_input_errors([&] { reader = std::make_unique<resnet::CheckpointReader>(path); }, path)) return 0;
   const auto& contents = reader->contents();
   check_accepted_contents(contents);
   // resnet-train --resume RUN --set ...: overrides go onto the stored config.

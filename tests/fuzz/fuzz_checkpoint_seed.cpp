@@ -30,9 +30,8 @@ void write_small(const std::string& dir) {
   write_damaged_checkpoint(p("config_not_json.ckpt"), {{"config", IValue(std::string("{\"model\":"))}});
   write_damaged_checkpoint(p("config_array.ckpt"), {{"config", IValue(std::string("[20]"))}});
   write_damaged_checkpoint(p("state_wrong_type.ckpt"), {{"state", IValue(std::string(R"({"step":"three"})"))}});
-  write_damaged_checkpoint(p("names_are_tensors.ckpt"),
-                           {{"model_names", IValue(c10::List<at::Tensor>{at::zeros({2})})},
-                            {"model_tensors", IValue(std::string("weights"))}});
+  write_damaged_checkpoint(p("names_are_tensors.ckpt"), {{"model_names", IValue(c10::List<at::Tensor>{at::zeros({2})})},
+                                                         {"model_tensors", IValue(std::string("weights"))}});
   write_damaged_checkpoint(p("norm_wrong_shape.ckpt"), {{"norm_mean", IValue(at::zeros({5}))}});
   write_damaged_checkpoint(p("no_norm.ckpt"), {{"norm_std", IValue()}});
   write_damaged_checkpoint(p("changes_not_objects.ckpt"), {{"changes", IValue(std::string("[1, 2]"))}});
@@ -48,8 +47,8 @@ void write_resnet8(const std::string& dir) {
   contents.state.step = 3;
   contents.normalizer = {at::full({1, 3, 1, 1}, 0.5f), at::full({1, 3, 1, 1}, 0.25f)};
   contents.data_fingerprint = "seed";
-  contents.changes = nlohmann::json::array(
-      {{{"step", 3}, {"key", "train.iterations"}, {"from", 10}, {"to", 20}, {"forced", false}}});
+  contents.changes =
+      nlohmann::json::array({{{"step", 3}, {"key", "train.iterations"}, {"from", 10}, {"to", 20}, {"forced", false}}});
   resnet::save_checkpoint((std::filesystem::path(dir) / "resnet8.ckpt").string(), contents, *model, &sgd);
 }
 
@@ -63,9 +62,7 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[argc - 1];
   std::filesystem::create_directories(dir);
-  if (small)
-    write_small(dir);
-  else
-    write_resnet8(dir);
+  if (small) write_small(dir);
+  else write_resnet8(dir);
   return 0;
 }

@@ -91,9 +91,7 @@ void folder(FuzzedDataProvider& in) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider in(data, size);
-  if (in.ConsumeIntegral<uint8_t>() % 2 == 0)
-    one_file(in);
-  else
-    folder(in);
+  if (in.ConsumeIntegral<uint8_t>() % 2 == 0) one_file(in);
+  else folder(in);
   return 0;
 }

@@ -64,8 +64,8 @@ void check_accepted(const resnet::ExperimentConfig& c, const json& user) {
     for (int64_t step : steps) {
       if (step < 0 || step >= total) continue;
       const double lr = resnet::learning_rate(c.train, step, total);
-      if (!std::isfinite(lr) || lr < 0) finding("learning rate " + std::to_string(lr) + " at step " +
-                                                std::to_string(step) + " for " + text);
+      if (!std::isfinite(lr) || lr < 0)
+        finding("learning rate " + std::to_string(lr) + " at step " + std::to_string(step) + " for " + text);
     }
   }
 }
@@ -77,10 +77,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string file_text, line;
   std::vector<std::string> sets;
   while (std::getline(in, line)) {
-    if (line.rfind("--set ", 0) == 0)
-      sets.push_back(line.substr(6));
-    else
-      file_text += line + "\n";
+    if (line.rfind("--set ", 0) == 0) sets.push_back(line.substr(6));
+    else file_text += line + "\n";
   }
   const std::string path = resnet::fuzz::scratch().file("config.json");
   resnet::fuzz::write_bytes(path, file_text.data(), file_text.size());

@@ -68,8 +68,9 @@ class ScratchDir {
   ScratchDir() {
     namespace fs = std::filesystem;
     const char* env = std::getenv("TMPDIR");
-    const fs::path base = env && *env ? fs::path(env) : fs::is_directory("/dev/shm") ? fs::path("/dev/shm")
-                                                                                     : fs::temp_directory_path();
+    const fs::path base = env && *env                    ? fs::path(env)
+                          : fs::is_directory("/dev/shm") ? fs::path("/dev/shm")
+                                                         : fs::temp_directory_path();
     const std::string prefix = "resnet-fuzz-";
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(base, ec)) {

@@ -13,8 +13,8 @@ int64_t blocks_per_stage(int depth, const std::string& block) {
   const int per_block = block == "bottleneck" ? 9 : 6;
   if (depth < per_block + 2 || (depth - 2) % per_block != 0)
     throw InputError("model.depth: " + std::to_string(depth) + " is not a CIFAR depth for " + block + " blocks (" +
-                     std::to_string(per_block) + "n+2: " +
-                     (block == "basic" ? "20, 32, 44, 56, 110, 1202, ..." : "164, 1001, ...") + ")");
+                     std::to_string(per_block) +
+                     "n+2: " + (block == "basic" ? "20, 32, 44, 56, 110, 1202, ..." : "164, 1001, ...") + ")");
   return (depth - 2) / per_block;
 }
 

@@ -21,7 +21,8 @@ const std::map<int, std::vector<int64_t>>& depths() {
 const std::vector<int64_t>& stage_blocks(int depth) {
   const auto it = depths().find(depth);
   if (it == depths().end())
-    throw InputError("model.depth: " + std::to_string(depth) + " is not an ImageNet-family depth (18, 34, 50, 101, 152)");
+    throw InputError("model.depth: " + std::to_string(depth) +
+                     " is not an ImageNet-family depth (18, 34, 50, 101, 152)");
   return it->second;
 }
 
@@ -39,7 +40,8 @@ class ImageNet final : public Family {
     stage_blocks(m.depth);
     const std::string natural = natural_block(m.depth);
     if (m.block == "auto") m.block = natural;
-    if (m.block != natural) throw InputError("model.block: ResNet-" + std::to_string(m.depth) + " uses " + natural + " blocks");
+    if (m.block != natural)
+      throw InputError("model.block: ResNet-" + std::to_string(m.depth) + " uses " + natural + " blocks");
     if (m.stem == "auto") m.stem = "imagenet";
     if (!m.preact) m.preact = false;
     if (m.shortcut == "auto") m.shortcut = "B";
