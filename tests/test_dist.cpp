@@ -15,6 +15,7 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <torch/version.h>
 
 #include <chrono>
 #include <map>
@@ -548,16 +549,23 @@ TEST_F(Dist, ARefusalOnRankZeroStopsEveryRank) {
   EXPECT_NE(read_all(tmp / "odd.err0").find("train.batch_size"), std::string::npos) << read_all(tmp / "odd.err0");
 }
 
-// torchrun (PyPI's torch at python/requirements.txt's pin) launches the binary (agent store, attempt
-// prefix), and with --max-restarts a job whose rank was killed is restarted and resumes by itself,
-// ending as a straight run does.
+// torchrun of the torch whose LibTorch the binary links launches it (agent store, attempt prefix),
+// and with --max-restarts a job whose rank was killed is restarted and resumes by itself, ending as
+// a straight run does. The pip build: PyPI's torch at python/requirements.txt's pin (.venv).
+// Debian's 1.13 build: Debian's python3-torch, whose 1.13 launcher spells its flags with
+// underscores and needs --redirects/--tee on Python 3.11. (A 2.x torchrun's store does not answer
+// a 1.13 client: docs/distributed.md.)
 TEST_F(Dist, TorchrunLaunchesAndRestartsTheJob) {
-  ASSERT_TRUE(python_has("torch.distributed.run"));
-  auto torchrun = [&](const std::string& out, const std::string& extra) {
-    return fmt::format(
-        "{} -m torch.distributed.run --nproc-per-node=2 --master-port={} --no-python {} {} "
-        "--config {} --out {} --no-progress",
-        kPython, free_port(), extra, RESNET_TRAIN_BIN, tmp / "tiny.json", out);
+  const bool torch1 = TORCH_VERSION_MAJOR < 2;
+  const std::string python = torch1 ? "/usr/bin/python3" : kPython;
+  ASSERT_EQ(std::system((python + " -c 'import torch.distributed.run' > /dev/null 2>&1").c_str()), 0)
+      << python << " has no torch.distributed.run: scripts/install_deps.sh --test (1.13) or scripts/python_env.sh";
+  auto torchrun = [&](const std::string& out, std::string extra) {
+    if (torch1 && !extra.empty()) extra = "--max_restarts=1";
+    const std::string flags = torch1 ? "--nproc_per_node=2 --master_port={} --no_python --redirects=1 --tee=1"
+                                     : "--nproc-per-node=2 --master-port={} --no-python";
+    return fmt::format("{} -m torch.distributed.run {} {} {} --config {} --out {} --no-progress", python,
+                       fmt::format(fmt::runtime(flags), free_port()), extra, RESNET_TRAIN_BIN, tmp / "tiny.json", out);
   };
   const std::string plain = torchrun(tmp / "plain", "") + " > " + (tmp / "plain.log") + " 2>&1";
   ASSERT_EQ(std::system(plain.c_str()), 0) << read_all(tmp / "plain.log");
@@ -592,6 +600,36 @@ TEST_F(Dist, TorchrunLaunchesAndRestartsTheJob) {
   EXPECT_NE(std::system(other.c_str()), 0) << read_all(tmp / "other.log");
   EXPECT_NE(read_all(tmp / "other.log").find("run folder exists"), std::string::npos) << read_all(tmp / "other.log");
   EXPECT_EQ(read_all(tmp / "plain/summary.json"), summary_before);
+}
+
+// A store that takes the connection and never answers (what LibTorch 1.13's client meets in a 2.x
+// torchrun's store) stops the rank within runtime.dist_timeout_s (and a grace of 10 s), exit 1 and
+// one line that names the store and the likely cause; without the watchdog it waited forever.
+TEST_F(Dist, AStoreThatNeverAnswersStopsTheRankWithinTheTimeout) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);  // the kernel completes connections; nothing reads or answers
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const auto start = Clock::now();
+  const pid_t pid = spawn_rank(
+      RESNET_TRAIN_BIN,
+      {"--config", tmp / "tiny.json", "--set", "runtime.dist_timeout_s=2", "--out", tmp / "silent", "--no-progress"}, 0,
+      2, ntohs(addr.sin_port), tmp / "silent", {"TORCHELASTIC_USE_AGENT_STORE=True"});
+  const int code = wait_exit(pid, std::chrono::seconds(60));
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  ::close(listener);
+  const std::string err = read_all(tmp / "silent.err0");
+  EXPECT_EQ(code, 1) << err;
+  EXPECT_LT(seconds, 30.0);
+  EXPECT_NE(err.find("rank 0: "), std::string::npos) << err;
+  EXPECT_NE(err.find("rendezvous store at 127.0.0.1:" + std::to_string(ntohs(addr.sin_port))), std::string::npos)
+      << err;
+  EXPECT_FALSE(fs::exists(tmp / "silent/checkpoints")) << "a rank that never joined wrote a run";
 }
 
 int main(int argc, char** argv) {

@@ -34,7 +34,7 @@ Subject subject_from_weights(const std::string& path, const ExperimentConfig& co
                              const c10::Device& device) {
   Subject s;
   s.config = config;
-  check_file_fits(config.model, read_weights(path).tensors, path, /*native=*/false);  // sized before built
+  check_file_fits(config.model, open_weights(path).tensors, path, /*native=*/false);  // sized before built
   s.model = make_model(config.model);
   const WeightsLoad load = load_weights_into(*s.model, path);
   s.model->to(device);

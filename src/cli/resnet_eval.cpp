@@ -49,7 +49,7 @@ Evaluated load_model(const std::string& checkpoint, const std::string& weights, 
   } else {
     e.source = weights;
     e.config = resnet::cli::resolve_config(config_path, sets);
-    resnet::check_file_fits(e.config.model, resnet::read_weights(weights).tensors, weights, /*native=*/false);
+    resnet::check_file_fits(e.config.model, resnet::open_weights(weights).tensors, weights, /*native=*/false);
   }
   e.config.runtime.device = device;
   e.config.runtime.cuda_graph = false;

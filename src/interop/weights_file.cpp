@@ -112,4 +112,8 @@ WeightsFile read_weights(const std::string& path) {
   return parse_weights(read_text_file(path, budget::kWeightsFileBytes), path);
 }
 
+WeightsFile open_weights(const std::string& path) {
+  return open_weights(read_text_file(path, budget::kWeightsFileBytes), path);
+}
+
 }  // namespace resnet

@@ -59,6 +59,9 @@ WeightsFile read_weights(const std::string& path);
 WeightsFile parse_weights(std::string bytes, const std::string& path);
 // Names, dtypes and shapes (meta tensors) and metadata, checked; no tensor's bytes read yet.
 WeightsFile open_weights(std::string bytes, const std::string& path);
+// The same from the file (at most budget::kWeightsFileBytes): what a net is sized against before it
+// is built.
+WeightsFile open_weights(const std::string& path);
 
 // Per format (bytes -> meta tensors and their source); InputError messages do not name the file,
 // open_weights adds it.

@@ -3,8 +3,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
 #include <thread>
 
+#include "compat/torch_compat.h"
 #include "parallel/c10d_communicator.h"
 #include "util/errors.h"
 
@@ -15,6 +19,40 @@ struct Job::Store {
 };
 
 namespace {
+
+// Ends the process (exit 1, one line) if the store is not reached within the timeout: a store
+// that accepts the connection and never answers (a 2.x torchrun's libuv store and a 1.13 client)
+// blocks the client in a read that no timeout of its own ends.
+class StoreWatchdog {
+ public:
+  StoreWatchdog(const LaunchEnv& env, std::chrono::milliseconds timeout)
+      : thread_([this, env, timeout] {
+          std::unique_lock<std::mutex> lock(mutex_);
+          if (cv_.wait_for(lock, timeout, [this] { return done_; })) return;
+          const std::string msg = fmt::format(
+              "rank {}: the rendezvous store at {}:{} did not answer within {} s (under torchrun: use the torchrun "
+              "of the torch whose LibTorch this build links, {}; a 2.x torchrun's store does not answer a 1.13 "
+              "client)",
+              env.rank, env.master_addr, env.master_port, timeout.count() / 1000, compat::torch_version());
+          std::fprintf(stderr, "%s\n", one_line(msg).c_str());
+          std::fflush(stderr);
+          std::_Exit(kExitFailure);
+        }) {}
+  ~StoreWatchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
 
 c10::intrusive_ptr<c10d::Store> make_store(const LaunchEnv& env, std::chrono::milliseconds timeout) {
   try {
@@ -28,6 +66,9 @@ c10::intrusive_ptr<c10d::Store> make_store(const LaunchEnv& env, std::chrono::mi
     // Every rank counts itself in (the server waits for all of them): a client that does not
     // leaves the server waiting for the whole timeout.
     opts.waitWorkers = true;
+    // The constructor's own timeout bounds connecting and waiting for the workers; the watchdog
+    // bounds the rest (a grace of 10 s past it, so that its own messages come first).
+    const StoreWatchdog watchdog(env, timeout + std::chrono::seconds(10));
     c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, opts);
     if (env.agent_store)
       store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(env.restart_count), store);
