@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# resnet-train's config errors: exit code 2 and one line naming the key (design.md contract).
+# resnet-train's config errors: exit code 2 and one line naming the key (the command-line contract: ARCHITECTURE.md, docs/usage.md).
 set -u
 bin=$1
 configs=$2

@@ -76,7 +76,7 @@ struct Rig {
     norm = fit_normalizer(data.train.images, "channel");
     at::manual_seed(static_cast<uint64_t>(c.runtime.seed));
     model = make_model(c.model);
-    sgd = std::make_unique<Sgd>(model->parameters(), SgdOptions{0.9, 1e-4, false});
+    sgd = std::make_unique<Sgd>(model->parameters(), SgdOptions{});  // momentum 0.9, wd 1e-4
     source = std::make_unique<BatchSource>(data.train, norm, kBatch, true, 7, c10::Device(c10::kCPU), shard);
   }
 };

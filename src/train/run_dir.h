@@ -1,5 +1,5 @@
 #pragma once
-// The run directory contract (design.md): config.json, metrics.jsonl, metrics.csv, train.log,
+// The run directory contract (docs/usage.md, docs/safety.md): config.json, metrics.jsonl, metrics.csv, train.log,
 // checkpoints/last.ckpt, summary.json. Every JSON file is replaced atomically; metrics are
 // appended one row per evaluation and, on resume, cut back to the checkpoint's step.
 //

@@ -76,8 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   at::manual_seed(0);
   resnet::ResNet model = resnet::make_model(config.model);
   if (!expect_only_input_errors([&] { reader->load_model(*model); }, path)) return 0;
-  const auto& t = config.train;
-  resnet::Sgd sgd(model->parameters(), resnet::SgdOptions{t.momentum, t.weight_decay, t.nesterov});
+  resnet::Sgd sgd(model->parameters(), resnet::sgd_options(config.train));
   expect_only_input_errors([&] { reader->load_optimizer(sgd, *model); }, path);
   return 0;
 }
