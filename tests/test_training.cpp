@@ -349,10 +349,10 @@ TEST_F(Training, ResnetEvalReproducesTheTrainersError) {
 }
 
 // A checkpoint whose metadata claims a huge net (the shapes of 20,000,000 classes, a depth of
-// 1,200,002) beside its small tensors is refused by the net's size before anything is built:
-// exit 2 at once, one line naming the file and the key; past the config's bounds too, since the
-// file's tensors cannot hold such a net.
-TEST_F(Training, ResnetEvalSizesTheNetBeforeBuildingIt) {
+// 1,200,002) beside its small tensors is refused by the net's size before anything is built, by
+// resnet-eval and resnet-export alike: exit 2 at once, one line naming the file and the key, nothing
+// written; past the config's bounds too, since the file's tensors cannot hold such a net.
+TEST_F(Training, ResnetEvalAndExportSizeTheNetBeforeBuildingIt) {
   ExperimentConfig c = tiny_config(tmp / "data", 10);
   ASSERT_EQ(train(c, quiet(tmp / "run")), 0);
   CheckpointReader reader(tmp / "run/checkpoints/last.ckpt");
@@ -372,15 +372,20 @@ TEST_F(Training, ResnetEvalSizesTheNetBeforeBuildingIt) {
     contents.config["model"].update(k.model);
     const std::string bad = tmp / "bad.ckpt";
     save_checkpoint(bad, contents, *model, nullptr);
-    const auto start = std::chrono::steady_clock::now();
-    const std::string cmd = std::string(RESNET_EVAL_BIN) + " --checkpoint " + bad + " > " + (tmp / "out.txt") + " 2>&1";
-    EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 2) << k.model;
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const std::string text = read_text_file(tmp / "out.txt");
-    EXPECT_NE(text.find(bad + ": "), std::string::npos) << text;
-    EXPECT_NE(text.find(k.key), std::string::npos) << text;
-    EXPECT_EQ(text.find('\n'), text.size() - 1) << "not one line: " << text;
-    EXPECT_LT(seconds, 10) << text;
+    for (const std::string& tool : {std::string(RESNET_EVAL_BIN) + " --checkpoint " + bad,
+                                    std::string(RESNET_BIN_DIR) + "/resnet-export --checkpoint " + bad + " --out " +
+                                        (tmp / "never.safetensors")}) {
+      const auto start = std::chrono::steady_clock::now();
+      const std::string cmd = tool + " > " + (tmp / "out.txt") + " 2>&1";
+      EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 2) << tool << ": " << k.model;
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const std::string text = read_text_file(tmp / "out.txt");
+      EXPECT_NE(text.find(bad + ": "), std::string::npos) << text;
+      EXPECT_NE(text.find(k.key), std::string::npos) << text;
+      EXPECT_EQ(text.find('\n'), text.size() - 1) << "not one line: " << text;
+      EXPECT_LT(seconds, 10) << text;
+      EXPECT_FALSE(fs::exists(tmp / "never.safetensors")) << tool;
+    }
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include "cli/common.h"
 #include "interop/onnx_export.h"
+#include "interop/state_dict.h"
 #include "interop/weights.h"
 #include "train/checkpoint.h"
 #include "train/run_dir.h"
@@ -60,6 +61,8 @@ int main(int argc, char** argv) {
     const std::string path = resnet::checkpoint_in(checkpoint);
     resnet::CheckpointReader reader(path);
     const resnet::ExperimentConfig config = reader.config();
+    // Sized against the file's tensors before it is built (a small file cannot ask for a huge net).
+    resnet::check_file_fits(config.model, reader.model_tensors(), path, /*native=*/true);
     auto model = resnet::make_model(config.model);
     reader.load_model(*model);
     if (naming == resnet::Names::kTorchvision) {
