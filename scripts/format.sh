@@ -18,8 +18,11 @@ if [ -z "$cf" ]; then
 fi
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   mapfile -t files < <(git ls-files -- '*.cpp' '*.h' '*.cu' '*.cuh')
-else  # an unpacked source archive
-  mapfile -t files < <(find src tests bench -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) | sort)
+else  # an unpacked source archive (or a checkout git will not read)
+  echo "format.sh: not a git work tree here: checking the C++ files under src/, tests/, bench/" >&2
+  dirs=()
+  for d in src tests bench; do [ -d "$d" ] && dirs+=("$d"); done
+  mapfile -t files < <(find "${dirs[@]}" -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) | sort)
 fi
 [ "${#files[@]}" -gt 0 ] || { echo "format.sh: no C++ sources tracked here" >&2; exit 2; }
 if [ "$check" = 0 ]; then

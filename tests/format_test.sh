@@ -5,6 +5,7 @@
 #   format_test.sh PROJECT_DIR
 set -euo pipefail
 root=${1:?usage: format_test.sh PROJECT_DIR}
+command -v git >/dev/null || { echo "format_test: needs git for its scratch repository" >&2; exit 77; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/scripts" "$tmp/src"

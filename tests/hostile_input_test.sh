@@ -44,8 +44,15 @@ sys.exit(rc if rc >= 0 else 128 - rc)' "$@"
 cfg=$src/tests/fixtures/v1_config.json
 "$py" "$src/tests/tools/write_synthetic_cifar.py" "$tmp/data" 16 40 || fail "synthetic data"
 d=(--data-dir "$tmp/data")
-measure "$tmp/time" "$bin/resnet-eval" --weights "$tmp/missing.pt" --config "$cfg" >/dev/null 2>&1
+measure "$tmp/time" "$bin/resnet-eval" --weights "$tmp/missing.pt" --config "$cfg" >/dev/null 2>"$tmp/base.err"
+base_rc=$?
 read -r base_kb _ <"$tmp/time"
+[ "$base_rc" = 2 ] && grep -q "missing.pt" "$tmp/base.err" ||
+  fail "footprint: resnet-eval on a missing file: exit $base_rc, $(head -c 300 "$tmp/base.err")"
+# The footprint itself is bounded: a tool that takes memory before it reads anything must not
+# raise the bound it is held to.
+[ "${base_kb:-0}" -gt 0 ] && [ "$base_kb" -le $((600 * 1024)) ] ||
+  fail "footprint: resnet-eval on a missing file peaked at $((${base_kb:-0} / 1024)) MB (at most 600 MB)"
 rss_limit_mb=$((base_kb / 1024 + ${RSS_ALLOWANCE_MB:-250}))
 echo "footprint: resnet-eval refusing a missing file peaks at $((base_kb / 1024)) MB; limit $rss_limit_mb MB"
 # A real run to copy and plant things in: checkpoint, metrics, log, TensorBoard events.

@@ -25,12 +25,14 @@ namespace {
 // blocks the client in a read that no timeout of its own ends.
 class StoreWatchdog {
  public:
+  // Waits `timeout` and a grace of 10 s (so that the store's own errors come first).
   StoreWatchdog(const LaunchEnv& env, std::chrono::milliseconds timeout)
       : thread_([this, env, timeout] {
           std::unique_lock<std::mutex> lock(mutex_);
-          if (cv_.wait_for(lock, timeout, [this] { return done_; })) return;
+          if (cv_.wait_for(lock, timeout + std::chrono::seconds(10), [this] { return done_; })) return;
           const std::string msg = fmt::format(
-              "rank {}: the rendezvous store at {}:{} did not answer within {} s (under torchrun: use the torchrun "
+              "rank {}: the rendezvous store at {}:{} did not answer within {} s (+10 s of grace; under torchrun: use "
+              "the torchrun "
               "of the torch whose LibTorch this build links, {}; a 2.x torchrun's store does not answer a 1.13 "
               "client)",
               env.rank, env.master_addr, env.master_port, timeout.count() / 1000, compat::torch_version());
@@ -67,8 +69,8 @@ c10::intrusive_ptr<c10d::Store> make_store(const LaunchEnv& env, std::chrono::mi
     // leaves the server waiting for the whole timeout.
     opts.waitWorkers = true;
     // The constructor's own timeout bounds connecting and waiting for the workers; the watchdog
-    // bounds the rest (a grace of 10 s past it, so that its own messages come first).
-    const StoreWatchdog watchdog(env, timeout + std::chrono::seconds(10));
+    // bounds the rest.
+    const StoreWatchdog watchdog(env, timeout);
     c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, opts);
     if (env.agent_store)
       store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(env.restart_count), store);
