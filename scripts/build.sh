@@ -7,6 +7,9 @@
 # python/requirements.txt pins. --target T... (after the cmake args) builds only those targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# ccache (CMakeLists.txt uses it where installed) rewrites paths under the checkout to relative
+# ones, so a second clone elsewhere hits the first one's cache.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
 pip=0
 if [ "${1:-}" = --pip ]; then pip=1; shift; fi
 args=()

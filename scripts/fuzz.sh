@@ -17,6 +17,7 @@
 # target needs, so that a bomb is a finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}  # a second clone elsewhere hits the first one's cache
 mode=replay
 seconds=0
 minutes=0

@@ -137,6 +137,7 @@ namespace {
 // What every check shares: the config, eager and graph runtimes, the data, the step count and the
 // eager reference trajectory.
 struct VerifyContext {
+  VerifyContext(const ExperimentConfig& c, const Runtime& rt) : config(c), eager(rt), graph(rt) {}
   const ExperimentConfig& config;
   Runtime eager, graph;
   bool cuda = false;
@@ -231,7 +232,7 @@ nlohmann::json run_verify(const ExperimentConfig& config, int64_t steps) {
   rt.cudnn_benchmark = false;  // the same convolution algorithms on both sides
   apply_runtime(rt);
   if (rt.device.is_cuda()) at::globalContext().setDeterministicCuDNN(true);
-  VerifyContext v{config, rt, rt};
+  VerifyContext v(config, rt);  // eager and graph start from the same runtime
   v.cuda = rt.device.is_cuda();
   v.eager.cuda_graph = false;
   v.graph.cuda_graph = v.cuda;  // the graph where there is one; eager again on the CPU
