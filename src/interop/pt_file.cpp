@@ -111,24 +111,6 @@ WeightsFile pickled_weights(const pickle::Pickle& p, const std::vector<std::pair
 
 namespace {
 
-// The zip's tensors, read when asked for: only the storages the asked tensors view.
-class ZipTensors final : public TensorSource {
- public:
-  ZipTensors(SharedBytes bytes, std::unique_ptr<ZipReader> zip, pickle::Pickle pickle)
-      : bytes_(std::move(bytes)), zip_(std::move(zip)), pickle_(std::move(pickle)) {}
-  std::vector<at::Tensor> load(const std::vector<size_t>& ids) override {
-    pickle::load_zip_tensors(pickle_, *zip_, ids);
-    std::vector<at::Tensor> out;
-    for (size_t id : ids) out.push_back(std::move(pickle_.tensor_at(id)));
-    return out;
-  }
-
- private:
-  SharedBytes bytes_;  // the zip reads from them
-  std::unique_ptr<ZipReader> zip_;
-  pickle::Pickle pickle_;
-};
-
 nlohmann::json read_metadata(ZipReader& zip) {
   if (!zip.has(kMetadataRecord)) return nlohmann::json::object();
   const nlohmann::json m = parse_json(zip.read(kMetadataRecord, budget::kJsonFileBytes), kMetadataRecord);
@@ -151,7 +133,7 @@ WeightsFile decode_pt(const SharedBytes& bytes) {
   const auto entries = state_dict_of(p, "data.pkl");
   nlohmann::json metadata = read_metadata(*zip);
   WeightsFile file = pickled_weights(p, entries, nullptr);
-  file.source = std::make_shared<ZipTensors>(bytes, std::move(zip), std::move(p));
+  file.source = std::make_shared<pickle::ZipTensors>(bytes, std::move(zip), std::move(p));
   file.metadata = std::move(metadata);
   return file;
 }

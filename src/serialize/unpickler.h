@@ -30,13 +30,15 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
-namespace resnet {
-class ZipReader;
-}
+#include "serialize/tensor_source.h"
+#include "serialize/zip_reader.h"
+
+namespace resnet {}
 
 namespace resnet::pickle {
 
@@ -117,5 +119,25 @@ void load_zip_tensors(Pickle& pickle, ZipReader& zip, const std::vector<size_t>&
 // bytes for each storage the pickle names (load_zip_tensors checks it again as it reads).
 void check_zip_storages(const Pickle& pickle, const ZipReader& zip);
 void load_zip_tensors(Pickle& pickle, ZipReader& zip);
+
+// A zip archive's tensors, read when asked for: only the storages the asked tensors view
+// (weights files in .pt's zip format, version-1 checkpoints).
+class ZipTensors final : public TensorSource {
+ public:
+  ZipTensors(std::shared_ptr<const std::string> bytes, std::unique_ptr<ZipReader> zip, Pickle pickle)
+      : bytes_(std::move(bytes)), zip_(std::move(zip)), pickle_(std::move(pickle)) {}
+  std::vector<at::Tensor> load(const std::vector<size_t>& ids) override {
+    load_zip_tensors(pickle_, *zip_, ids);
+    std::vector<at::Tensor> out;
+    for (size_t id : ids) out.push_back(std::move(pickle_.tensor_at(id)));
+    return out;
+  }
+  const Pickle& pickle() const { return pickle_; }
+
+ private:
+  std::shared_ptr<const std::string> bytes_;  // the zip reads from them
+  std::unique_ptr<ZipReader> zip_;
+  Pickle pickle_;
+};
 
 }  // namespace resnet::pickle

@@ -87,29 +87,9 @@ nlohmann::json metadata_json(const std::string& text, const std::string& what) {
   return parse_json(text, "corrupt checkpoint metadata (" + what + ")");
 }
 
-// The archive's tensors, read when matched (StoredCheckpoint::source): only the storages those
-// tensors need.
-class ArchiveTensors final : public TensorSource {
- public:
-  ArchiveTensors(std::shared_ptr<const std::string> bytes, std::unique_ptr<ZipReader> zip, pickle::Pickle pickle)
-      : bytes_(std::move(bytes)), zip_(std::move(zip)), pickle_(std::move(pickle)) {}
-  std::vector<at::Tensor> load(const std::vector<size_t>& ids) override {
-    pickle::load_zip_tensors(pickle_, *zip_, ids);
-    std::vector<at::Tensor> out;
-    for (size_t id : ids) out.push_back(std::move(pickle_.tensor_at(id)));
-    return out;
-  }
-  const pickle::Pickle& pickle() const { return pickle_; }
-
- private:
-  std::shared_ptr<const std::string> bytes_;  // the zip reads from them
-  std::unique_ptr<ZipReader> zip_;
-  pickle::Pickle pickle_;
-};
-
 // A normaliser tensor: read at once when it is small enough to fit an image (3 x 32 x 32 values),
 // else left as a meta tensor, which the checkpoint's checks refuse by its shape.
-at::Tensor small_tensor(ArchiveTensors& source, size_t index) {
+at::Tensor small_tensor(pickle::ZipTensors& source, size_t index) {
   const at::Tensor meta = pickle::meta_tensor(source.pickle().at(index));
   return meta.numel() <= 3 * 32 * 32 ? source.load({index}).at(0) : meta;
 }
@@ -172,7 +152,7 @@ StoredCheckpoint read_archive(std::string archive) {
         "code of its own (refused; nothing in it was run)");
   StoredCheckpoint out = to_stored(p, dict);
   const size_t mean = attribute(p, dict, "norm_mean"), std = attribute(p, dict, "norm_std");
-  auto source = std::make_shared<ArchiveTensors>(bytes, std::move(zip), std::move(p));
+  auto source = std::make_shared<pickle::ZipTensors>(bytes, std::move(zip), std::move(p));
   // `p` has moved into the source: the normaliser's values are looked up there.
   out.source = source;
   out.mean = small_tensor(*source, mean);
